@@ -1,0 +1,19 @@
+"""Wiring of the SAC pipeline: one node per stage, artifacts named in the catalog under ``sac.``."""
+
+from kedro.pipeline import Node, Pipeline
+
+from rlpipe.pipelines.sac import nodes
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    stages = Pipeline([
+        Node(nodes.load_config, "params:sac", "config", name="load_config"),
+        Node(nodes.generate_scenarios, "config", ["scenarios_train", "scenarios_eval"], name="generate_scenarios"),
+        Node(nodes.init_agent, "config", "initial_state", name="init_agent"),
+        Node(nodes.prefill_buffer, ["config", "scenarios_train"], "replay_buffer", name="prefill_buffer"),
+        Node(nodes.train, ["config", "initial_state", "replay_buffer", "scenarios_train"],
+             ["agent", "training_history"], name="train"),
+        Node(nodes.evaluate, ["config", "agent", "scenarios_eval"], ["eval_episodes", "eval_summary"],
+             name="evaluate"),
+    ])
+    return Pipeline(stages, namespace="sac", parameters={"params:sac"}, prefix_datasets_with_namespace=True)

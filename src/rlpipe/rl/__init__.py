@@ -1,0 +1,1 @@
+"""The RL library: pure JAX, no Kedro below this package."""

@@ -1,0 +1,232 @@
+"""Typed run configuration and its validation.
+
+A raw mapping (what Kedro hands over as ``params:sac``) becomes a frozen dataclass tree. Every problem is
+reported as a :class:`ConfigError` naming the dotted key, the offending value and what is allowed, before
+any expensive work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is invalid; the message names the key."""
+
+    def __init__(self, key: str, problem: str):
+        self.key = key
+        self.problem = problem
+        super().__init__(f"{key}: {problem}")
+
+
+def spec(default: Any = dataclasses.MISSING, *, ge=None, gt=None, le=None, lt=None, choices=None,
+         doc: str = "", default_factory: Any = dataclasses.MISSING):
+    """A dataclass field carrying its validation rules (bounds, allowed values) and a one-line doc."""
+    metadata = {"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "doc": doc}
+    if default_factory is not dataclasses.MISSING:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+# --------------------------------------------------------------------------------------------------- sections
+@dataclass(frozen=True)
+class EnvConfig:
+    id: str = spec("Pendulum-v1", doc="gymnax environment id, or 'package.module:ClassName' of a user env")
+
+
+@dataclass(frozen=True)
+class ScenarioConfig:
+    num_train: int = spec(256, ge=1, doc="training scenarios (sampled at every episode reset)")
+    num_eval: int = spec(64, ge=1, doc="held-out evaluation scenarios (each run once, deterministically)")
+    ranges: dict[str, tuple[float, float]] = spec(
+        default_factory=dict,
+        doc="env parameter -> [low, high] drawn uniformly per scenario; parameters not named keep their defaults",
+    )
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    hidden_sizes: tuple[int, ...] = spec((64, 64), doc="hidden layer widths of actor and critics")
+    activation: str = spec("relu", choices=("relu", "tanh", "gelu", "silu"), doc="hidden activation")
+
+
+@dataclass(frozen=True)
+class BufferConfig:
+    capacity: int = spec(100_000, ge=1, doc="replay buffer transitions, over all devices")
+    prefill_steps: int = spec(1_000, ge=1, doc="env steps of uniformly random actions before training")
+
+
+@dataclass(frozen=True)
+class SACTrainConfig:
+    total_env_steps: int = spec(20_000, ge=1, doc="env steps in all, prefill included")
+    num_envs: int = spec(8, ge=1, doc="parallel environments over all devices")
+    unroll_length: int = spec(1, ge=1, doc="env steps per environment per iteration")
+    batch_size: int = spec(128, ge=1, doc="transitions per gradient step over all devices")
+    grad_updates_per_iter: int = spec(8, ge=1, doc="gradient steps per iteration")
+    learning_rate: float = spec(1e-3, gt=0.0, doc="Adam learning rate of actor, critics and temperature")
+    gamma: float = spec(0.99, gt=0.0, le=1.0, doc="discount factor")
+    tau: float = spec(0.005, gt=0.0, le=1.0, doc="Polyak rate of the target critics")
+    init_temperature: float = spec(1.0, gt=0.0, doc="initial entropy temperature alpha")
+    target_entropy: float | None = spec(None, doc="entropy target; null means -action_dim")
+    log_every_env_steps: int = spec(2_000, ge=1, doc="env steps between progress lines (one compiled call)")
+    checkpoint_every_env_steps: int = spec(10_000, ge=1, doc="env steps between periodic checkpoints")
+    checkpoint_dir: str = spec("data/06_models/sac_checkpoints", doc="where periodic checkpoints go, one folder a run")
+    keep_checkpoints: int = spec(3, ge=1, doc="periodic checkpoints kept per run (newest)")
+
+
+@dataclass(frozen=True)
+class SACConfig:
+    seed: int = spec(0, ge=0, lt=2**31, doc="the one seed every RNG key is split from")
+    env: EnvConfig = spec(default_factory=EnvConfig)
+    scenarios: ScenarioConfig = spec(default_factory=ScenarioConfig)
+    network: NetworkConfig = spec(default_factory=NetworkConfig)
+    buffer: BufferConfig = spec(default_factory=BufferConfig)
+    train: SACTrainConfig = spec(default_factory=SACTrainConfig)
+
+
+# ------------------------------------------------------------------------------------------ mapping -> typed
+def parse(cls: type, data: Any, key: str):
+    """Build dataclass ``cls`` from a mapping, checking every key, type and bound; ``key`` is the dotted prefix."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(key, f"expected a mapping of settings, got {_show(data)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        name = str(unknown[0])
+        close = difflib.get_close_matches(name, fields, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"{key}.{name}", f"unknown key{hint}; allowed keys: {', '.join(fields)}")
+    values = {}
+    for name, f in fields.items():
+        if name in data:
+            values[name] = _convert(hints[name], data[name], f"{key}.{name}", f.metadata)
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any, key: str, rules: Mapping[str, Any]):
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(options[0], value, key, rules)
+    if dataclasses.is_dataclass(hint):
+        return parse(hint, value, key)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"expected true or false, got {_show(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"expected an integer, got {_show(value)}")
+        _check_bounds(value, key, rules)
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(key, f"expected a number, got {_show(value)}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(key, f"expected a finite number, got {value}")
+        _check_bounds(value, key, rules)
+        return value
+    if hint is str:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(key, f"expected a non-empty string, got {_show(value)}")
+        choices = rules.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(key, f"{value!r} is not one of {', '.join(map(repr, choices))}")
+        return value
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (list, tuple)):
+            raise ConfigError(key, f"expected a list, got {_show(value)}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            if not value:
+                raise ConfigError(key, "expected a non-empty list")
+            items = [_convert(args[0], v, f"{key}[{i}]", {"ge": 1}) for i, v in enumerate(value)]
+        else:
+            if len(value) != len(args):
+                raise ConfigError(key, f"expected a list of {len(args)} values, got {len(value)}")
+            items = [_convert(a, v, f"{key}[{i}]", {}) for i, (a, v) in enumerate(zip(args, value))]
+        return tuple(items)
+    if origin is dict:
+        key_type, value_type = typing.get_args(hint)
+        if not isinstance(value, Mapping):
+            raise ConfigError(key, f"expected a mapping, got {_show(value)}")
+        return {str(k): _convert(value_type, v, f"{key}.{k}", {}) for k, v in value.items()}
+    raise TypeError(f"config type {hint!r} of {key} is not supported")  # a bug in this module, not user input
+
+
+def _check_bounds(value: float, key: str, rules: Mapping[str, Any]) -> None:
+    checks = (("ge", lambda a, b: a >= b, ">="), ("gt", lambda a, b: a > b, ">"),
+              ("le", lambda a, b: a <= b, "<="), ("lt", lambda a, b: a < b, "<"))
+    for name, ok, symbol in checks:
+        bound = rules.get(name)
+        if bound is not None and not ok(value, bound):
+            raise ConfigError(key, f"{value!r} is out of range: must be {symbol} {bound}")
+
+
+def _show(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def to_dict(config: Any) -> dict:
+    """The plain nested-dict form of a config (JSON-ready: tuples become lists)."""
+
+    def plain(v):
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(config))
+
+
+# ------------------------------------------------------------------------------------------ cross-field rules
+def check_divisible(value: int, key: str, num_devices: int) -> None:
+    if value % num_devices:
+        raise ConfigError(key, f"{value} must be divisible by the number of local devices ({num_devices}): "
+                               "each device gets an equal share")
+
+
+def load_sac_config(raw: Any, num_devices: int, key: str = "sac") -> SACConfig:
+    """Validate ``params:sac`` into a :class:`SACConfig` for ``num_devices`` local devices."""
+    from rlpipe.rl.envs import check_env_id, check_scenario_ranges  # envs import jax: keep config import light
+
+    config = parse(SACConfig, raw, key)
+    t, b = config.train, config.buffer
+    spec_ = check_env_id(config.env.id, f"{key}.env.id", continuous=True)
+    check_scenario_ranges(config.scenarios.ranges, spec_, f"{key}.scenarios.ranges")
+    for name, value in (("train.num_envs", t.num_envs), ("train.batch_size", t.batch_size),
+                        ("buffer.capacity", b.capacity)):
+        check_divisible(value, f"{key}.{name}", num_devices)
+    if t.batch_size > b.capacity:
+        raise ConfigError(f"{key}.train.batch_size", f"{t.batch_size} is larger than {key}.buffer.capacity "
+                                                     f"({b.capacity}): a batch must fit in the buffer")
+    if b.prefill_steps > b.capacity:
+        raise ConfigError(f"{key}.buffer.prefill_steps", f"{b.prefill_steps} is larger than {key}.buffer.capacity "
+                                                         f"({b.capacity})")
+    if b.prefill_steps < t.num_envs:
+        raise ConfigError(f"{key}.buffer.prefill_steps", f"{b.prefill_steps} is smaller than {key}.train.num_envs "
+                                                         f"({t.num_envs}): every environment needs a prefill step")
+    if t.total_env_steps <= b.prefill_steps:
+        raise ConfigError(f"{key}.train.total_env_steps",
+                          f"{t.total_env_steps} leaves no training after {key}.buffer.prefill_steps "
+                          f"({b.prefill_steps}) random steps; it counts prefill steps too")
+    steps_per_iter = t.num_envs * t.unroll_length
+    if t.log_every_env_steps < steps_per_iter:
+        raise ConfigError(f"{key}.train.log_every_env_steps",
+                          f"{t.log_every_env_steps} is below one iteration ({steps_per_iter} env steps = "
+                          f"num_envs x unroll_length)")
+    return config

@@ -1,0 +1,15 @@
+"""Environments: the registry of JAX envs and the scenarios that parameterize them."""
+
+from rlpipe.rl.envs.registry import EnvSpec, check_env_id, make_env
+from rlpipe.rl.envs.scenarios import (
+    ScenarioBatch,
+    ScenarioError,
+    check_scenario_ranges,
+    generate_scenarios,
+    scenarios_to_batch,
+)
+
+__all__ = [
+    "EnvSpec", "ScenarioBatch", "ScenarioError", "check_env_id", "check_scenario_ranges", "generate_scenarios",
+    "make_env", "scenarios_to_batch",
+]

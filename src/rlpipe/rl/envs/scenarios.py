@@ -1,0 +1,116 @@
+"""Scenarios: one row = one episode's full specification (env parameters + a reset seed).
+
+Scenario tables are plain DataFrames (they live in the catalog as Parquet); inside JAX they become a
+:class:`ScenarioBatch`, the env params struct with a leading scenario axis plus one reset key per row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from flax import struct
+
+from rlpipe.rl.config import ConfigError
+from rlpipe.rl.envs.registry import EnvSpec
+
+ID_COLUMN = "scenario_id"
+SEED_COLUMN = "reset_seed"
+_SEED_LIMIT = 2**31 - 1
+
+
+class ScenarioError(ValueError):
+    """A scenario table is unusable; the message names the table, column and row."""
+
+
+@struct.dataclass
+class ScenarioBatch:
+    params: object  # env params struct, every leaf with a leading [num_scenarios] axis
+    reset_keys: jax.Array  # uint32 [num_scenarios, 2]
+
+    @property
+    def size(self) -> int:
+        return self.reset_keys.shape[0]
+
+
+def check_scenario_ranges(ranges: Mapping[str, tuple[float, float]], spec: EnvSpec, key: str) -> None:
+    """Every ranged name must be an env parameter, with low <= high (integers for integer parameters)."""
+    fields = spec.param_fields
+    for name, (low, high) in ranges.items():
+        if name not in fields:
+            raise ConfigError(f"{key}.{name}", f"{spec.id} has no parameter {name!r}; "
+                                               f"its parameters are {', '.join(fields)}")
+        if low > high:
+            raise ConfigError(f"{key}.{name}", f"low {low} is above high {high}")
+        if fields[name] is int and (low != int(low) or high != int(high)):
+            raise ConfigError(f"{key}.{name}", f"{name} is an integer parameter; got [{low}, {high}]")
+
+
+def generate_scenarios(spec: EnvSpec, ranges: Mapping[str, tuple[float, float]], num_train: int, num_eval: int,
+                       seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Disjoint train and eval scenario tables, reproducible from ``seed``.
+
+    Reset seeds are drawn without replacement, so no eval scenario repeats a training one; parameters named in
+    ``ranges`` are uniform in [low, high] per scenario, the others keep the environment's default.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5CE7]))
+    total = num_train + num_eval
+    seeds = rng.choice(_SEED_LIMIT, size=total, replace=False).astype(np.int64)
+    columns: dict[str, np.ndarray] = {ID_COLUMN: np.arange(total, dtype=np.int64), SEED_COLUMN: seeds}
+    for name, kind in spec.param_fields.items():
+        default = getattr(spec.default_params, name)
+        if name in ranges:
+            low, high = ranges[name]
+            if kind is int:
+                columns[name] = rng.integers(int(low), int(high), size=total, endpoint=True).astype(np.int64)
+            else:
+                columns[name] = rng.uniform(low, high, size=total)
+        else:
+            columns[name] = np.full(total, default, dtype=np.int64 if kind is int else np.float64)
+    table = pd.DataFrame(columns)
+    return table.iloc[:num_train].reset_index(drop=True), table.iloc[num_train:].reset_index(drop=True)
+
+
+def scenarios_to_batch(table: pd.DataFrame, spec: EnvSpec, name: str) -> ScenarioBatch:
+    """Turn a scenario table into the batched params struct; ``name`` (e.g. the file) is used in errors."""
+    if len(table) == 0:
+        raise ScenarioError(f"{name}: the scenario table has no rows")
+    required = [SEED_COLUMN, *spec.param_fields]
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise ScenarioError(f"{name}: missing column(s) {', '.join(missing)}; required: {', '.join(required)}")
+    arrays = {}
+    for column, kind in [(SEED_COLUMN, int), *spec.param_fields.items()]:
+        values = table[column]
+        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            raise ScenarioError(f"{name}: column {column!r} must be numeric, has dtype {values.dtype}")
+        data = values.to_numpy(dtype=np.float64)
+        bad = np.flatnonzero(~np.isfinite(data))
+        if bad.size:
+            raise ScenarioError(f"{name}: column {column!r} row {int(bad[0])} is {data[bad[0]]} (not finite)")
+        if kind is int:
+            frac = np.flatnonzero(data != np.round(data))
+            if frac.size:
+                raise ScenarioError(f"{name}: column {column!r} row {int(frac[0])} is {data[frac[0]]}, "
+                                    "expected an integer")
+        arrays[column] = data
+    seeds = arrays.pop(SEED_COLUMN)
+    out_of_range = np.flatnonzero((seeds < 0) | (seeds >= _SEED_LIMIT))
+    if out_of_range.size:
+        raise ScenarioError(f"{name}: column {SEED_COLUMN!r} row {int(out_of_range[0])} is "
+                            f"{seeds[out_of_range[0]]:.0f}, allowed 0 <= seed < {_SEED_LIMIT}")
+    params = spec.default_params.replace(**{
+        column: jnp.asarray(values, jnp.int32 if spec.param_fields[column] is int else jnp.float32)
+        for column, values in arrays.items()
+    })
+    reset_keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds.astype(np.int32)))
+    return ScenarioBatch(params=params, reset_keys=reset_keys)
+
+
+def take(batch: ScenarioBatch, index: jax.Array) -> tuple[object, jax.Array]:
+    """Env params and reset keys of the scenarios at ``index`` (any shape), inside JAX."""
+    params = jax.tree.map(lambda leaf: leaf[index], batch.params)
+    return params, batch.reset_keys[index]

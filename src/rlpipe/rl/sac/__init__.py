@@ -1,0 +1,1 @@
+"""Soft Actor-Critic: networks, losses and the compiled, device-parallel training loop."""

@@ -1,0 +1,123 @@
+"""The SAC pipeline through Kedro: in-process with the runner, and from the command line as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+from rlpipe.rl.config import SACConfig, to_dict
+from tests.conftest import PROJECT_ROOT, TINY_SAC
+
+VERSIONED = {
+    "sac.scenarios_train": "data/02_intermediate/sac/scenarios_train.parquet",
+    "sac.scenarios_eval": "data/02_intermediate/sac/scenarios_eval.parquet",
+    "sac.replay_buffer": "data/03_primary/sac/replay_buffer.npz",
+    "sac.agent": "data/06_models/sac/agent",
+    "sac.training_history": "data/07_model_output/sac/training_history.parquet",
+    "sac.eval_episodes": "data/07_model_output/sac/eval_episodes.parquet",
+    "sac.eval_summary": "data/07_model_output/sac/eval_summary.json",
+}
+
+
+@pytest.fixture
+def tiny_project(project):
+    (project / "conf" / "local" / "parameters_sac.yml").write_text(yaml.safe_dump({"sac": TINY_SAC}))
+    return project
+
+
+def versions(root: Path, rel: str) -> list[str]:
+    folder = root / rel
+    return sorted(p.name for p in folder.iterdir() if (p / folder.name).exists()) if folder.is_dir() else []
+
+
+def test_catalog_defaults_match_the_typed_defaults():
+    """conf/base/parameters_sac.yml shows users the real defaults: it must not drift from the dataclasses."""
+    shipped = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_sac.yml").read_text())["sac"]
+    assert shipped == to_dict(SACConfig())
+
+
+def test_every_catalog_entry_is_written_by_the_runner(tiny_project):
+    bootstrap_project(tiny_project)
+    with KedroSession.create(project_path=tiny_project) as session:
+        session.run(pipeline_name="sac")
+    for name, rel in VERSIONED.items():
+        assert len(versions(tiny_project, rel)) == 1, name
+
+    with KedroSession.create(project_path=tiny_project) as session:
+        catalog = session.load_context().catalog
+        train, evaluation = catalog.load("sac.scenarios_train"), catalog.load("sac.scenarios_eval")
+        assert len(train) == 8 and len(evaluation) == 4
+        assert not set(train["reset_seed"]) & set(evaluation["reset_seed"])
+        buffer = catalog.load("sac.replay_buffer")
+        assert buffer["obs"].shape == (64, 3) and buffer["action"].shape == (64, 1)
+        assert np.abs(buffer["action"]).max() <= 1.0
+        agent = catalog.load("sac.agent")
+        assert agent["meta"]["config"]["train"]["total_env_steps"] == 320 and agent["meta"]["env_steps"] == 320
+        assert int(agent["state"]["training"]["grad_steps"]) == (320 - 64) // 4 * 2
+        assert agent["state"]["device"]["buffer"]["data"]["obs"].shape == (2, 256, 3)  # two device shards
+        history = catalog.load("sac.training_history")
+        assert list(history["env_steps"]) == [128, 192, 256, 320]
+        episodes = catalog.load("sac.eval_episodes")
+        assert list(episodes["scenario_id"]) == list(evaluation["scenario_id"]) and (episodes["length"] == 200).all()
+        summary = catalog.load("sac.eval_summary")
+        assert summary["num_episodes"] == 4
+        assert summary["return_mean"] == pytest.approx(float(episodes["return"].mean()), rel=1e-5)
+    checkpoints = list((tiny_project / "data/06_models/sac_checkpoints").glob("*/step_*"))
+    assert sorted(p.name for p in checkpoints) == ["step_0000000128", "step_0000000256", "step_0000000320"]
+
+
+def kedro_run(project: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    kedro = Path(sys.executable).with_name("kedro")
+    return subprocess.run([str(kedro), "run", *args], cwd=project, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_cli_twice_keeps_both_versions_and_is_bitwise_reproducible(tiny_project):
+    first = kedro_run(tiny_project, "--pipeline=sac")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "env steps" in first.stdout + first.stderr  # progress lines
+    second = kedro_run(tiny_project, "--pipelines=sac")
+    assert second.returncode == 0, second.stderr[-3000:]
+    for name, rel in VERSIONED.items():
+        assert len(versions(tiny_project, rel)) == 2, name  # nothing overwritten
+
+    summaries = [json.loads((tiny_project / VERSIONED["sac.eval_summary"] / v / "eval_summary.json").read_text())
+                 for v in versions(tiny_project, VERSIONED["sac.eval_summary"])]
+    assert summaries[0] == summaries[1]
+    from rlpipe.rl.checkpoint import load_checkpoint
+
+    agents = [load_checkpoint(tiny_project / VERSIONED["sac.agent"] / v / "agent")[0]
+              for v in versions(tiny_project, VERSIONED["sac.agent"])]
+    import jax
+
+    flat_a, tree_a = jax.tree.flatten(agents[0])
+    flat_b, tree_b = jax.tree.flatten(agents[1])
+    assert tree_a == tree_b
+    for a, b in zip(flat_a, flat_b):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_bad_parameter_stops_before_any_work(tiny_project):
+    result = kedro_run(tiny_project, "--pipeline=sac", "--params", "sac.train.batchsize=32")
+    assert result.returncode != 0
+    assert "sac.train.batchsize: unknown key (did you mean 'batch_size'?)" in result.stdout + result.stderr
+    assert not (tiny_project / "data").exists() or not any((tiny_project / "data").rglob("*.parquet"))
+
+
+def test_default_pipeline_is_sac():
+    from rlpipe.pipeline_registry import register_pipelines
+
+    pipelines = register_pipelines()
+    assert set(pipelines["__default__"].all_outputs()) == set(pipelines["sac"].all_outputs())
+    assert {n.name for n in pipelines["sac"].nodes} == {
+        "sac.load_config", "sac.generate_scenarios", "sac.init_agent", "sac.prefill_buffer", "sac.train",
+        "sac.evaluate"}
