@@ -10,7 +10,7 @@ export KEDRO_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: setup run test clean-cache
+.PHONY: setup run test ui serve viz clean-cache
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,19 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# MLflow UI over the project's run store: http://127.0.0.1:5000
+ui: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+# Serve the latest registered SAC policy: POST {"inputs": [[cos, sin, theta_dot], ...]} to http://127.0.0.1:5001/invocations
+serve: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH MLFLOW_TRACKING_URI=sqlite:///$(CURDIR)/mlflow.db \
+	  $(BIN)/mlflow models serve -m models:/rlpipe-sac/latest --env-manager local -h 127.0.0.1 -p 5001
+
+# The pipeline DAG in kedro-viz: http://127.0.0.1:4141
+viz: setup
+	$(BIN)/kedro viz run --no-browser --host 127.0.0.1 --port 4141
 
 clean-cache:
 	rm -rf .jax_cache

@@ -114,10 +114,14 @@ def test_bad_parameter_stops_before_any_work(tiny_project):
 
 
 def test_default_pipeline_is_sac():
+    from kedro.framework.project import configure_project
+
     from rlpipe.pipeline_registry import register_pipelines
 
+    configure_project("rlpipe")
     pipelines = register_pipelines()
     assert set(pipelines["__default__"].all_outputs()) == set(pipelines["sac"].all_outputs())
     assert {n.name for n in pipelines["sac"].nodes} == {
         "sac.load_config", "sac.generate_scenarios", "sac.init_agent", "sac.prefill_buffer", "sac.train",
-        "sac.evaluate"}
+        "sac.evaluate", "sac.export_policy", "sac.track_metrics", "sac.plot_learning_curve", "sac.plot_eval_returns",
+        "sac.animate_policy"}

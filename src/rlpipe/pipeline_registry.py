@@ -9,5 +9,6 @@ from kedro.pipeline import Pipeline
 def register_pipelines() -> dict[str, Pipeline]:
     """``sac`` (also the default), and every other pipeline under ``rlpipe.pipelines``."""
     pipelines = find_pipelines(raise_errors=True)
-    pipelines["__default__"] = pipelines["sac"]
+    if "sac" in pipelines:  # only the requested pipelines are loaded: with --pipeline=ppo, sac is absent
+        pipelines["__default__"] = pipelines["sac"]
     return pipelines

@@ -54,10 +54,14 @@ class EnvBatchState:
     episode_length: jax.Array  # [num_envs]
 
 
+def scale_to_bounds(action: jax.Array, low: jax.Array, high: jax.Array) -> jax.Array:
+    """Normalized [-1, 1] actions -> [low, high]."""
+    return low + (action + 1.0) * 0.5 * (high - low)
+
+
 def scale_action(spec: EnvSpec, action: jax.Array) -> jax.Array:
     """Normalized [-1, 1] actions -> the env's Box bounds."""
-    low, high = jnp.asarray(spec.action_low), jnp.asarray(spec.action_high)
-    return low + (action + 1.0) * 0.5 * (high - low)
+    return scale_to_bounds(action, jnp.asarray(spec.action_low), jnp.asarray(spec.action_high))
 
 
 def _flat_obs(obs: jax.Array, num: int) -> jax.Array:
@@ -156,3 +160,26 @@ def evaluate(spec: EnvSpec, scenarios: ScenarioBatch, policy: Callable[[jax.Arra
     init = (obs, env_state, jnp.zeros(n), jnp.zeros(n), jnp.ones(n))
     (_, _, total, length, _), _ = jax.lax.scan(body, init, jnp.arange(max_steps))
     return total, length.astype(jnp.int32)
+
+
+def trajectory(spec: EnvSpec, params: Any, reset_key: jax.Array, policy: Callable[[jax.Array], jax.Array],
+               steps: int) -> tuple[Any, jax.Array, jax.Array]:
+    """One episode of one scenario for inspection: env states [steps+1], rewards [steps], alive mask [steps].
+
+    ``policy`` maps an observation batch [1, obs_dim] to *env* actions (as a policy bundle's function does).
+    """
+    obs, state = spec.env.reset_env(reset_key, params)
+    step_key = jax.random.fold_in(reset_key, 1)
+
+    def body(carry, t):
+        obs, state, alive = carry
+        action = policy(_flat_obs(obs, 1))[0]
+        obs, next_state, reward, terminated, _ = spec.env.step_env(jax.random.fold_in(step_key, t), state, action,
+                                                                   params)
+        done = jnp.logical_or(terminated, spec.env.is_truncated(next_state, params))
+        return (obs, next_state, alive * (1.0 - done)), (next_state, reward * alive, alive)
+
+    _, (states, rewards, alive) = jax.lax.scan(body, (obs, state, jnp.float32(1.0)), jnp.arange(steps))
+    states = jax.tree.map(lambda first, rest: jnp.concatenate([jnp.asarray(first, rest.dtype)[None], rest]), state,
+                          states)
+    return states, rewards, alive

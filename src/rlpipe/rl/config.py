@@ -76,9 +76,18 @@ class SACTrainConfig:
     init_temperature: float = spec(1.0, gt=0.0, doc="initial entropy temperature alpha")
     target_entropy: float | None = spec(None, doc="entropy target; null means -action_dim")
     log_every_env_steps: int = spec(2_000, ge=1, doc="env steps between progress lines (one compiled call)")
+    eval_every_env_steps: int = spec(5_000, ge=0, doc="env steps between evaluations on the eval scenarios; 0: none")
     checkpoint_every_env_steps: int = spec(10_000, ge=1, doc="env steps between periodic checkpoints")
     checkpoint_dir: str = spec("data/06_models/sac_checkpoints", doc="where periodic checkpoints go, one folder a run")
     keep_checkpoints: int = spec(3, ge=1, doc="periodic checkpoints kept per run (newest)")
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    registered_model_name: str | None = spec("rlpipe-sac", doc="MLflow registry name of the policy; null: log only")
+    tensorboard: bool = spec(False, doc="also write TensorBoard scalars (needs the 'tensorboard' extra)")
+    tensorboard_dir: str = spec("data/08_reporting/tensorboard", doc="TensorBoard logs, one folder a run")
+    animation_scenario: int = spec(0, ge=0, doc="row of the eval scenarios whose episode is animated")
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,7 @@ class SACConfig:
     network: NetworkConfig = spec(default_factory=NetworkConfig)
     buffer: BufferConfig = spec(default_factory=BufferConfig)
     train: SACTrainConfig = spec(default_factory=SACTrainConfig)
+    tracking: TrackingConfig = spec(default_factory=TrackingConfig)
 
 
 # ------------------------------------------------------------------------------------------ mapping -> typed
@@ -200,6 +210,18 @@ def check_divisible(value: int, key: str, num_devices: int) -> None:
                                "each device gets an equal share")
 
 
+def check_tracking(tracking: TrackingConfig, scenarios: ScenarioConfig, key: str) -> None:
+    if tracking.animation_scenario >= scenarios.num_eval:
+        raise ConfigError(f"{key}.animation_scenario", f"{tracking.animation_scenario} is not a row of the "
+                                                       f"{scenarios.num_eval} eval scenarios (0 .. {scenarios.num_eval - 1})")
+    if tracking.tensorboard:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboardX") is None:
+            raise ConfigError(f"{key}.tensorboard", "true needs the tensorboardX package: "
+                                                    "pip install -e '.[tensorboard]'")
+
+
 def load_sac_config(raw: Any, num_devices: int, key: str = "sac") -> SACConfig:
     """Validate ``params:sac`` into a :class:`SACConfig` for ``num_devices`` local devices."""
     from rlpipe.rl.envs import check_env_id, check_scenario_ranges  # envs import jax: keep config import light
@@ -224,6 +246,7 @@ def load_sac_config(raw: Any, num_devices: int, key: str = "sac") -> SACConfig:
         raise ConfigError(f"{key}.train.total_env_steps",
                           f"{t.total_env_steps} leaves no training after {key}.buffer.prefill_steps "
                           f"({b.prefill_steps}) random steps; it counts prefill steps too")
+    check_tracking(config.tracking, config.scenarios, f"{key}.tracking")
     steps_per_iter = t.num_envs * t.unroll_length
     if t.log_every_env_steps < steps_per_iter:
         raise ConfigError(f"{key}.train.log_every_env_steps",

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from kedro.io.core import generate_timestamp
-from kedro.utils import find_kedro_project
 
-from rlpipe.rl import parallel
+from rlpipe.rl import parallel, policies
 from rlpipe.rl.checkpoint import CheckpointManager
 from rlpipe.rl.config import SACConfig, load_sac_config, parse, to_dict
 from rlpipe.rl.envs import make_env, scenarios_to_batch
 from rlpipe.rl.envs import generate_scenarios as sample_scenarios
 from rlpipe.rl.evaluation import summarize_returns
 from rlpipe.rl.sac import train as sac
+from rlpipe.stages.monitoring import project_path, training_monitor
 
 logger = logging.getLogger(__name__)
 
@@ -49,22 +48,34 @@ def prefill_buffer(config: SACConfig, scenarios_train: pd.DataFrame) -> dict[str
 
 
 def train(config: SACConfig, initial_state: sac.TrainingState, replay_buffer: dict[str, np.ndarray],
-          scenarios_train: pd.DataFrame) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Train to ``total_env_steps`` with periodic checkpoints; the final full state is the agent."""
+          scenarios_train: pd.DataFrame, scenarios_eval: pd.DataFrame) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Train to ``total_env_steps`` with periodic checkpoints and evaluations; the final full state is the agent."""
     spec = make_env(config.env.id)
-    batch = scenarios_to_batch(scenarios_train, spec, "sac.scenarios_train")
+    train_batch = scenarios_to_batch(scenarios_train, spec, "sac.scenarios_train")
+    eval_batch = scenarios_to_batch(scenarios_eval, spec, "sac.scenarios_eval")
     meta = {"algorithm": "sac", "config": to_dict(config), "num_devices": parallel.device_count()}
-    checkpoints = CheckpointManager(_project_path(config.train.checkpoint_dir) / generate_timestamp(),
-                                    config.train.keep_checkpoints)
+    run_name = generate_timestamp()
+    checkpoints = CheckpointManager(project_path(config.train.checkpoint_dir) / run_name, config.train.keep_checkpoints)
 
     def save_checkpoint(env_steps: int, state: dict[str, Any]) -> None:
         path = checkpoints.save(env_steps, state, meta)
         logger.info("checkpoint at %d env steps: %s", env_steps, path)
 
-    final, history = sac.train(config, spec, batch, initial_state, replay_buffer, sac.stage_key(config.seed, "train"),
-                               on_progress=_log_progress, on_checkpoint=save_checkpoint)
+    with training_monitor("sac.train", config, run_name) as monitor:
+        final, history = sac.train(config, spec, train_batch, initial_state, replay_buffer,
+                                   sac.stage_key(config.seed, "train"), eval_scenarios=eval_batch,
+                                   on_progress=monitor, on_checkpoint=save_checkpoint)
     meta["env_steps"] = int(history[-1]["env_steps"])
     return {"state": final, "meta": meta}, pd.DataFrame(history)
+
+
+def export_policy(config: SACConfig, agent: dict[str, Any]) -> dict[str, Any]:
+    """The deterministic policy alone, self-described, for serving (MLflow model) and inspection."""
+    agent_config = parse(SACConfig, agent["meta"]["config"], "sac.agent.meta.config")
+    return policies.bundle("sac", make_env(agent_config.env.id), agent_config.network.hidden_sizes,
+                           agent_config.network.activation, agent["state"]["training"]["actor_params"],
+                           registered_model_name=config.tracking.registered_model_name,
+                           env_steps=agent["meta"]["env_steps"])
 
 
 def evaluate(config: SACConfig, agent: dict[str, Any], scenarios_eval: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
@@ -85,16 +96,3 @@ def evaluate(config: SACConfig, agent: dict[str, Any], scenarios_eval: pd.DataFr
     return episodes, summary
 
 
-def _project_path(path: str) -> Path:
-    """Relative paths in config are relative to the Kedro project root (not the cwd of a notebook)."""
-    p = Path(path)
-    return p if p.is_absolute() else (find_kedro_project(Path.cwd()) or Path.cwd()) / p
-
-
-def _log_progress(row: dict[str, float]) -> None:
-    done, total = row["env_steps"], row["total_env_steps"]
-    rate = row["env_steps_per_s"]
-    eta = (total - done) / rate if rate > 0 else float("nan")
-    logger.info("env steps %s/%s (%3.0f%%) | %6.0f steps/s | return %8.1f | critic %.3f actor %.3f | "
-                "alpha %.4f | ETA %.0f s", f"{done:,.0f}", f"{total:,.0f}", 100 * done / total, rate,
-                row["episode_return"], row["critic_loss"], row["actor_loss"], row["temperature"], eta)

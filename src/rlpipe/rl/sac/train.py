@@ -258,9 +258,14 @@ def run_to_tree(run: RunState) -> dict[str, Any]:
 
 
 def train(config: SACConfig, spec: EnvSpec, scenarios: ScenarioBatch, training: TrainingState,
-          prefill: dict[str, np.ndarray], key: jax.Array, on_progress: ProgressFn | None = None,
+          prefill: dict[str, np.ndarray], key: jax.Array, eval_scenarios: ScenarioBatch | None = None,
+          on_progress: ProgressFn | None = None,
           on_checkpoint: CheckpointFn | None = None) -> tuple[dict[str, Any], list[dict[str, float]]]:
-    """Train to ``total_env_steps``; returns the final state (``run_to_tree`` form) and one history row per chunk."""
+    """Train to ``total_env_steps``; returns the final state (``run_to_tree`` form) and one history row per chunk.
+
+    With ``eval_scenarios``, the deterministic policy is evaluated on them every ``eval_every_env_steps`` (and at
+    the end); those rows carry ``eval_return_mean``/``eval_return_std``, the others NaN.
+    """
     t = config.train
     num_devices = parallel.device_count()
     steps_per_iter = t.num_envs * t.unroll_length
@@ -276,26 +281,41 @@ def train(config: SACConfig, spec: EnvSpec, scenarios: ScenarioBatch, training: 
     logger.info("train step compiled in %.1f s; %d iterations of %d env steps and %d gradient steps on %d device(s)",
                 compile_s, total_iters, steps_per_iter, t.grad_updates_per_iter, num_devices)
 
+    evaluator = None
+    if eval_scenarios is not None and t.eval_every_env_steps:
+        evaluator = make_evaluator(config, spec, int(np.max(eval_scenarios.params.max_steps_in_episode)))
+
     history: list[dict[str, float]] = []
-    done_iters, next_checkpoint = 0, t.checkpoint_every_env_steps
-    train_started = time.perf_counter()
+    done_iters, next_checkpoint, next_eval = 0, t.checkpoint_every_env_steps, t.eval_every_env_steps
+    train_seconds = eval_seconds = 0.0
     while done_iters < total_iters:
         n = min(iters_per_chunk, total_iters - done_iters)
         chunk_started = time.perf_counter()
         run, metrics = compiled(run, scenarios, jnp.int32(n))
         metrics = {k: float(v[0]) for k, v in jax.device_get(metrics).items()}
         elapsed = time.perf_counter() - chunk_started
+        train_seconds += elapsed
         done_iters += n
         env_steps = prefilled + done_iters * steps_per_iter
+        eval_mean = eval_std = float("nan")
+        if evaluator and (env_steps >= next_eval or done_iters == total_iters):
+            eval_started = time.perf_counter()
+            returns, _ = evaluator(parallel.unreplicate(run.training.actor_params), eval_scenarios)
+            eval_mean, eval_std = float(returns.mean()), float(returns.std())
+            eval_seconds += time.perf_counter() - eval_started
+            next_eval = (env_steps // t.eval_every_env_steps + 1) * t.eval_every_env_steps
         row = {
             "env_steps": env_steps,
             "grad_steps": done_iters * t.grad_updates_per_iter,
             **metrics,
             "episode_return": metrics["episode_return"] if metrics["episodes"] else float("nan"),
             "episode_length": metrics["episode_length"] if metrics["episodes"] else float("nan"),
+            "eval_return_mean": eval_mean,
+            "eval_return_std": eval_std,
             "env_steps_per_s": n * steps_per_iter / elapsed,
             "grad_steps_per_s": n * t.grad_updates_per_iter / elapsed,
-            "wall_time_s": time.perf_counter() - train_started,
+            "train_seconds": train_seconds,  # compiled training calls only: no compile, eval or checkpoint time
+            "eval_seconds": eval_seconds,
         }
         history.append(row)
         if on_progress:
@@ -306,14 +326,22 @@ def train(config: SACConfig, spec: EnvSpec, scenarios: ScenarioBatch, training: 
     return run_to_tree(run), history
 
 
-def evaluate_policy(config: SACConfig, spec: EnvSpec, scenarios: ScenarioBatch, actor_params: Any,
-                    max_steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic (tanh of the mean) return and length of every scenario's episode."""
+def make_evaluator(config: SACConfig, spec: EnvSpec, max_steps: int):
+    """``evaluate(actor_params, scenarios) -> (returns, lengths)``: deterministic policy, compiled once."""
     nets = SACNetworks.build(config, spec)
 
     @jax.jit
-    def run(params, scenarios):
-        return evaluate(spec, scenarios, nets.deterministic_policy(params), max_steps)
+    def run(actor_params, scenarios):
+        return evaluate(spec, scenarios, nets.deterministic_policy(actor_params), max_steps)
 
-    returns, lengths = run(actor_params, scenarios)
-    return np.asarray(returns), np.asarray(lengths)
+    def evaluate_fn(actor_params, scenarios: ScenarioBatch) -> tuple[np.ndarray, np.ndarray]:
+        returns, lengths = run(actor_params, scenarios)
+        return np.asarray(returns), np.asarray(lengths)
+
+    return evaluate_fn
+
+
+def evaluate_policy(config: SACConfig, spec: EnvSpec, scenarios: ScenarioBatch, actor_params: Any,
+                    max_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic (tanh of the mean) return and length of every scenario's episode."""
+    return make_evaluator(config, spec, max_steps)(actor_params, scenarios)

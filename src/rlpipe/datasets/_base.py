@@ -1,0 +1,49 @@
+"""What the project's file datasets share: local absolute paths, versioning, completeness checks."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+from typing import Any, Generic, TypeVar
+
+from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
+
+T = TypeVar("T")
+
+
+class LocalVersionedDataset(AbstractVersionedDataset[T, T], Generic[T]):
+    """A file (or, with ``complete_marker``, a directory) on the local disk, optionally versioned.
+
+    Paths are made absolute at construction (orbax needs that); writers put data under a temporary name and rename
+    it into place, so a version that exists is always complete.
+    """
+
+    complete_marker: str | None = None  # for directory artifacts: the file written last
+
+    def __init__(self, filepath: str, version: Version | None = None, metadata: dict[str, Any] | None = None):
+        super().__init__(PurePosixPath(Path(filepath).absolute().as_posix()), version)
+        self.metadata = metadata
+
+    @property
+    def load_path(self) -> Path:
+        return Path(self._get_load_path())
+
+    @property
+    def save_path(self) -> Path:
+        return Path(self._get_save_path())
+
+    def _exists(self) -> bool:
+        try:
+            path = self.load_path
+        except DatasetError:
+            return False
+        return (path / self.complete_marker).is_file() if self.complete_marker else path.is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath), "version": self._version}
+
+
+def write_file_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(data)
+    partial.rename(path)

@@ -1,0 +1,1 @@
+"""Plots, animations and metric tables of a run (matplotlib, headless; no Kedro)."""

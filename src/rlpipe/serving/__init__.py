@@ -1,0 +1,1 @@
+"""Serving trained policies: the MLflow pyfunc model and how it is logged."""

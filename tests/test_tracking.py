@@ -1,0 +1,242 @@
+"""Issue 3: MLflow tracking, the served policy, plots, the notebook, kedro-viz's DAG and progress output."""
+
+import io
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import yaml
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+from rlpipe.progress import TrainingProgress
+from rlpipe.rl.policies import make_policy_fn
+from tests.conftest import PROJECT_ROOT, TINY_SAC
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def tracked_project(tmp_path_factory):
+    """A tiny project run twice in this one process (as a notebook user or pytest would)."""
+    root = tmp_path_factory.mktemp("tracked") / "project"
+    root.mkdir()
+    for name in ("pyproject.toml",):
+        (root / name).write_bytes((PROJECT_ROOT / name).read_bytes())
+    import shutil
+
+    shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
+    (root / "conf" / "local").mkdir()
+    (root / "src").mkdir()
+    shutil.copytree(PROJECT_ROOT / "notebooks", root / "notebooks")
+    tiny = {**TINY_SAC, "tracking": {"tensorboard": True, "registered_model_name": "tiny-sac"}}
+    (root / "conf" / "local" / "parameters_sac.yml").write_text(yaml.safe_dump({"sac": tiny}))
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        bootstrap_project(root)
+        outputs = []
+        for _ in range(2):
+            with KedroSession.create(project_path=root) as session:
+                session.run(pipeline_name="sac")
+                outputs.append(session.session_id)
+        assert mlflow.active_run() is None  # nothing left open for the next session
+    finally:
+        os.chdir(cwd)
+    return root, outputs
+
+
+@pytest.fixture(scope="module")
+def client(tracked_project):
+    root, _ = tracked_project
+    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{root}/mlflow.db")
+
+
+def runs_of(client):
+    exp = client.get_experiment_by_name("rlpipe")
+    return sorted(client.search_runs([exp.experiment_id]), key=lambda r: r.info.start_time)
+
+
+def versions(root: Path, rel: str) -> list[str]:
+    return sorted(p.name for p in (root / rel).iterdir())
+
+
+def test_two_runs_in_one_process_are_two_mlflow_runs(tracked_project, client):
+    root, session_ids = tracked_project
+    runs = runs_of(client)
+    assert len(runs) == 2
+    assert [r.data.tags["run_id"] for r in runs] == session_ids  # the Kedro session id ...
+    assert versions(root, "data/06_models/sac/agent") == session_ids  # ... is the catalog save version
+    assert all(r.info.status == "FINISHED" and r.info.run_name == "sac" for r in runs)
+
+
+def test_params_metrics_and_artifacts(tracked_project, client):
+    root, session_ids = tracked_project
+    run = runs_of(client)[-1]
+    params = run.data.params
+    assert params["sac.train.batch_size"] == "16" and params["sac.env.id"] == "Pendulum-v1"
+    assert params["sac.train.total_env_steps"] == "320" and params["sac.seed"] == "3"
+
+    history = client.get_metric_history(run.info.run_id, "sac.train.critic_loss")
+    assert [m.step for m in history] == [128, 192, 256, 320]  # one point per log interval, stepped by env steps
+    for name in ("sac.train.actor_loss", "sac.train.temperature", "sac.train.env_steps_per_s"):
+        assert len(client.get_metric_history(run.info.run_id, name)) == 4, name
+    summary = json.loads((root / "data/07_model_output/sac/eval_summary.json" / session_ids[-1] /
+                          "eval_summary.json").read_text())
+    assert run.data.metrics["sac.eval.final.return_mean"] == pytest.approx(summary["return_mean"])
+    assert client.get_metric_history(run.info.run_id, "sac.eval.return_mean")[-1].step == 320
+
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "sac")}
+    assert {"sac/learning_curve.png", "sac/eval_returns.png", "sac/policy_animation.gif", "sac/eval_episodes.parquet",
+            "sac/eval_summary.json"} <= artifacts
+
+
+def test_plots_and_gif_are_new_versions_each_run(tracked_project):
+    root, session_ids = tracked_project
+    for rel in ("data/08_reporting/sac/learning_curve.png", "data/08_reporting/sac/eval_returns.png",
+                "data/08_reporting/sac/policy_animation.gif"):
+        assert versions(root, rel) == session_ids, rel
+    gif = root / "data/08_reporting/sac/policy_animation.gif" / session_ids[-1] / "policy_animation.gif"
+    from PIL import Image
+
+    with Image.open(gif) as image:
+        assert image.format == "GIF" and image.n_frames > 50  # an actual animation of the 200-step episode
+
+
+def test_tensorboard_scalars_written(tracked_project):
+    root, _ = tracked_project
+    files = list((root / "data/08_reporting/tensorboard").rglob("events.out.tfevents.*"))
+    assert len(files) == 2
+    from tensorboardX.proto.event_pb2 import Event
+
+    tags = set()
+    data = files[0].read_bytes()
+    pos = 0
+    while pos < len(data):  # TFRecord framing: length, crc, payload, crc
+        (length,) = struct.unpack("<Q", data[pos:pos + 8])
+        event = Event.FromString(data[pos + 12:pos + 12 + length])
+        tags |= {v.tag for v in event.summary.value}
+        pos += 12 + length + 4
+    assert {"train/critic_loss", "train/temperature", "train/env_steps_per_s"} <= tags
+
+
+def test_registered_policy_matches_in_process_policy_in_a_fresh_process(tracked_project, client, tmp_path):
+    root, session_ids = tracked_project
+    versions_ = client.search_model_versions("name='tiny-sac'")
+    assert sorted(int(v.version) for v in versions_) == [1, 2]
+    bundle_dir = root / "data/06_models/sac/policy" / session_ids[-1] / "policy"
+    from rlpipe.rl.policies import read_policy
+
+    policy = make_policy_fn(read_policy(bundle_dir))
+    obs = np.random.default_rng(0).uniform(-1, 1, size=(5, 3)).astype(np.float32)
+    np.save(tmp_path / "obs.npy", obs)
+    script = (
+        "import mlflow, numpy as np, sys\n"
+        f"mlflow.set_tracking_uri('sqlite:///{root}/mlflow.db')\n"
+        "model = mlflow.pyfunc.load_model('models:/tiny-sac/2')\n"
+        f"np.save(sys.argv[1], model.predict(np.load('{tmp_path / 'obs.npy'}')))\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "actions.npy")], check=True, timeout=300,
+                   cwd=tmp_path)
+    served = np.load(tmp_path / "actions.npy")
+    np.testing.assert_allclose(served, policy(obs), rtol=1e-6, atol=1e-6)
+    assert served.shape == (5, 1) and np.abs(served).max() <= 2.0  # Pendulum torque bounds
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_mlflow_models_serve_answers_invocations(tracked_project, tmp_path):
+    root, session_ids = tracked_project
+    from rlpipe.rl.policies import read_policy
+
+    policy = make_policy_fn(read_policy(root / "data/06_models/sac/policy" / session_ids[0] / "policy"))
+    port = _free_port()
+    # the server runs `uvicorn` from PATH: the venv must be on it, as it is for an activated venv
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db", "PATH": f"{BIN}:{os.environ['PATH']}"}
+    server = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", "models:/tiny-sac/1", "--env-manager",
+                               "local", "-h", "127.0.0.1", "-p", str(port)], env=env, cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=open(tmp_path / "serve.log", "wb"))
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    pytest.fail("model server did not come up:\n" + (tmp_path / "serve.log").read_text()[-3000:])
+                time.sleep(0.5)
+        obs = [[1.0, 0.0, 0.0], [0.0, 1.0, -2.0]]
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps({"inputs": obs}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        answer = json.load(urllib.request.urlopen(request, timeout=30))
+        np.testing.assert_allclose(np.asarray(answer["predictions"]), policy(np.asarray(obs)), rtol=1e-5, atol=1e-6)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_notebook_runs_top_to_bottom(tracked_project):
+    import nbformat
+    from nbclient import NotebookClient
+
+    root, _ = tracked_project
+    nb = nbformat.read(root / "notebooks" / "sac_inspect.ipynb", as_version=4)
+    NotebookClient(nb, kernel_name="python3", timeout=300,
+                   resources={"metadata": {"path": str(root / "notebooks")}}).execute()  # raises on any cell error
+    outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "train / 4 eval scenarios" in outputs and "evaluate node said" in outputs
+
+
+def test_kedro_viz_dag_has_every_node_and_dataset(tracked_project, tmp_path):
+    root, _ = tracked_project
+    result = subprocess.run([str(BIN / "kedro"), "viz", "build", "--include-previews"], cwd=root, capture_output=True,
+                            text=True, timeout=600, env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    dag = json.loads((root / "build" / "api" / "pipelines" / "sac").read_text())
+    names = {n["name"] for n in dag["nodes"]}
+    from rlpipe.pipelines.sac import create_pipeline
+
+    pipeline = create_pipeline()
+    node_names = {n.name.split(".", 1)[1] for n in pipeline.nodes}  # shown inside the collapsible "sac" group
+    dataset_names = set(pipeline.datasets())
+    assert node_names <= names, node_names - names
+    assert dataset_names <= names, dataset_names - names
+    assert "sac" in dag["modular_pipelines"]
+    layers = {n.get("layer") for n in dag["nodes"] if n.get("layer")}
+    assert {"intermediate", "primary", "models", "model_output", "reporting"} <= layers
+
+
+def test_progress_is_plain_lines_off_a_terminal_and_a_bar_on_one():
+    row = {"env_steps": 500, "total_env_steps": 1000, "env_steps_per_s": 250.0, "episode_return": -300.0,
+           "eval_return_mean": float("nan"), "critic_loss": 1.5, "actor_loss": 2.0, "temperature": 0.1}
+    plain = io.StringIO()
+    with TrainingProgress("sac.train", 1000, stream=plain) as progress:  # StringIO is not a terminal
+        progress.update(row)
+    assert plain.getvalue().strip() == ("[sac.train] env steps 500/1,000 (50%) | ETA 2 s | 250 steps/s | return -300.0 | "
+                                        "critic 1.5 | actor 2 | alpha 0.1")
+    import rich
+    from rich.console import Console
+
+    terminal = io.StringIO()
+    saved = rich.get_console()
+    rich.reconfigure(file=terminal, force_terminal=True, width=200)
+    try:
+        with TrainingProgress("sac.train", 1000, stream=terminal, live=True) as progress:
+            progress.update(row)
+    finally:
+        rich._console = saved if isinstance(saved, Console) else None
+    assert "500/1000" in terminal.getvalue() and "\x1b[" in terminal.getvalue()  # a rich (ANSI) display
