@@ -1,7 +1,8 @@
-"""Acting in a batch of environments: policy and random steps, scenario resets, unrolls, evaluation.
+"""Acting in a batch of environments: stepping with scenario resets, unrolls, evaluation, single trajectories.
 
-Every function here is pure JAX and runs inside jit/pmap. Actions handled here are *normalized* to [-1, 1]
-per dimension (what a tanh-squashed policy emits); they are mapped to the env's Box bounds only when stepping.
+Every function here is pure JAX and runs inside jit/pmap. Two kinds of actions meet here: the *learning* action a
+policy emits and the agent learns from (SAC: normalized to [-1, 1]; PPO: the raw Gaussian sample or the discrete
+index), and the *env* action the environment receives. ``to_env`` maps one to the other when stepping.
 """
 
 from __future__ import annotations
@@ -16,18 +17,26 @@ from flax import struct
 from rlpipe.rl.envs import EnvSpec, ScenarioBatch
 from rlpipe.rl.envs.scenarios import take
 
+ActionMap = Callable[[jax.Array], jax.Array]
+
 
 class Policy(Protocol):
-    def __call__(self, obs: jax.Array, key: jax.Array) -> jax.Array:
-        """Normalized actions [B, action_dim] in [-1, 1] for observations [B, obs_dim]."""
+    def __call__(self, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, Any]:
+        """(learning actions [B, ...], extras pytree with leading [B] axis) for observations [B, obs_dim]."""
 
 
 class Transition(NamedTuple):
     obs: jax.Array
-    action: jax.Array  # normalized
+    action: jax.Array  # the learning action
     reward: jax.Array
     discount: jax.Array  # 0 where the episode terminated (not where it was only truncated)
     next_obs: jax.Array  # the true next observation, also at the end of an episode
+
+
+class Rollout(NamedTuple):
+    transition: Transition
+    done: jax.Array  # episode ended here (terminated or truncated): no advantage flows across it
+    extras: Any  # whatever the policy returned beside the action (log-probs, values, ...)
 
 
 class EpisodeStats(NamedTuple):
@@ -59,12 +68,12 @@ def scale_to_bounds(action: jax.Array, low: jax.Array, high: jax.Array) -> jax.A
     return low + (action + 1.0) * 0.5 * (high - low)
 
 
-def scale_action(spec: EnvSpec, action: jax.Array) -> jax.Array:
+def scale_action(spec: EnvSpec) -> ActionMap:
     """Normalized [-1, 1] actions -> the env's Box bounds."""
-    return scale_to_bounds(action, jnp.asarray(spec.action_low), jnp.asarray(spec.action_high))
+    return lambda action: scale_to_bounds(action, jnp.asarray(spec.action_low), jnp.asarray(spec.action_high))
 
 
-def _flat_obs(obs: jax.Array, num: int) -> jax.Array:
+def flat_obs(obs: jax.Array, num: int) -> jax.Array:
     return jnp.reshape(obs, (num, -1)).astype(jnp.float32)
 
 
@@ -74,22 +83,24 @@ def reset_envs(spec: EnvSpec, scenarios: ScenarioBatch, key: jax.Array, num_envs
     params, reset_keys = take(scenarios, index)
     obs, env_state = jax.vmap(spec.env.reset_env)(reset_keys, params)
     zeros = jnp.zeros((num_envs,), jnp.float32)
-    return EnvBatchState(env_state, _flat_obs(obs, num_envs), params, zeros, zeros)
+    return EnvBatchState(env_state, flat_obs(obs, num_envs), params, zeros, zeros)
 
 
-def step_envs(spec: EnvSpec, scenarios: ScenarioBatch, state: EnvBatchState, action: jax.Array,
-              key: jax.Array) -> tuple[EnvBatchState, Transition, EpisodeStats]:
-    """One step of every env; an env whose episode ended restarts on a freshly sampled scenario."""
+def step_envs(spec: EnvSpec, scenarios: ScenarioBatch, state: EnvBatchState, action: jax.Array, to_env: ActionMap,
+              key: jax.Array) -> tuple[EnvBatchState, Transition, jax.Array, EpisodeStats]:
+    """One step of every env; an env whose episode ended restarts on a freshly sampled scenario.
+
+    Returns the new state, the transition, the per-env ``done`` flags and the stats of episodes that ended.
+    """
     num_envs = state.obs.shape[0]
     step_key, pick_key = jax.random.split(key)
     step_keys = jax.random.split(step_key, num_envs)
-    env_action = scale_action(spec, action)
-    obs, env_state, reward, terminated, _ = jax.vmap(spec.env.step_env)(step_keys, state.env_state, env_action,
+    obs, env_state, reward, terminated, _ = jax.vmap(spec.env.step_env)(step_keys, state.env_state, to_env(action),
                                                                        state.params)
     truncated = jax.vmap(spec.env.is_truncated)(env_state, state.params)
     done = jnp.logical_or(terminated, truncated)
     reward = reward.astype(jnp.float32)
-    next_obs = _flat_obs(obs, num_envs)
+    next_obs = flat_obs(obs, num_envs)
     episode_return = state.episode_return + reward
     episode_length = state.episode_length + 1.0
 
@@ -106,38 +117,29 @@ def step_envs(spec: EnvSpec, scenarios: ScenarioBatch, state: EnvBatchState, act
     transition = Transition(state.obs, action, reward, 1.0 - terminated.astype(jnp.float32), next_obs)
     done_f = done.astype(jnp.float32)
     stats = EpisodeStats(jnp.sum(episode_return * done_f), jnp.sum(episode_length * done_f), jnp.sum(done_f))
-    return new_state, transition, stats
+    return new_state, transition, done, stats
 
 
-def random_policy(spec: EnvSpec) -> Callable[[jax.Array, jax.Array], jax.Array]:
-    """Uniformly random normalized actions (for the buffer prefill)."""
-
-    def act(obs: jax.Array, key: jax.Array) -> jax.Array:
-        return jax.random.uniform(key, (obs.shape[0], spec.action_dim), minval=-1.0, maxval=1.0)
-
-    return act
-
-
-def unroll(spec: EnvSpec, scenarios: ScenarioBatch, policy: Policy, state: EnvBatchState, key: jax.Array,
-           length: int) -> tuple[EnvBatchState, Transition, EpisodeStats]:
-    """``length`` steps of every env under ``policy`` (lax.scan); transitions come stacked [length, num_envs]."""
+def unroll(spec: EnvSpec, scenarios: ScenarioBatch, policy: Policy, to_env: ActionMap, state: EnvBatchState,
+           key: jax.Array, length: int) -> tuple[EnvBatchState, Rollout, EpisodeStats]:
+    """``length`` steps of every env under ``policy`` (lax.scan); the rollout comes stacked [length, num_envs]."""
 
     def body(carry, step_key):
         env_batch, stats = carry
         act_key, env_key = jax.random.split(step_key)
-        action = policy(env_batch.obs, act_key)
-        env_batch, transition, step_stats = step_envs(spec, scenarios, env_batch, action, env_key)
-        return (env_batch, stats + step_stats), transition
+        action, extras = policy(env_batch.obs, act_key)
+        env_batch, transition, done, step_stats = step_envs(spec, scenarios, env_batch, action, to_env, env_key)
+        return (env_batch, stats + step_stats), Rollout(transition, done, extras)
 
-    (state, stats), transitions = jax.lax.scan(body, (state, EpisodeStats.zero()), jax.random.split(key, length))
-    return state, transitions, stats
+    (state, stats), rollout = jax.lax.scan(body, (state, EpisodeStats.zero()), jax.random.split(key, length))
+    return state, rollout, stats
 
 
-def evaluate(spec: EnvSpec, scenarios: ScenarioBatch, policy: Callable[[jax.Array], jax.Array],
-             max_steps: int) -> tuple[jax.Array, jax.Array]:
+def evaluate(spec: EnvSpec, scenarios: ScenarioBatch, policy: ActionMap, max_steps: int) -> tuple[jax.Array, jax.Array]:
     """Run every scenario once, from its own reset seed, until its episode ends (at most ``max_steps``).
 
-    ``policy`` maps observations to normalized actions deterministically. Returns per-scenario return and length.
+    ``policy`` maps observations [B, obs_dim] to env actions deterministically. Returns per-scenario return and
+    length.
     """
     n = scenarios.size
     obs, env_state = jax.vmap(spec.env.reset_env)(scenarios.reset_keys, scenarios.params)
@@ -147,9 +149,8 @@ def evaluate(spec: EnvSpec, scenarios: ScenarioBatch, policy: Callable[[jax.Arra
 
     def body(carry, t):
         obs, env_state, total, length, running = carry
-        action = policy(_flat_obs(obs, n))
         keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(step_keys, t)
-        obs, env_state, reward, terminated, _ = jax.vmap(spec.env.step_env)(keys, env_state, scale_action(spec, action),
+        obs, env_state, reward, terminated, _ = jax.vmap(spec.env.step_env)(keys, env_state, policy(flat_obs(obs, n)),
                                                                            scenarios.params)
         truncated = jax.vmap(spec.env.is_truncated)(env_state, scenarios.params)
         total = total + reward.astype(jnp.float32) * running
@@ -162,18 +163,32 @@ def evaluate(spec: EnvSpec, scenarios: ScenarioBatch, policy: Callable[[jax.Arra
     return total, length.astype(jnp.int32)
 
 
-def trajectory(spec: EnvSpec, params: Any, reset_key: jax.Array, policy: Callable[[jax.Array], jax.Array],
+def make_evaluator(spec: EnvSpec, policy_of: Callable[[Any], ActionMap], max_steps: int):
+    """``evaluate(params, scenarios) -> (returns, lengths)`` as numpy, compiled once; ``policy_of(params)`` gives
+    the deterministic env-action policy."""
+    import numpy as np
+
+    run = jax.jit(lambda params, scenarios: evaluate(spec, scenarios, policy_of(params), max_steps))
+
+    def evaluate_fn(params: Any, scenarios: ScenarioBatch) -> tuple[np.ndarray, np.ndarray]:
+        returns, lengths = run(params, scenarios)
+        return np.asarray(returns), np.asarray(lengths)
+
+    return evaluate_fn
+
+
+def trajectory(spec: EnvSpec, params: Any, reset_key: jax.Array, policy: ActionMap,
                steps: int) -> tuple[Any, jax.Array, jax.Array]:
     """One episode of one scenario for inspection: env states [steps+1], rewards [steps], alive mask [steps].
 
-    ``policy`` maps an observation batch [1, obs_dim] to *env* actions (as a policy bundle's function does).
+    ``policy`` maps an observation batch [1, obs_dim] to env actions (as a policy bundle's function does).
     """
     obs, state = spec.env.reset_env(reset_key, params)
     step_key = jax.random.fold_in(reset_key, 1)
 
     def body(carry, t):
         obs, state, alive = carry
-        action = policy(_flat_obs(obs, 1))[0]
+        action = policy(flat_obs(obs, 1))[0]
         obs, next_state, reward, terminated, _ = spec.env.step_env(jax.random.fold_in(step_key, t), state, action,
                                                                    params)
         done = jnp.logical_or(terminated, spec.env.is_truncated(next_state, params))

@@ -28,3 +28,43 @@ def unreplicate(tree: Any) -> Any:
 def shard(tree: Any, num_devices: int) -> Any:
     """Split the leading axis evenly: [n, ...] -> [num_devices, n / num_devices, ...]."""
     return jax.tree.map(lambda x: jnp.reshape(x, (num_devices, -1) + jnp.shape(x)[1:]), tree)
+
+
+def pmapped_chunk(iteration, metric_names: tuple[str, ...]):
+    """Many training iterations in one compiled call, pmapped over devices.
+
+    ``iteration(scenarios, state) -> (state, metrics, episode_stats)`` is one algorithm iteration on one device
+    (scalar ``metrics`` by name, ``EpisodeStats`` of the episodes it finished). The returned
+    ``chunk(state, scenarios, num_iters) -> (state, metrics)`` runs ``num_iters`` of them in a ``fori_loop``
+    (``num_iters`` is traced, so every chunk length shares one program) and averages the metrics over iterations
+    and devices; episode statistics are summed over devices. The state argument is donated.
+    """
+    from rlpipe.rl.acting import EpisodeStats
+
+    def chunk(state, scenarios, num_iters):
+        def body(_, carry):
+            state, sums, episodes = carry
+            state, metrics, finished = iteration(scenarios, state)
+            return state, {k: sums[k] + metrics[k] for k in metric_names}, episodes + finished
+
+        zero = {k: jnp.float32(0.0) for k in metric_names}
+        state, sums, episodes = jax.lax.fori_loop(0, num_iters, body, (state, zero, EpisodeStats.zero()))
+        n = jnp.maximum(num_iters, 1).astype(jnp.float32)
+        metrics = {k: jax.lax.pmean(sums[k] / n, AXIS) for k in metric_names}
+        episodes = jax.lax.psum(episodes, AXIS)
+        metrics["episode_return"] = episodes.return_sum / jnp.maximum(episodes.count, 1.0)
+        metrics["episode_length"] = episodes.length_sum / jnp.maximum(episodes.count, 1.0)
+        metrics["episodes"] = episodes.count
+        return state, metrics
+
+    return jax.pmap(chunk, axis_name=AXIS, in_axes=(0, None, None), donate_argnums=(0,))
+
+
+def compile_chunk(chunk, state, scenarios, num_iters: int):
+    """Compile ``chunk`` ahead of time for these shapes: ``(run(state, n) -> (state, metrics), seconds)``."""
+    import time
+
+    started = time.perf_counter()
+    compiled = chunk.lower(state, scenarios, jnp.int32(num_iters)).compile()
+    seconds = time.perf_counter() - started
+    return (lambda s, n: compiled(s, scenarios, jnp.int32(n))), seconds

@@ -6,10 +6,11 @@ from rlpipe.rl.envs.scenarios import (
     ScenarioError,
     check_scenario_ranges,
     generate_scenarios,
+    max_episode_steps,
     scenarios_to_batch,
 )
 
 __all__ = [
     "EnvSpec", "ScenarioBatch", "ScenarioError", "check_env_id", "check_scenario_ranges", "generate_scenarios",
-    "make_env", "scenarios_to_batch",
+    "make_env", "max_episode_steps", "scenarios_to_batch",
 ]

@@ -114,3 +114,8 @@ def take(batch: ScenarioBatch, index: jax.Array) -> tuple[object, jax.Array]:
     """Env params and reset keys of the scenarios at ``index`` (any shape), inside JAX."""
     params = jax.tree.map(lambda leaf: leaf[index], batch.params)
     return params, batch.reset_keys[index]
+
+
+def max_episode_steps(batch: ScenarioBatch) -> int:
+    """The longest episode any scenario of the batch allows (a static bound for evaluation scans)."""
+    return int(np.max(np.asarray(batch.params.max_steps_in_episode)))

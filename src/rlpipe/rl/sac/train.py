@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,11 +21,12 @@ import numpy as np
 import optax
 from flax import struct
 
-from rlpipe.rl import parallel
-from rlpipe.rl.acting import EnvBatchState, EpisodeStats, Transition, evaluate, random_policy, reset_envs, unroll
+from rlpipe.rl import loop, parallel
+from rlpipe.rl.acting import EnvBatchState, Transition, reset_envs, scale_action, unroll
+from rlpipe.rl.acting import make_evaluator as make_evaluator_for
 from rlpipe.rl.buffer import BufferState, flatten_time, init_buffer, insert, sample
 from rlpipe.rl.config import SACConfig
-from rlpipe.rl.envs import EnvSpec, ScenarioBatch
+from rlpipe.rl.envs import EnvSpec, ScenarioBatch, max_episode_steps
 from rlpipe.rl.sac.losses import actor_loss, critic_loss, critic_target, temperature_loss
 from rlpipe.rl.sac.networks import Actor, TwinCritic, deterministic_action, sample_tanh_gaussian
 
@@ -82,8 +82,10 @@ class SACNetworks:
         return SACNetworks(Actor(net.hidden_sizes, spec.action_dim, net.activation),
                            TwinCritic(net.hidden_sizes, net.activation))
 
-    def deterministic_policy(self, actor_params: Any) -> Callable[[jax.Array], jax.Array]:
-        return lambda obs: deterministic_action(self.actor.apply(actor_params, obs)[0])
+    def deterministic_policy(self, spec: EnvSpec) -> Callable[[Any], Callable[[jax.Array], jax.Array]]:
+        """actor params -> (obs -> env action): tanh of the Gaussian mean, scaled to the action bounds."""
+        to_env = scale_action(spec)
+        return lambda actor_params: lambda obs: to_env(deterministic_action(self.actor.apply(actor_params, obs)[0]))
 
 
 def make_optimizer(config: SACConfig) -> optax.GradientTransformation:
@@ -165,49 +167,33 @@ def make_update_step(nets: SACNetworks, optimizer: optax.GradientTransformation,
 
 
 def make_train_chunk(config: SACConfig, spec: EnvSpec, num_devices: int):
-    """The compiled call: ``chunk(run_state, scenarios, num_iters) -> (run_state, metrics)``, pmapped.
-
-    ``num_iters`` is a traced scalar, so every chunk length runs the same compiled program.
-    """
+    """The compiled call: ``chunk(run_state, scenarios, num_iters) -> (run_state, metrics)``, pmapped."""
     t = config.train
     nets = SACNetworks.build(config, spec)
     update = make_update_step(nets, make_optimizer(config), t.gamma, t.tau, target_entropy(config, spec))
     batch_per_device = t.batch_size // num_devices
+    to_env = scale_action(spec)
 
-    def iteration(scenarios: ScenarioBatch, run: RunState, sums: dict) -> tuple[RunState, dict]:
+    def iteration(scenarios: ScenarioBatch, run: RunState):
         key, unroll_key, update_key = jax.random.split(run.device.key, 3)
 
         def policy(obs, act_key):
             mean, log_std = nets.actor.apply(run.training.actor_params, obs)
-            return sample_tanh_gaussian(mean, log_std, act_key)[0]
+            return sample_tanh_gaussian(mean, log_std, act_key)[0], ()
 
-        envs, transitions, episodes = unroll(spec, scenarios, policy, run.device.envs, unroll_key, t.unroll_length)
-        buffer = insert(run.device.buffer, flatten_time(transitions))
+        envs, rollout, episodes = unroll(spec, scenarios, policy, to_env, run.device.envs, unroll_key,
+                                         t.unroll_length)
+        buffer = insert(run.device.buffer, flatten_time(rollout.transition))
 
         def sgd_step(training, step_key):
             sample_key, loss_key = jax.random.split(step_key)
             return update(training, sample(buffer, sample_key, batch_per_device), loss_key)
 
         training, metrics = jax.lax.scan(sgd_step, run.training, jax.random.split(update_key, t.grad_updates_per_iter))
-        sums = {
-            "episodes": sums["episodes"] + episodes,
-            **{name: sums[name] + jnp.mean(metrics[name]) for name in METRICS},
-        }
-        return RunState(training, DeviceState(key, envs, buffer), run.iteration + 1), sums
+        run = RunState(training, DeviceState(key, envs, buffer), run.iteration + 1)
+        return run, {name: jnp.mean(metrics[name]) for name in METRICS}, episodes
 
-    def chunk(run: RunState, scenarios: ScenarioBatch, num_iters: jax.Array):
-        zero = {"episodes": EpisodeStats.zero(), **{name: jnp.float32(0.0) for name in METRICS}}
-        run, sums = jax.lax.fori_loop(0, num_iters, lambda _, c: iteration(scenarios, *c), (run, zero))
-        n = jnp.maximum(num_iters, 1).astype(jnp.float32)
-        metrics = {name: jax.lax.pmean(sums[name] / n, parallel.AXIS) for name in METRICS}
-        metrics["temperature"] = jnp.exp(run.training.log_alpha)
-        episodes = jax.lax.psum(sums["episodes"], parallel.AXIS)
-        metrics["episode_return"] = episodes.return_sum / jnp.maximum(episodes.count, 1.0)
-        metrics["episode_length"] = episodes.length_sum / jnp.maximum(episodes.count, 1.0)
-        metrics["episodes"] = episodes.count
-        return run, metrics
-
-    return jax.pmap(chunk, axis_name=parallel.AXIS, in_axes=(0, None, None), donate_argnums=(0,))
+    return parallel.pmapped_chunk(iteration, METRICS)
 
 
 # ---------------------------------------------------------------------------------------------------- prefill
@@ -220,21 +206,20 @@ def collect_random(config: SACConfig, spec: EnvSpec, scenarios: ScenarioBatch, k
     """Transitions of uniformly random actions on training scenarios, flat in time-major order, as numpy."""
     num_envs, steps = config.train.num_envs, prefill_steps_per_env(config)
 
+    def random_policy(obs, act_key):
+        return jax.random.uniform(act_key, (obs.shape[0], spec.action_dim), minval=-1.0, maxval=1.0), ()
+
     @jax.jit
     def run(key, scenarios):
         reset_key, unroll_key = jax.random.split(key)
         envs = reset_envs(spec, scenarios, reset_key, num_envs)
-        _, transitions, _ = unroll(spec, scenarios, random_policy(spec), envs, unroll_key, steps)
-        return flatten_time(transitions)
+        _, rollout, _ = unroll(spec, scenarios, random_policy, scale_action(spec), envs, unroll_key, steps)
+        return flatten_time(rollout.transition)
 
     return {name: np.asarray(value) for name, value in run(key, scenarios)._asdict().items()}
 
 
 # -------------------------------------------------------------------------------------------------- host loop
-ProgressFn = Callable[[dict[str, float]], None]
-CheckpointFn = Callable[[int, dict[str, Any]], None]
-
-
 def initial_run_state(config: SACConfig, spec: EnvSpec, scenarios: ScenarioBatch, training: TrainingState,
                       prefill: dict[str, np.ndarray], key: jax.Array, num_devices: int) -> RunState:
     """Replicated training state, and per device: a key, freshly reset envs, a buffer shard holding its prefill."""
@@ -259,8 +244,8 @@ def run_to_tree(run: RunState) -> dict[str, Any]:
 
 def train(config: SACConfig, spec: EnvSpec, scenarios: ScenarioBatch, training: TrainingState,
           prefill: dict[str, np.ndarray], key: jax.Array, eval_scenarios: ScenarioBatch | None = None,
-          on_progress: ProgressFn | None = None,
-          on_checkpoint: CheckpointFn | None = None) -> tuple[dict[str, Any], list[dict[str, float]]]:
+          on_progress: loop.ProgressFn | None = None,
+          on_checkpoint: loop.CheckpointFn | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Train to ``total_env_steps``; returns the final state (``run_to_tree`` form) and one history row per chunk.
 
     With ``eval_scenarios``, the deterministic policy is evaluated on them every ``eval_every_env_steps`` (and at
@@ -268,77 +253,25 @@ def train(config: SACConfig, spec: EnvSpec, scenarios: ScenarioBatch, training: 
     """
     t = config.train
     num_devices = parallel.device_count()
-    steps_per_iter = t.num_envs * t.unroll_length
-    prefilled = len(prefill["reward"])
-    total_iters = max(1, math.ceil((t.total_env_steps - prefilled) / steps_per_iter))
-    iters_per_chunk = max(1, t.log_every_env_steps // steps_per_iter)
-
+    schedule = loop.Schedule.build(t, t.num_envs * t.unroll_length, t.grad_updates_per_iter,
+                                   env_steps_before=len(prefill["reward"]))
     run = initial_run_state(config, spec, scenarios, training, prefill, key, num_devices)
-    chunk = make_train_chunk(config, spec, num_devices)
-    started = time.perf_counter()
-    compiled = chunk.lower(run, scenarios, jnp.int32(iters_per_chunk)).compile()
-    compile_s = time.perf_counter() - started
+    chunk, compile_s = parallel.compile_chunk(make_train_chunk(config, spec, num_devices), run, scenarios,
+                                              schedule.iters_per_chunk)
     logger.info("train step compiled in %.1f s; %d iterations of %d env steps and %d gradient steps on %d device(s)",
-                compile_s, total_iters, steps_per_iter, t.grad_updates_per_iter, num_devices)
-
-    evaluator = None
-    if eval_scenarios is not None and t.eval_every_env_steps:
-        evaluator = make_evaluator(config, spec, int(np.max(eval_scenarios.params.max_steps_in_episode)))
-
-    history: list[dict[str, float]] = []
-    done_iters, next_checkpoint, next_eval = 0, t.checkpoint_every_env_steps, t.eval_every_env_steps
-    train_seconds = eval_seconds = 0.0
-    while done_iters < total_iters:
-        n = min(iters_per_chunk, total_iters - done_iters)
-        chunk_started = time.perf_counter()
-        run, metrics = compiled(run, scenarios, jnp.int32(n))
-        metrics = {k: float(v[0]) for k, v in jax.device_get(metrics).items()}
-        elapsed = time.perf_counter() - chunk_started
-        train_seconds += elapsed
-        done_iters += n
-        env_steps = prefilled + done_iters * steps_per_iter
-        eval_mean = eval_std = float("nan")
-        if evaluator and (env_steps >= next_eval or done_iters == total_iters):
-            eval_started = time.perf_counter()
-            returns, _ = evaluator(parallel.unreplicate(run.training.actor_params), eval_scenarios)
-            eval_mean, eval_std = float(returns.mean()), float(returns.std())
-            eval_seconds += time.perf_counter() - eval_started
-            next_eval = (env_steps // t.eval_every_env_steps + 1) * t.eval_every_env_steps
-        row = {
-            "env_steps": env_steps,
-            "grad_steps": done_iters * t.grad_updates_per_iter,
-            **metrics,
-            "episode_return": metrics["episode_return"] if metrics["episodes"] else float("nan"),
-            "episode_length": metrics["episode_length"] if metrics["episodes"] else float("nan"),
-            "eval_return_mean": eval_mean,
-            "eval_return_std": eval_std,
-            "env_steps_per_s": n * steps_per_iter / elapsed,
-            "grad_steps_per_s": n * t.grad_updates_per_iter / elapsed,
-            "train_seconds": train_seconds,  # compiled training calls only: no compile, eval or checkpoint time
-            "eval_seconds": eval_seconds,
-        }
-        history.append(row)
-        if on_progress:
-            on_progress({**row, "total_env_steps": prefilled + total_iters * steps_per_iter, "compile_s": compile_s})
-        if on_checkpoint and (env_steps >= next_checkpoint or done_iters == total_iters):
-            on_checkpoint(env_steps, run_to_tree(run))
-            next_checkpoint = (env_steps // t.checkpoint_every_env_steps + 1) * t.checkpoint_every_env_steps
+                compile_s, schedule.total_iters, schedule.env_steps_per_iter, t.grad_updates_per_iter, num_devices)
+    evaluate = None
+    if eval_scenarios is not None:
+        evaluator = make_evaluator(config, spec, max_episode_steps(eval_scenarios))
+        evaluate = lambda run: evaluator(parallel.unreplicate(run.training.actor_params), eval_scenarios)[0]  # noqa: E731
+    run, history = loop.run(schedule, run, chunk, evaluate=evaluate, checkpoint_tree=run_to_tree,
+                            on_progress=on_progress, on_checkpoint=on_checkpoint)
     return run_to_tree(run), history
 
 
 def make_evaluator(config: SACConfig, spec: EnvSpec, max_steps: int):
     """``evaluate(actor_params, scenarios) -> (returns, lengths)``: deterministic policy, compiled once."""
-    nets = SACNetworks.build(config, spec)
-
-    @jax.jit
-    def run(actor_params, scenarios):
-        return evaluate(spec, scenarios, nets.deterministic_policy(actor_params), max_steps)
-
-    def evaluate_fn(actor_params, scenarios: ScenarioBatch) -> tuple[np.ndarray, np.ndarray]:
-        returns, lengths = run(actor_params, scenarios)
-        return np.asarray(returns), np.asarray(lengths)
-
-    return evaluate_fn
+    return make_evaluator_for(spec, SACNetworks.build(config, spec).deterministic_policy(spec), max_steps)
 
 
 def evaluate_policy(config: SACConfig, spec: EnvSpec, scenarios: ScenarioBatch, actor_params: Any,

@@ -1,0 +1,119 @@
+"""The host side of training, shared by every algorithm.
+
+The algorithm supplies one compiled call that advances its (device-replicated) state by ``n`` iterations and
+returns metrics; this loop calls it once per log interval and, between calls, records history, reports progress,
+evaluates, checkpoints and checks early stopping. Nothing here runs per environment step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import numpy as np
+
+from rlpipe.rl.early_stopping import EarlyStopping
+
+ChunkFn = Callable[[Any, int], tuple[Any, dict[str, Any]]]  # (state, iterations) -> (state, per-device metrics)
+ProgressFn = Callable[[dict[str, Any]], None]
+CheckpointFn = Callable[[int, Any], None]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    total_iters: int
+    iters_per_chunk: int
+    env_steps_per_iter: int
+    grad_steps_per_iter: int
+    env_steps_before: int  # env steps already taken when training starts (the SAC buffer prefill)
+    eval_every_env_steps: int  # 0: no evaluation during training
+    checkpoint_every_env_steps: int
+
+    @staticmethod
+    def build(train_config: Any, env_steps_per_iter: int, grad_steps_per_iter: int,
+              env_steps_before: int = 0) -> Schedule:
+        t = train_config
+        return Schedule(
+            total_iters=max(1, math.ceil((t.total_env_steps - env_steps_before) / env_steps_per_iter)),
+            iters_per_chunk=max(1, t.log_every_env_steps // env_steps_per_iter),
+            env_steps_per_iter=env_steps_per_iter,
+            grad_steps_per_iter=grad_steps_per_iter,
+            env_steps_before=env_steps_before,
+            eval_every_env_steps=t.eval_every_env_steps,
+            checkpoint_every_env_steps=t.checkpoint_every_env_steps,
+        )
+
+    @property
+    def total_env_steps(self) -> int:
+        return self.env_steps_before + self.total_iters * self.env_steps_per_iter
+
+
+def _next_multiple(value: int, every: int) -> int:
+    return (value // every + 1) * every
+
+
+def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: Callable[[Any], np.ndarray] | None = None,
+        checkpoint_tree: Callable[[Any], Any] = lambda s: s, on_progress: ProgressFn | None = None,
+        on_checkpoint: CheckpointFn | None = None, stopper: EarlyStopping | None = None,
+        done_iters: int = 0) -> tuple[Any, list[dict[str, Any]]]:
+    """Advance ``state`` chunk by chunk to ``schedule.total_iters``; returns the state and one history row a chunk.
+
+    ``evaluate(state)`` returns per-scenario returns (rows without an evaluation carry NaN); ``stopper`` may end
+    training early, in which case the final row has ``early_stopped = 1``.
+    """
+    s = schedule
+    history: list[dict[str, Any]] = []
+    next_eval = _next_multiple(s.env_steps_before + done_iters * s.env_steps_per_iter, s.eval_every_env_steps or 1)
+    next_checkpoint = _next_multiple(s.env_steps_before + done_iters * s.env_steps_per_iter,
+                                     s.checkpoint_every_env_steps)
+    train_seconds = eval_seconds = 0.0
+    while done_iters < s.total_iters:
+        n = min(s.iters_per_chunk, s.total_iters - done_iters)
+        started = time.perf_counter()
+        state, metrics = chunk(state, n)
+        metrics = {k: float(np.asarray(v)[0]) for k, v in jax.device_get(metrics).items()}
+        elapsed = time.perf_counter() - started
+        train_seconds += elapsed
+        done_iters += n
+        env_steps = s.env_steps_before + done_iters * s.env_steps_per_iter
+        last = done_iters == s.total_iters
+
+        eval_mean = eval_std = float("nan")
+        if evaluate is not None and s.eval_every_env_steps and (env_steps >= next_eval or last):
+            eval_started = time.perf_counter()
+            returns = evaluate(state)
+            eval_mean, eval_std = float(np.mean(returns)), float(np.std(returns))
+            eval_seconds += time.perf_counter() - eval_started
+            next_eval = _next_multiple(env_steps, s.eval_every_env_steps)
+        episodes = metrics.pop("episodes", 0.0)
+        row = {
+            "env_steps": env_steps,
+            "grad_steps": done_iters * s.grad_steps_per_iter,
+            **metrics,
+            "episode_return": metrics.get("episode_return", float("nan")) if episodes else float("nan"),
+            "episode_length": metrics.get("episode_length", float("nan")) if episodes else float("nan"),
+            "episodes": episodes,
+            "eval_return_mean": eval_mean,
+            "eval_return_std": eval_std,
+            "env_steps_per_s": n * s.env_steps_per_iter / elapsed,
+            "grad_steps_per_s": n * s.grad_steps_per_iter / elapsed,
+            "train_seconds": train_seconds,  # compiled training calls only: no compile, eval or checkpoint time
+            "eval_seconds": eval_seconds,
+        }
+        stop = False
+        if stopper is not None:
+            stop = stopper.update(row)
+            row.update(stopper.status())
+        history.append(row)
+        if on_progress:
+            on_progress({**row, "total_env_steps": s.total_env_steps})
+        if on_checkpoint and (env_steps >= next_checkpoint or last or stop):
+            on_checkpoint(env_steps, checkpoint_tree(state))
+            next_checkpoint = _next_multiple(env_steps, s.checkpoint_every_env_steps)
+        if stop:
+            break
+    return state, history
