@@ -13,7 +13,7 @@ import yaml
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from rlpipe.rl.config import SACConfig, to_dict
+from rlpipe.rl.config import PPOConfig, SACConfig, to_dict
 from tests.conftest import PROJECT_ROOT, TINY_SAC
 
 VERSIONED = {
@@ -38,10 +38,44 @@ def versions(root: Path, rel: str) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if (p / folder.name).exists()) if folder.is_dir() else []
 
 
-def test_catalog_defaults_match_the_typed_defaults():
-    """conf/base/parameters_sac.yml shows users the real defaults: it must not drift from the dataclasses."""
-    shipped = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_sac.yml").read_text())["sac"]
-    assert shipped == to_dict(SACConfig())
+@pytest.mark.parametrize("algo,config_class", [("sac", SACConfig), ("ppo", PPOConfig)])
+def test_shipped_parameters_match_the_typed_defaults(algo, config_class):
+    """conf/base/parameters_<algo>.yml shows users the real defaults: it must not drift from the dataclasses."""
+    shipped = yaml.safe_load((PROJECT_ROOT / f"conf/base/parameters_{algo}.yml").read_text())[algo]
+    assert shipped == to_dict(config_class())
+
+
+def test_ppo_pipeline_through_the_runner(project):
+    from tests.test_ppo import TINY_PPO
+
+    (project / "conf" / "local" / "parameters_ppo.yml").write_text(yaml.safe_dump({"ppo": TINY_PPO}))
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project) as session:
+        session.run(pipeline_name="ppo")
+    for name, rel in VERSIONED.items():
+        rel = rel.replace("/sac/", "/ppo/")
+        expected = 0 if name == "sac.replay_buffer" else 1  # PPO has no buffer stages
+        assert len(versions(project, rel)) == expected, name
+    assert len(versions(project, "data/06_models/ppo/policy")) == 1
+    with KedroSession.create(project_path=project) as session:
+        catalog = session.load_context().catalog
+        agent = catalog.load("ppo.agent")
+        assert agent["meta"]["algorithm"] == "ppo" and agent["meta"]["env_steps"] == 1024
+        history = catalog.load("ppo.training_history")
+        assert list(history["env_steps"]) == [256, 512, 768, 1024]
+        assert {"policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "explained_variance"} <= set(
+            history.columns)
+        summary = catalog.load("ppo.eval_summary")
+        assert summary["algorithm"] == "ppo" and summary["num_episodes"] == 4
+
+
+def test_ppo_pendulum_environment_config_is_valid():
+    """The documented continuous-action config (conf/ppo_pendulum) passes validation on top of the base one."""
+    from rlpipe.rl.config import load_ppo_config
+
+    raw = yaml.safe_load((PROJECT_ROOT / "conf/ppo_pendulum/parameters_ppo.yml").read_text())["ppo"]
+    config = load_ppo_config(raw, num_devices=2)
+    assert config.env.id == "Pendulum-v1" and config.train.normalize_observations
 
 
 def test_every_catalog_entry_is_written_by_the_runner(tiny_project):
@@ -120,6 +154,7 @@ def test_default_pipeline_is_sac():
 
     configure_project("rlpipe")
     pipelines = register_pipelines()
+    assert {"sac", "ppo", "__default__"} <= set(pipelines)
     assert set(pipelines["__default__"].all_outputs()) == set(pipelines["sac"].all_outputs())
     assert {n.name for n in pipelines["sac"].nodes} == {
         "sac.load_config", "sac.generate_scenarios", "sac.init_agent", "sac.prefill_buffer", "sac.train",

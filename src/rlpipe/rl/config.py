@@ -64,9 +64,22 @@ class BufferConfig:
 
 
 @dataclass(frozen=True)
-class SACTrainConfig:
-    total_env_steps: int = spec(20_000, ge=1, doc="env steps in all, prefill included")
+class LoopConfig:
+    """What every training loop has: budget, env count, and the cadence of logs, evaluations and checkpoints."""
+
+    total_env_steps: int = spec(20_000, ge=1, doc="env steps in all")
     num_envs: int = spec(8, ge=1, doc="parallel environments over all devices")
+    log_every_env_steps: int = spec(2_000, ge=1, doc="env steps between progress lines (one compiled call)")
+    eval_every_env_steps: int = spec(5_000, ge=0, doc="env steps between evaluations on the eval scenarios; 0: none")
+    checkpoint_every_env_steps: int = spec(10_000, ge=1, doc="env steps between periodic checkpoints")
+    checkpoint_dir: str = spec("data/06_models/checkpoints", doc="where periodic checkpoints go, one folder a run")
+    keep_checkpoints: int = spec(3, ge=1, doc="periodic checkpoints kept per run (newest)")
+
+
+@dataclass(frozen=True)
+class SACTrainConfig(LoopConfig):
+    total_env_steps: int = spec(20_000, ge=1, doc="env steps in all, prefill included")
+    checkpoint_dir: str = spec("data/06_models/sac_checkpoints", doc="where periodic checkpoints go, one folder a run")
     unroll_length: int = spec(1, ge=1, doc="env steps per environment per iteration")
     batch_size: int = spec(128, ge=1, doc="transitions per gradient step over all devices")
     grad_updates_per_iter: int = spec(8, ge=1, doc="gradient steps per iteration")
@@ -75,11 +88,38 @@ class SACTrainConfig:
     tau: float = spec(0.005, gt=0.0, le=1.0, doc="Polyak rate of the target critics")
     init_temperature: float = spec(1.0, gt=0.0, doc="initial entropy temperature alpha")
     target_entropy: float | None = spec(None, doc="entropy target; null means -action_dim")
-    log_every_env_steps: int = spec(2_000, ge=1, doc="env steps between progress lines (one compiled call)")
-    eval_every_env_steps: int = spec(5_000, ge=0, doc="env steps between evaluations on the eval scenarios; 0: none")
-    checkpoint_every_env_steps: int = spec(10_000, ge=1, doc="env steps between periodic checkpoints")
-    checkpoint_dir: str = spec("data/06_models/sac_checkpoints", doc="where periodic checkpoints go, one folder a run")
-    keep_checkpoints: int = spec(3, ge=1, doc="periodic checkpoints kept per run (newest)")
+
+
+@dataclass(frozen=True)
+class PPOTrainConfig(LoopConfig):
+    total_env_steps: int = spec(100_000, ge=1, doc="env step budget (early stopping may end sooner)")
+    log_every_env_steps: int = spec(2_048, ge=1, doc="env steps between progress lines (one compiled call)")
+    eval_every_env_steps: int = spec(4_096, ge=0, doc="env steps between evaluations on the eval scenarios; 0: none")
+    checkpoint_every_env_steps: int = spec(20_480, ge=1, doc="env steps between periodic checkpoints")
+    checkpoint_dir: str = spec("data/06_models/ppo_checkpoints", doc="where periodic checkpoints go, one folder a run")
+    num_steps: int = spec(32, ge=1, doc="rollout length per environment per iteration")
+    update_epochs: int = spec(20, ge=1, doc="passes over each rollout")
+    num_minibatches: int = spec(1, ge=1, doc="minibatches per pass (per device share of the rollout)")
+    learning_rate: float = spec(1e-3, gt=0.0, doc="Adam learning rate")
+    anneal_lr: bool = spec(True, doc="decay the learning rate linearly to 0 over the budget")
+    gamma: float = spec(0.98, gt=0.0, le=1.0, doc="discount factor")
+    gae_lambda: float = spec(0.8, ge=0.0, le=1.0, doc="GAE lambda")
+    clip_eps: float = spec(0.2, gt=0.0, doc="PPO ratio clipping")
+    clip_value_loss: bool = spec(False, doc="clip the value update to clip_eps around the rollout's values")
+    vf_coef: float = spec(0.5, ge=0.0, doc="value loss coefficient")
+    ent_coef: float = spec(0.0, ge=0.0, doc="entropy bonus coefficient")
+    max_grad_norm: float = spec(0.5, gt=0.0, doc="global gradient-norm clip")
+    normalize_advantages: bool = spec(True, doc="standardize advantages per minibatch")
+    normalize_observations: bool = spec(False, doc="running mean/std observation normalization")
+    init_log_std: float = spec(0.0, doc="initial log std of the Gaussian policy (continuous actions)")
+
+
+@dataclass(frozen=True)
+class EarlyStoppingConfig:
+    target_return: float | None = spec(475.0, doc="stop once the windowed return reaches this; null: never stop")
+    monitor: str = spec("eval", choices=("eval", "train"), doc="held-out evaluations, or training episodes")
+    window: int = spec(1, ge=1, doc="values averaged")
+    patience: int = spec(2, ge=1, doc="consecutive checks at or above target before stopping")
 
 
 @dataclass(frozen=True)
@@ -99,6 +139,17 @@ class SACConfig:
     buffer: BufferConfig = spec(default_factory=BufferConfig)
     train: SACTrainConfig = spec(default_factory=SACTrainConfig)
     tracking: TrackingConfig = spec(default_factory=TrackingConfig)
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    seed: int = spec(0, ge=0, lt=2**31, doc="the one seed every RNG key is split from")
+    env: EnvConfig = spec(default_factory=lambda: EnvConfig(id="CartPole-v1"))
+    scenarios: ScenarioConfig = spec(default_factory=ScenarioConfig)
+    network: NetworkConfig = spec(default_factory=lambda: NetworkConfig(activation="tanh"))
+    train: PPOTrainConfig = spec(default_factory=PPOTrainConfig)
+    early_stopping: EarlyStoppingConfig = spec(default_factory=EarlyStoppingConfig)
+    tracking: TrackingConfig = spec(default_factory=lambda: TrackingConfig(registered_model_name="rlpipe-ppo"))
 
 
 # ------------------------------------------------------------------------------------------ mapping -> typed
@@ -222,16 +273,27 @@ def check_tracking(tracking: TrackingConfig, scenarios: ScenarioConfig, key: str
                                                     "pip install -e '.[tensorboard]'")
 
 
-def load_sac_config(raw: Any, num_devices: int, key: str = "sac") -> SACConfig:
-    """Validate ``params:sac`` into a :class:`SACConfig` for ``num_devices`` local devices."""
+def _check_common(config: Any, key: str, num_devices: int, continuous: bool | None, steps_per_iter: int):
+    """Rules every algorithm's config obeys; returns the environment's EnvSpec."""
     from rlpipe.rl.envs import check_env_id, check_scenario_ranges  # envs import jax: keep config import light
 
+    t = config.train
+    env_spec = check_env_id(config.env.id, f"{key}.env.id", continuous=continuous)
+    check_scenario_ranges(config.scenarios.ranges, env_spec, f"{key}.scenarios.ranges")
+    check_tracking(config.tracking, config.scenarios, f"{key}.tracking")
+    check_divisible(t.num_envs, f"{key}.train.num_envs", num_devices)
+    if t.log_every_env_steps < steps_per_iter:
+        raise ConfigError(f"{key}.train.log_every_env_steps",
+                          f"{t.log_every_env_steps} is below one iteration ({steps_per_iter} env steps)")
+    return env_spec
+
+
+def load_sac_config(raw: Any, num_devices: int, key: str = "sac") -> SACConfig:
+    """Validate ``params:sac`` into a :class:`SACConfig` for ``num_devices`` local devices."""
     config = parse(SACConfig, raw, key)
     t, b = config.train, config.buffer
-    spec_ = check_env_id(config.env.id, f"{key}.env.id", continuous=True)
-    check_scenario_ranges(config.scenarios.ranges, spec_, f"{key}.scenarios.ranges")
-    for name, value in (("train.num_envs", t.num_envs), ("train.batch_size", t.batch_size),
-                        ("buffer.capacity", b.capacity)):
+    _check_common(config, key, num_devices, continuous=True, steps_per_iter=t.num_envs * t.unroll_length)
+    for name, value in (("train.batch_size", t.batch_size), ("buffer.capacity", b.capacity)):
         check_divisible(value, f"{key}.{name}", num_devices)
     if t.batch_size > b.capacity:
         raise ConfigError(f"{key}.train.batch_size", f"{t.batch_size} is larger than {key}.buffer.capacity "
@@ -246,10 +308,20 @@ def load_sac_config(raw: Any, num_devices: int, key: str = "sac") -> SACConfig:
         raise ConfigError(f"{key}.train.total_env_steps",
                           f"{t.total_env_steps} leaves no training after {key}.buffer.prefill_steps "
                           f"({b.prefill_steps}) random steps; it counts prefill steps too")
-    check_tracking(config.tracking, config.scenarios, f"{key}.tracking")
-    steps_per_iter = t.num_envs * t.unroll_length
-    if t.log_every_env_steps < steps_per_iter:
-        raise ConfigError(f"{key}.train.log_every_env_steps",
-                          f"{t.log_every_env_steps} is below one iteration ({steps_per_iter} env steps = "
-                          f"num_envs x unroll_length)")
+    return config
+
+
+def load_ppo_config(raw: Any, num_devices: int, key: str = "ppo") -> PPOConfig:
+    """Validate ``params:ppo`` into a :class:`PPOConfig` for ``num_devices`` local devices."""
+    config = parse(PPOConfig, raw, key)
+    t, e = config.train, config.early_stopping
+    _check_common(config, key, num_devices, continuous=None, steps_per_iter=t.num_envs * t.num_steps)
+    per_device = t.num_envs // num_devices * t.num_steps
+    if per_device % t.num_minibatches:
+        raise ConfigError(f"{key}.train.num_minibatches",
+                          f"{t.num_minibatches} does not divide a device's rollout of {per_device} transitions "
+                          f"(num_envs / devices x num_steps)")
+    if e.target_return is not None and e.monitor == "eval" and not t.eval_every_env_steps:
+        raise ConfigError(f"{key}.early_stopping.monitor", f"'eval' needs evaluations during training, but "
+                                                           f"{key}.train.eval_every_env_steps is 0")
     return config

@@ -68,3 +68,9 @@ def compile_chunk(chunk, state, scenarios, num_iters: int):
     compiled = chunk.lower(state, scenarios, jnp.int32(num_iters)).compile()
     seconds = time.perf_counter() - started
     return (lambda s, n: compiled(s, scenarios, jnp.int32(n))), seconds
+
+
+def checkpoint_tree(run: Any) -> dict[str, Any]:
+    """The checkpointable form of a run state (``training``, ``device``, ``iteration`` with a device axis): the
+    training state once (it is identical on every device), the device states per device."""
+    return {"training": unreplicate(run.training), "device": run.device, "iteration": run.iteration[0]}

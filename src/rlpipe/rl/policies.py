@@ -27,7 +27,13 @@ META_FILE, PARAMS_FILE = "policy.json", "params.npz"
 
 def bundle(algorithm: str, spec: EnvSpec, hidden_sizes: tuple[int, ...], activation: str, params: Any,
            **extra: Any) -> dict[str, Any]:
-    meta = {
+    return {"meta": describe(algorithm, spec, hidden_sizes, activation, **extra), "params": bundle_params(params)}
+
+
+def describe(algorithm: str, spec: EnvSpec, hidden_sizes: tuple[int, ...], activation: str,
+             **extra: Any) -> dict[str, Any]:
+    """A bundle's meta: algorithm, env, observation and action spaces, network shape, and anything ``extra``."""
+    return {
         "algorithm": algorithm,
         "env_id": spec.id,
         "obs_dim": spec.obs_dim,
@@ -39,7 +45,11 @@ def bundle(algorithm: str, spec: EnvSpec, hidden_sizes: tuple[int, ...], activat
         "activation": activation,
         **extra,
     }
-    return {"meta": meta, "params": jax.device_get(params)}
+
+
+def bundle_params(params: Any) -> Any:
+    """Host (numpy) copies of policy parameters, as a bundle stores them."""
+    return jax.tree.map(np.asarray, jax.device_get(params))
 
 
 def jax_policy(policy: dict[str, Any]) -> Callable[[jax.Array], jax.Array]:
@@ -79,7 +89,27 @@ def _sac_policy(meta: dict[str, Any]):
     return act
 
 
-_BUILDERS: dict[str, Callable[[dict[str, Any]], Callable]] = {"sac": _sac_policy}
+def _ppo_policy(meta: dict[str, Any]):
+    from rlpipe.rl.normalization import RunningStats, normalize
+    from rlpipe.rl.ppo.networks import ActorCritic, mode
+
+    net = ActorCritic(tuple(meta["hidden_sizes"]), meta["action_dim"], meta["continuous"], meta["activation"],
+                      meta.get("init_log_std", 0.0))
+    continuous = meta["continuous"]
+
+    def act(params, obs):
+        if meta.get("normalize_observations"):
+            stats = params["obs_norm"]
+            obs = normalize(RunningStats(stats["mean"], stats["var"], jnp.float32(1.0)), obs)
+        action = mode(continuous, net.apply(params["network"], obs)[0])
+        if continuous:
+            return jnp.clip(action, jnp.asarray(meta["action_low"]), jnp.asarray(meta["action_high"]))
+        return action
+
+    return act
+
+
+_BUILDERS: dict[str, Callable[[dict[str, Any]], Callable]] = {"sac": _sac_policy, "ppo": _ppo_policy}
 
 
 def write_policy(path: str | os.PathLike, policy: dict[str, Any]) -> None:

@@ -7,13 +7,28 @@ from typing import Any
 
 import pandas as pd
 
+from kedro.pipeline import Node, Pipeline
+
+from rlpipe.rl import parallel
 from rlpipe.rl.acting import make_evaluator
+from rlpipe.rl.config import load_ppo_config, load_sac_config
 from rlpipe.rl.envs import generate_scenarios as sample_scenarios
 from rlpipe.rl.envs import make_env, max_episode_steps, scenarios_to_batch
 from rlpipe.rl.evaluation import summarize_returns
 from rlpipe.rl.policies import jax_policy
 
 logger = logging.getLogger(__name__)
+
+
+_LOADERS = {"sac": load_sac_config, "ppo": load_ppo_config}
+
+
+def validated_config(algorithm: str, params: dict[str, Any]) -> Any:
+    """``params:<algorithm>`` as a typed config; any bad key stops the run here, before any work."""
+    config = _LOADERS[algorithm](params, parallel.device_count(), key=algorithm)
+    logger.info("%s on %s, seed %d, %d env steps, %d device(s)", algorithm.upper(), config.env.id, config.seed,
+                config.train.total_env_steps, parallel.device_count())
+    return config
 
 
 def generate_scenarios(config: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -37,3 +52,17 @@ def evaluate(config: Any, policy: dict[str, Any], scenarios_eval: pd.DataFrame) 
                 summary["num_episodes"], summary["return_mean"], summary["return_std"], summary["return_min"],
                 summary["return_max"])
     return episodes, summary
+
+
+def algorithm_pipeline(algorithm: str, load_config: Any, specific: list[Node]) -> Pipeline:
+    """An algorithm's pipeline in namespace ``algorithm``: the shared head (config, scenarios), the algorithm's own
+    nodes (which must produce ``policy`` and ``training_history``), the shared evaluation and reporting."""
+    from rlpipe.stages.reporting import reporting_pipeline
+
+    head = [
+        Node(load_config, f"params:{algorithm}", "config", name="load_config"),
+        Node(generate_scenarios, "config", ["scenarios_train", "scenarios_eval"], name="generate_scenarios"),
+    ]
+    tail = [Node(evaluate, ["config", "policy", "scenarios_eval"], ["eval_episodes", "eval_summary"], name="evaluate")]
+    return Pipeline(Pipeline(head + specific + tail) + reporting_pipeline(), namespace=algorithm,
+                    parameters={f"params:{algorithm}"}, prefix_datasets_with_namespace=True)

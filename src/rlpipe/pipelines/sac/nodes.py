@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from rlpipe.rl import parallel, policies
-from rlpipe.rl.config import SACConfig, load_sac_config, parse
+from rlpipe.rl import policies
+from rlpipe.rl.config import SACConfig, parse
 from rlpipe.rl.envs import make_env, scenarios_to_batch
 from rlpipe.rl.sac import train as sac
+from rlpipe.stages import common
 from rlpipe.stages.monitoring import training_run
-
-logger = logging.getLogger(__name__)
 
 
 def load_config(params: dict[str, Any]) -> SACConfig:
     """Validate ``params:sac``; any bad key stops the run here, before any work."""
-    config = load_sac_config(params, parallel.device_count())
-    logger.info("SAC on %s, seed %d, %d env steps, %d device(s)", config.env.id, config.seed,
-                config.train.total_env_steps, parallel.device_count())
-    return config
+    return common.validated_config("sac", params)
 
 
 def init_agent(config: SACConfig) -> sac.TrainingState:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ from rlpipe.rl.acting import make_evaluator as make_evaluator_for
 from rlpipe.rl.buffer import BufferState, flatten_time, init_buffer, insert, sample
 from rlpipe.rl.config import SACConfig
 from rlpipe.rl.envs import EnvSpec, ScenarioBatch, max_episode_steps
+from rlpipe.rl.keys import stage_key  # noqa: F401  (nodes and tests reach it as sac.stage_key)
 from rlpipe.rl.sac.losses import actor_loss, critic_loss, critic_target, temperature_loss
 from rlpipe.rl.sac.networks import Actor, TwinCritic, deterministic_action, sample_tanh_gaussian
 
@@ -64,11 +64,6 @@ class RunState:
     training: TrainingState
     device: DeviceState
     iteration: jax.Array
-
-
-def stage_key(seed: int, stage: str) -> jax.Array:
-    """The RNG key of one pipeline stage: the run seed folded with the stage name (stable across processes)."""
-    return jax.random.fold_in(jax.random.PRNGKey(seed), zlib.crc32(stage.encode()) & 0x7FFFFFFF)
 
 
 @dataclass(frozen=True)
@@ -237,16 +232,11 @@ def initial_run_state(config: SACConfig, spec: EnvSpec, scenarios: ScenarioBatch
     return RunState(parallel.replicate(training, num_devices), device, jnp.zeros((num_devices,), jnp.int32))
 
 
-def run_to_tree(run: RunState) -> dict[str, Any]:
-    """The checkpointable form: the training state once (it is identical on all devices), device state per device."""
-    return {"training": parallel.unreplicate(run.training), "device": run.device, "iteration": run.iteration[0]}
-
-
 def train(config: SACConfig, spec: EnvSpec, scenarios: ScenarioBatch, training: TrainingState,
           prefill: dict[str, np.ndarray], key: jax.Array, eval_scenarios: ScenarioBatch | None = None,
           on_progress: loop.ProgressFn | None = None,
           on_checkpoint: loop.CheckpointFn | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Train to ``total_env_steps``; returns the final state (``run_to_tree`` form) and one history row per chunk.
+    """Train to ``total_env_steps``; returns the final state (``parallel.checkpoint_tree`` form) and one history row per chunk.
 
     With ``eval_scenarios``, the deterministic policy is evaluated on them every ``eval_every_env_steps`` (and at
     the end); those rows carry ``eval_return_mean``/``eval_return_std``, the others NaN.
@@ -264,9 +254,9 @@ def train(config: SACConfig, spec: EnvSpec, scenarios: ScenarioBatch, training: 
     if eval_scenarios is not None:
         evaluator = make_evaluator(config, spec, max_episode_steps(eval_scenarios))
         evaluate = lambda run: evaluator(parallel.unreplicate(run.training.actor_params), eval_scenarios)[0]  # noqa: E731
-    run, history = loop.run(schedule, run, chunk, evaluate=evaluate, checkpoint_tree=run_to_tree,
+    run, history = loop.run(schedule, run, chunk, evaluate=evaluate, checkpoint_tree=parallel.checkpoint_tree,
                             on_progress=on_progress, on_checkpoint=on_checkpoint)
-    return run_to_tree(run), history
+    return parallel.checkpoint_tree(run), history
 
 
 def make_evaluator(config: SACConfig, spec: EnvSpec, max_steps: int):

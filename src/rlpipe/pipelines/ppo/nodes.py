@@ -1,0 +1,47 @@
+"""PPO pipeline nodes: unpack the config, call the library, return artifacts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from rlpipe.rl import policies
+from rlpipe.rl.config import PPOConfig, parse
+from rlpipe.rl.envs import make_env, scenarios_to_batch
+from rlpipe.rl.ppo import train as ppo
+from rlpipe.stages import common
+from rlpipe.stages.monitoring import training_run
+
+
+def load_config(params: dict[str, Any]) -> PPOConfig:
+    """Validate ``params:ppo``; any bad key stops the run here, before any work."""
+    return common.validated_config("ppo", params)
+
+
+def init_agent(config: PPOConfig) -> ppo.TrainingState:
+    """Fresh actor-critic, optimizer and observation statistics."""
+    return ppo.init_training_state(config, make_env(config.env.id), ppo.stage_key(config.seed, "init"))
+
+
+def train(config: PPOConfig, initial_state: ppo.TrainingState, scenarios_train: pd.DataFrame,
+          scenarios_eval: pd.DataFrame) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Train until the budget is spent or early stopping fires, with periodic checkpoints and evaluations."""
+    spec = make_env(config.env.id)
+    with training_run("ppo", config) as run:
+        final, history = ppo.train(config, spec, scenarios_to_batch(scenarios_train, spec, "ppo.scenarios_train"),
+                                   initial_state, ppo.stage_key(config.seed, "train"),
+                                   eval_scenarios=scenarios_to_batch(scenarios_eval, spec, "ppo.scenarios_eval"),
+                                   on_progress=run.on_progress, on_checkpoint=run.on_checkpoint)
+    return run.agent(final, history), pd.DataFrame(history)
+
+
+def export_policy(config: PPOConfig, agent: dict[str, Any]) -> dict[str, Any]:
+    """The deterministic policy (argmax or Gaussian mean, with its observation statistics), self-described."""
+    agent_config = parse(PPOConfig, agent["meta"]["config"], "ppo.agent.meta.config")
+    spec = make_env(agent_config.env.id)
+    training = agent["state"]["training"]
+    params = {"network": training["params"], "obs_norm": {k: training["obs_norm"][k] for k in ("mean", "var")}}
+    meta = ppo.policy_meta(agent_config, spec)
+    return {"meta": {**meta, "registered_model_name": config.tracking.registered_model_name,
+                     "env_steps": agent["meta"]["env_steps"]}, "params": policies.bundle_params(params)}

@@ -1,0 +1,1 @@
+"""Proximal Policy Optimization: networks, losses and the compiled, device-parallel training loop."""
