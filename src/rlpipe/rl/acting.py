@@ -104,16 +104,18 @@ def step_envs(spec: EnvSpec, scenarios: ScenarioBatch, state: EnvBatchState, act
     episode_return = state.episode_return + reward
     episode_length = state.episode_length + 1.0
 
-    fresh = reset_envs(spec, scenarios, pick_key, num_envs)
-    restart = lambda new, old: jnp.where(jnp.reshape(done, done.shape + (1,) * (new.ndim - 1)), new, old)  # noqa: E731
     keep_running = jnp.logical_not(done)
-    new_state = EnvBatchState(
-        env_state=jax.tree.map(restart, fresh.env_state, env_state),
-        obs=restart(fresh.obs, next_obs),
-        params=jax.tree.map(restart, fresh.params, state.params),
-        episode_return=episode_return * keep_running,
-        episode_length=episode_length * keep_running,
-    )
+    stepped = EnvBatchState(env_state, next_obs, state.params, episode_return * keep_running,
+                            episode_length * keep_running)
+
+    def restart_finished(stepped: EnvBatchState) -> EnvBatchState:
+        fresh = reset_envs(spec, scenarios, pick_key, num_envs)
+        pick = lambda new, old: jnp.where(jnp.reshape(done, done.shape + (1,) * (new.ndim - 1)), new, old)  # noqa: E731
+        return stepped.replace(env_state=jax.tree.map(pick, fresh.env_state, stepped.env_state),
+                               obs=pick(fresh.obs, stepped.obs), params=jax.tree.map(pick, fresh.params, stepped.params))
+
+    # Most steps end no episode: skip the resets (and their scenario gathers) unless one did.
+    new_state = jax.lax.cond(jnp.any(done), restart_finished, lambda stepped: stepped, stepped)
     transition = Transition(state.obs, action, reward, 1.0 - terminated.astype(jnp.float32), next_obs)
     done_f = done.astype(jnp.float32)
     stats = EpisodeStats(jnp.sum(episode_return * done_f), jnp.sum(episode_length * done_f), jnp.sum(done_f))
