@@ -10,7 +10,7 @@ export KEDRO_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: setup run test ui serve viz clean-cache
+.PHONY: setup run test bench ui serve viz clean-cache
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,16 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# Benchmarks against Stable-Baselines3 and rejax (peers in their own venv): writes benchmarks/results/
+PEERS := .venv-peers
+$(PEERS)/.installed: benchmarks/requirements-peers.txt
+	$(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/pip install --disable-pip-version-check -q -r benchmarks/requirements-peers.txt
+	touch $@
+
+bench: setup $(PEERS)/.installed
+	$(BIN)/python benchmarks/run.py
 
 # MLflow UI over the project's run store: http://127.0.0.1:5000
 ui: setup

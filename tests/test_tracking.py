@@ -109,7 +109,7 @@ def test_plots_and_gif_are_new_versions_each_run(tracked_project):
     from PIL import Image
 
     with Image.open(gif) as image:
-        assert image.format == "GIF" and image.n_frames > 50  # an actual animation of the 200-step episode
+        assert image.format == "GIF" and image.n_frames >= 40  # an actual animation of the 200-step episode
 
 
 def test_tensorboard_scalars_written(tracked_project):

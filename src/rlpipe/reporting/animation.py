@@ -42,7 +42,7 @@ _DRAWERS: dict[str, Callable] = {"Pendulum-v1": _pendulum, "CartPole-v1": _cartp
 
 
 def episode_gif(env_id: str, states: dict[str, np.ndarray], rewards: np.ndarray, params: Any, title: str,
-                max_frames: int = 100, fps: int = 20) -> bytes:
+                max_frames: int = 50, fps: int = 20) -> bytes:
     """Frames of the env's state over one episode (a generic state-variable plot for envs without a drawer)."""
     steps = len(rewards)
     stride = max(1, int(np.ceil((steps + 1) / max_frames)))

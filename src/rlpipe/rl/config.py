@@ -78,7 +78,7 @@ class LoopConfig:
 
 @dataclass(frozen=True)
 class SACTrainConfig(LoopConfig):
-    total_env_steps: int = spec(20_000, ge=1, doc="env steps in all, prefill included")
+    total_env_steps: int = spec(12_000, ge=1, doc="env steps in all, prefill included")
     checkpoint_dir: str = spec("data/06_models/sac_checkpoints", doc="where periodic checkpoints go, one folder a run")
     unroll_length: int = spec(1, ge=1, doc="env steps per environment per iteration")
     batch_size: int = spec(128, ge=1, doc="transitions per gradient step over all devices")

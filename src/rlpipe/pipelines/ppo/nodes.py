@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+from flax import serialization
 
 from rlpipe.rl import policies
 from rlpipe.rl.config import PPOConfig, parse
@@ -40,7 +41,7 @@ def export_policy(config: PPOConfig, agent: dict[str, Any]) -> dict[str, Any]:
     """The deterministic policy (argmax or Gaussian mean, with its observation statistics), self-described."""
     agent_config = parse(PPOConfig, agent["meta"]["config"], "ppo.agent.meta.config")
     spec = make_env(agent_config.env.id)
-    training = agent["state"]["training"]
+    training = serialization.to_state_dict(agent["state"]["training"])  # as loaded (dicts) or in memory (dataclass)
     params = {"network": training["params"], "obs_norm": {k: training["obs_norm"][k] for k in ("mean", "var")}}
     meta = ppo.policy_meta(agent_config, spec)
     return {"meta": {**meta, "registered_model_name": config.tracking.registered_model_name,

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from flax import serialization
 
 from rlpipe.rl import policies
 from rlpipe.rl.config import SACConfig, parse
@@ -47,7 +48,8 @@ def train(config: SACConfig, initial_state: sac.TrainingState, replay_buffer: di
 def export_policy(config: SACConfig, agent: dict[str, Any]) -> dict[str, Any]:
     """The deterministic policy alone, self-described, for evaluation, serving (MLflow model) and inspection."""
     agent_config = parse(SACConfig, agent["meta"]["config"], "sac.agent.meta.config")
+    training = serialization.to_state_dict(agent["state"]["training"])  # as loaded (dicts) or in memory (dataclass)
     return policies.bundle("sac", make_env(agent_config.env.id), agent_config.network.hidden_sizes,
-                           agent_config.network.activation, agent["state"]["training"]["actor_params"],
+                           agent_config.network.activation, training["actor_params"],
                            registered_model_name=config.tracking.registered_model_name,
                            env_steps=agent["meta"]["env_steps"])

@@ -82,8 +82,14 @@ def current_learning_rate(config: PPOConfig, grad_steps: jax.Array) -> jax.Array
 
 
 def init_training_state(config: PPOConfig, spec: EnvSpec, key: jax.Array) -> TrainingState:
-    params = build_network(config, spec).init(key, jnp.zeros((1, spec.obs_dim), jnp.float32))
-    return TrainingState(params, make_optimizer(config).init(params), RunningStats.init(spec.obs_dim), jnp.int32(0))
+    """Fresh actor-critic, optimizer state and observation statistics (one compiled call)."""
+
+    def init(key):
+        params = build_network(config, spec).init(key, jnp.zeros((1, spec.obs_dim), jnp.float32))
+        return TrainingState(params, make_optimizer(config).init(params), RunningStats.init(spec.obs_dim),
+                             jnp.int32(0))
+
+    return jax.jit(init)(key)
 
 
 def to_env_action(spec: EnvSpec):

@@ -25,6 +25,7 @@ from rlpipe.rl.acting import EnvBatchState, Transition, reset_envs, scale_action
 from rlpipe.rl.acting import make_evaluator as make_evaluator_for
 from rlpipe.rl.buffer import BufferState, flatten_time, init_buffer, insert, sample
 from rlpipe.rl.config import SACConfig
+from rlpipe.rl.early_stopping import EarlyStopping
 from rlpipe.rl.envs import EnvSpec, ScenarioBatch, max_episode_steps
 from rlpipe.rl.keys import stage_key  # noqa: F401  (nodes and tests reach it as sac.stage_key)
 from rlpipe.rl.sac.losses import actor_loss, critic_loss, critic_target, temperature_loss
@@ -93,7 +94,11 @@ def target_entropy(config: SACConfig, spec: EnvSpec) -> float:
 
 
 def init_training_state(config: SACConfig, spec: EnvSpec, key: jax.Array) -> TrainingState:
-    """Fresh networks (targets = critics), optimizer states and temperature."""
+    """Fresh networks (targets = critics), optimizer states and temperature (one compiled call, not op by op)."""
+    return jax.jit(lambda k: _init_training_state(config, spec, k))(key)
+
+
+def _init_training_state(config: SACConfig, spec: EnvSpec, key: jax.Array) -> TrainingState:
     nets = SACNetworks.build(config, spec)
     actor_key, critic_key = jax.random.split(key)
     obs = jnp.zeros((1, spec.obs_dim), jnp.float32)
@@ -234,9 +239,10 @@ def initial_run_state(config: SACConfig, spec: EnvSpec, scenarios: ScenarioBatch
 
 def train(config: SACConfig, spec: EnvSpec, scenarios: ScenarioBatch, training: TrainingState,
           prefill: dict[str, np.ndarray], key: jax.Array, eval_scenarios: ScenarioBatch | None = None,
-          on_progress: loop.ProgressFn | None = None,
-          on_checkpoint: loop.CheckpointFn | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Train to ``total_env_steps``; returns the final state (``parallel.checkpoint_tree`` form) and one history row per chunk.
+          on_progress: loop.ProgressFn | None = None, on_checkpoint: loop.CheckpointFn | None = None,
+          stopper: EarlyStopping | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Train to ``total_env_steps`` (or until ``stopper`` says so); returns the final state
+    (``parallel.checkpoint_tree`` form) and one history row per chunk.
 
     With ``eval_scenarios``, the deterministic policy is evaluated on them every ``eval_every_env_steps`` (and at
     the end); those rows carry ``eval_return_mean``/``eval_return_std``, the others NaN.
@@ -255,7 +261,7 @@ def train(config: SACConfig, spec: EnvSpec, scenarios: ScenarioBatch, training: 
         evaluator = make_evaluator(config, spec, max_episode_steps(eval_scenarios))
         evaluate = lambda run: evaluator(parallel.unreplicate(run.training.actor_params), eval_scenarios)[0]  # noqa: E731
     run, history = loop.run(schedule, run, chunk, evaluate=evaluate, checkpoint_tree=parallel.checkpoint_tree,
-                            on_progress=on_progress, on_checkpoint=on_checkpoint)
+                            on_progress=on_progress, on_checkpoint=on_checkpoint, stopper=stopper)
     return parallel.checkpoint_tree(run), history
 
 

@@ -1,0 +1,57 @@
+"""Our PPO on gymnax CartPole-v1 (project defaults), measured the way benchmarks/peers measure theirs: training
+and process seconds until the deterministic eval mean first reaches --threshold, and env steps/s."""
+
+import time
+
+STARTED = time.perf_counter()
+
+import argparse  # noqa: E402
+
+import jax  # noqa: E402
+from common import emit, first_crossing, log, versions  # noqa: E402
+
+from rlpipe.rl.config import load_ppo_config  # noqa: E402
+from rlpipe.rl.envs import generate_scenarios, make_env, scenarios_to_batch  # noqa: E402
+from rlpipe.rl.ppo import train as ppo  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threshold", type=float, default=475.0)
+    parser.add_argument("--eval-every", type=int, default=8192)
+    parser.add_argument("--eval-episodes", type=int, default=16)
+    parser.add_argument("--max-env-steps", type=int, default=100_000)
+    args = parser.parse_args()
+    overrides = {"seed": args.seed, "scenarios": {"num_eval": args.eval_episodes},
+                 "train": {"total_env_steps": args.max_env_steps, "eval_every_env_steps": args.eval_every,
+                           "log_every_env_steps": args.eval_every, "checkpoint_every_env_steps": 10**9},
+                 "early_stopping": {"target_return": args.threshold, "patience": 1}}
+    cfg = load_ppo_config(overrides, jax.local_device_count())
+    spec = make_env(cfg.env.id)
+    s = cfg.scenarios
+    train_table, eval_table = generate_scenarios(spec, s.ranges, s.num_train, s.num_eval, cfg.seed)
+    crossed_at = {}
+
+    def on_progress(row):
+        log(f"[ours ppo] {row['env_steps']} env steps, eval {row['eval_return_mean']:.1f}")
+        if row["eval_return_mean"] >= args.threshold and "process" not in crossed_at:
+            crossed_at["process"] = time.perf_counter() - STARTED
+
+    state = ppo.init_training_state(cfg, spec, ppo.stage_key(cfg.seed, "init"))
+    _, history = ppo.train(cfg, spec, scenarios_to_batch(train_table, spec, "train"), state,
+                           ppo.stage_key(cfg.seed, "train"), eval_scenarios=scenarios_to_batch(eval_table, spec, "eval"),
+                           on_progress=on_progress)
+    hit = first_crossing(history, args.threshold)
+    emit({"peer": "ours", "algo": "ppo", "case": "threshold", "seed": args.seed, "reached": hit is not None,
+          "env_steps_to_threshold": hit and hit["env_steps"],
+          "train_seconds_to_threshold": hit and hit["train_seconds"],
+          "process_seconds_to_threshold": crossed_at.get("process"),
+          "env_steps_per_s": history[-1]["env_steps"] / history[-1]["train_seconds"],
+          "evals": [[r["env_steps"], r["eval_return_mean"], r["train_seconds"]] for r in history],
+          "devices": jax.local_device_count(), "versions": versions("jax", "flax", "optax", "gymnax"),
+          "process_seconds_total": time.perf_counter() - STARTED})
+
+
+if __name__ == "__main__":
+    main()

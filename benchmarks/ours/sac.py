@@ -1,0 +1,132 @@
+"""Our SAC on gymnax Pendulum-v1, measured the way benchmarks/peers measure theirs.
+
+--case threshold: the project default config, evaluated every --eval-every env steps on --eval-episodes held-out
+  scenarios (deterministic policy); training seconds (compiled training calls only) and process seconds (since
+  this process started: imports and compilation included) until the eval mean first reaches --threshold.
+--case throughput: the peers' identical hyperparameters (256x256, batch 256, one env, one gradient step per env
+  step): gradient steps/s, XLA's FLOP count of one update, and this machine's matmul throughput for those shapes.
+"""
+
+import time
+
+STARTED = time.perf_counter()
+
+import argparse  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from common import emit, first_crossing, log, versions  # noqa: E402
+
+from rlpipe.rl.config import load_sac_config  # noqa: E402
+from rlpipe.rl.early_stopping import EarlyStopping  # noqa: E402
+from rlpipe.rl.envs import generate_scenarios, make_env, scenarios_to_batch  # noqa: E402
+from rlpipe.rl.sac import train as sac  # noqa: E402
+
+
+def setup(overrides):
+    cfg = load_sac_config(overrides, jax.local_device_count())
+    spec = make_env(cfg.env.id)
+    s = cfg.scenarios
+    train_table, eval_table = generate_scenarios(spec, s.ranges, s.num_train, s.num_eval, cfg.seed)
+    return cfg, spec, scenarios_to_batch(train_table, spec, "train"), scenarios_to_batch(eval_table, spec, "eval")
+
+
+def threshold_case(args):
+    overrides = {"seed": args.seed, "scenarios": {"num_eval": args.eval_episodes},
+                 "train": {"total_env_steps": args.max_env_steps, "log_every_env_steps": args.eval_every,
+                           "eval_every_env_steps": args.eval_every, "checkpoint_every_env_steps": 10**9}}
+    cfg, spec, train_batch, eval_batch = setup(overrides)
+    crossed_at = {}
+
+    def on_progress(row):
+        log(f"[ours sac] {row['env_steps']} env steps, eval {row['eval_return_mean']:.1f}")
+        if row["eval_return_mean"] >= args.threshold and "process" not in crossed_at:
+            crossed_at["process"] = time.perf_counter() - STARTED
+
+    state = sac.init_training_state(cfg, spec, sac.stage_key(cfg.seed, "init"))
+    prefill = sac.collect_random(cfg, spec, train_batch, sac.stage_key(cfg.seed, "prefill"))
+    stopper = EarlyStopping(args.threshold, "eval", 1, 1)
+    _, history = sac.train(cfg, spec, train_batch, state, prefill, sac.stage_key(cfg.seed, "train"),
+                           eval_scenarios=eval_batch, on_progress=on_progress, stopper=stopper)
+    hit = first_crossing(history, args.threshold)
+    return {
+        "reached": hit is not None,
+        "env_steps_to_threshold": hit and hit["env_steps"],
+        "train_seconds_to_threshold": hit and hit["train_seconds"],
+        "process_seconds_to_threshold": crossed_at.get("process"),
+        "env_steps_per_s": history[-1]["env_steps"] / history[-1]["train_seconds"],
+        "evals": [[r["env_steps"], r["eval_return_mean"], r["train_seconds"]] for r in history],
+    }
+
+
+def throughput_case(args):
+    overrides = {"seed": args.seed, "network": {"hidden_sizes": [256, 256]},
+                 "buffer": {"capacity": 100_000, "prefill_steps": 256},
+                 "train": {"num_envs": 1, "unroll_length": 1, "batch_size": 256, "grad_updates_per_iter": 1,
+                           "total_env_steps": 256 + args.steps, "log_every_env_steps": args.steps // 3,
+                           "eval_every_env_steps": 0, "checkpoint_every_env_steps": 10**9}}
+    if jax.local_device_count() > 1:
+        raise SystemExit("the throughput case is for one device: unset XLA_FLAGS")
+    cfg, spec, train_batch, _ = setup(overrides)
+    state = sac.init_training_state(cfg, spec, sac.stage_key(cfg.seed, "init"))
+    prefill = sac.collect_random(cfg, spec, train_batch, sac.stage_key(cfg.seed, "prefill"))
+    _, history = sac.train(cfg, spec, train_batch, state, prefill, sac.stage_key(cfg.seed, "train"))
+    rates = [r["grad_steps_per_s"] for r in history]
+    flops = update_flops(cfg, spec)
+    peak = matmul_gflops()
+    grad_steps_per_s = float(np.median(rates))
+    return {"grad_steps_per_s": grad_steps_per_s, "grad_steps_per_s_chunks": rates,
+            "flops_per_grad_step": flops, "achieved_gflops": flops * grad_steps_per_s / 1e9,
+            "matmul_gflops_peak": peak, "fraction_of_matmul_peak": flops * grad_steps_per_s / 1e9 / peak}
+
+
+def update_flops(cfg, spec) -> float:
+    """XLA's FLOP count of one SGD update (critics, actor, temperature, targets) on a batch of 256, jitted alone."""
+    nets = sac.SACNetworks.build(cfg, spec)
+    update = sac.make_update_step(nets, sac.make_optimizer(cfg), 0.99, 0.005, -1.0, axis_name=None)
+    state = sac.init_training_state(cfg, spec, jax.random.PRNGKey(0))
+    b = cfg.train.batch_size
+    batch = sac.Transition(jnp.zeros((b, spec.obs_dim)), jnp.zeros((b, spec.action_dim)), jnp.zeros(b), jnp.ones(b),
+                           jnp.zeros((b, spec.obs_dim)))
+    cost = jax.jit(update).lower(state, batch, jax.random.PRNGKey(1)).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return float(cost["flops"])
+
+
+def matmul_gflops(batch: int = 256, width: int = 256, repeats: int = 64) -> float:
+    """This machine's throughput for the update's dominant shape: [batch, width] @ [width, width], chained."""
+    w = jax.random.normal(jax.random.PRNGKey(0), (width, width)) / np.sqrt(width)
+    x = jax.random.normal(jax.random.PRNGKey(1), (batch, width))
+
+    @jax.jit
+    def chain(x, w):
+        return jax.lax.fori_loop(0, repeats, lambda _, h: jnp.tanh(h @ w), x)
+
+    chain(x, w).block_until_ready()
+    best = float("inf")
+    for _ in range(20):
+        t = time.perf_counter()
+        chain(x, w).block_until_ready()
+        best = min(best, time.perf_counter() - t)
+    return 2 * batch * width * width * repeats / best / 1e9
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--case", choices=("threshold", "throughput"), required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threshold", type=float, default=-200.0)
+    parser.add_argument("--eval-every", type=int, default=1000)
+    parser.add_argument("--eval-episodes", type=int, default=16)
+    parser.add_argument("--max-env-steps", type=int, default=20_000)
+    parser.add_argument("--steps", type=int, default=3000)
+    args = parser.parse_args()
+    result = threshold_case(args) if args.case == "threshold" else throughput_case(args)
+    emit({"peer": "ours", "algo": "sac", "case": args.case, "seed": args.seed, **result,
+          "devices": jax.local_device_count(), "versions": versions("jax", "flax", "optax", "gymnax"),
+          "process_seconds_total": time.perf_counter() - STARTED})
+
+
+if __name__ == "__main__":
+    main()
