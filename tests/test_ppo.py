@@ -174,7 +174,7 @@ def test_early_stop_still_evaluates_and_checkpoints():
     checkpoints = []
     state = ppo.init_training_state(cfg, spec, ppo.stage_key(cfg.seed, "init"))
     _, history = ppo.train(cfg, spec, train_batch, state, ppo.stage_key(cfg.seed, "train"), eval_scenarios=eval_batch,
-                           on_checkpoint=lambda step, tree: checkpoints.append(step))
+                           on_checkpoint=lambda step, tree, progress: checkpoints.append(step))
     assert history[-1]["env_steps"] == 512 and history[-1]["early_stopped"] == 1.0  # first evaluation
     assert checkpoints[-1] == 512
     assert history[-1]["best_return"] == history[-1]["eval_return_mean"]

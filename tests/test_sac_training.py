@@ -70,7 +70,7 @@ def test_history_counts_steps_and_logs_progress():
     state = sac.init_training_state(cfg, spec, sac.stage_key(cfg.seed, "init"))
     prefill = sac.collect_random(cfg, spec, train_batch, sac.stage_key(cfg.seed, "prefill"))
     _, history = sac.train(cfg, spec, train_batch, state, prefill, sac.stage_key(cfg.seed, "train"),
-                           on_progress=rows.append, on_checkpoint=lambda step, tree: checkpoints.append(step))
+                           on_progress=rows.append, on_checkpoint=lambda step, tree, progress: checkpoints.append(step))
     assert [r["env_steps"] for r in history] == [128, 192, 256, 320]  # 64 prefill + chunks of 64
     assert history[-1]["grad_steps"] == (320 - 64) // 4 * 2
     assert len(rows) == len(history) and rows[-1]["total_env_steps"] == 320

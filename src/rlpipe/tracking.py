@@ -96,6 +96,37 @@ class MlflowRunIsolationHooks:
 
         while mlflow.active_run() is not None:  # a run left open by an earlier session in this process
             mlflow.end_run()
+        _prepare_store(context)
+
+
+def _prepare_store(context) -> None:
+    """Create the tracking database and the experiment under a file lock, once.
+
+    Two `kedro run` started together would otherwise both run the SQLite schema migrations and both create the
+    experiment, and one of them fails. Later runs find both in place and only take the lock briefly.
+    """
+    import fcntl
+
+    import mlflow
+
+    try:  # the same files kedro-mlflow reads (its hook, which registers the pattern too, runs after this one)
+        context.config_loader.config_patterns.setdefault("mlflow", ["mlflow*", "mlflow*/**", "**/mlflow*"])
+        conf = context.config_loader["mlflow"]
+    except Exception:  # no mlflow.yml: kedro-mlflow's defaults, nothing shared to prepare
+        return
+    uri = (conf.get("server") or {}).get("mlflow_tracking_uri")
+    experiment = ((conf.get("tracking") or {}).get("experiment") or {})
+    if not uri or not str(uri).startswith("sqlite:///") or not experiment.get("name"):
+        return
+    lock_path = Path(str(uri)[len("sqlite:///"):]).with_suffix(".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        client = mlflow.MlflowClient(tracking_uri=str(uri))
+        if client.get_experiment_by_name(experiment["name"]) is None:
+            kwargs = experiment.get("create_experiment_kwargs") or {}
+            client.create_experiment(experiment["name"], artifact_location=kwargs.get("artifact_location"),
+                                     tags=kwargs.get("tags"))
 
     @hook_impl(trylast=True)  # after kedro-mlflow's: it re-opens the run per node and closes only one level
     def after_pipeline_run(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 import types
 import typing
 from collections.abc import Mapping
@@ -43,8 +44,8 @@ class EnvConfig:
 
 @dataclass(frozen=True)
 class ScenarioConfig:
-    num_train: int = spec(256, ge=1, doc="training scenarios (sampled at every episode reset)")
-    num_eval: int = spec(64, ge=1, doc="held-out evaluation scenarios (each run once, deterministically)")
+    num_train: int = spec(256, ge=1, le=10**7, doc="training scenarios (sampled at every episode reset)")
+    num_eval: int = spec(64, ge=1, le=10**7, doc="held-out evaluation scenarios (each run once, deterministically)")
     ranges: dict[str, tuple[float, float]] = spec(
         default_factory=dict,
         doc="env parameter -> [low, high] drawn uniformly per scenario; parameters not named keep their defaults",
@@ -59,7 +60,7 @@ class NetworkConfig:
 
 @dataclass(frozen=True)
 class BufferConfig:
-    capacity: int = spec(100_000, ge=1, doc="replay buffer transitions, over all devices")
+    capacity: int = spec(100_000, ge=1, le=2**31 - 1, doc="replay buffer transitions, over all devices")
     prefill_steps: int = spec(1_000, ge=1, doc="env steps of uniformly random actions before training")
 
 
@@ -67,22 +68,23 @@ class BufferConfig:
 class LoopConfig:
     """What every training loop has: budget, env count, and the cadence of logs, evaluations and checkpoints."""
 
-    total_env_steps: int = spec(20_000, ge=1, doc="env steps in all")
-    num_envs: int = spec(8, ge=1, doc="parallel environments over all devices")
+    total_env_steps: int = spec(20_000, ge=1, le=2**53, doc="env steps in all")
+    num_envs: int = spec(8, ge=1, le=2**20, doc="parallel environments over all devices")
     log_every_env_steps: int = spec(2_000, ge=1, doc="env steps between progress lines (one compiled call)")
     eval_every_env_steps: int = spec(5_000, ge=0, doc="env steps between evaluations on the eval scenarios; 0: none")
     checkpoint_every_env_steps: int = spec(10_000, ge=1, doc="env steps between periodic checkpoints")
     checkpoint_dir: str = spec("data/06_models/checkpoints", doc="where periodic checkpoints go, one folder a run")
     keep_checkpoints: int = spec(3, ge=1, doc="periodic checkpoints kept per run (newest)")
+    resume: bool = spec(False, doc="continue the newest interrupted run from its newest intact checkpoint")
 
 
 @dataclass(frozen=True)
 class SACTrainConfig(LoopConfig):
-    total_env_steps: int = spec(12_000, ge=1, doc="env steps in all, prefill included")
+    total_env_steps: int = spec(12_000, ge=1, le=2**53, doc="env steps in all, prefill included")
     checkpoint_dir: str = spec("data/06_models/sac_checkpoints", doc="where periodic checkpoints go, one folder a run")
-    unroll_length: int = spec(1, ge=1, doc="env steps per environment per iteration")
-    batch_size: int = spec(128, ge=1, doc="transitions per gradient step over all devices")
-    grad_updates_per_iter: int = spec(8, ge=1, doc="gradient steps per iteration")
+    unroll_length: int = spec(1, ge=1, le=2**20, doc="env steps per environment per iteration")
+    batch_size: int = spec(128, ge=1, le=2**24, doc="transitions per gradient step over all devices")
+    grad_updates_per_iter: int = spec(8, ge=1, le=2**20, doc="gradient steps per iteration")
     learning_rate: float = spec(1e-3, gt=0.0, doc="Adam learning rate of actor, critics and temperature")
     gamma: float = spec(0.99, gt=0.0, le=1.0, doc="discount factor")
     tau: float = spec(0.005, gt=0.0, le=1.0, doc="Polyak rate of the target critics")
@@ -92,14 +94,14 @@ class SACTrainConfig(LoopConfig):
 
 @dataclass(frozen=True)
 class PPOTrainConfig(LoopConfig):
-    total_env_steps: int = spec(100_000, ge=1, doc="env step budget (early stopping may end sooner)")
-    num_envs: int = spec(16, ge=1, doc="parallel environments over all devices")
+    total_env_steps: int = spec(100_000, ge=1, le=2**53, doc="env step budget (early stopping may end sooner)")
+    num_envs: int = spec(16, ge=1, le=2**20, doc="parallel environments over all devices")
     log_every_env_steps: int = spec(8_192, ge=1, doc="env steps between progress lines (one compiled call)")
     eval_every_env_steps: int = spec(8_192, ge=0, doc="env steps between evaluations on the eval scenarios; 0: none")
     checkpoint_every_env_steps: int = spec(32_768, ge=1, doc="env steps between periodic checkpoints")
     checkpoint_dir: str = spec("data/06_models/ppo_checkpoints", doc="where periodic checkpoints go, one folder a run")
-    num_steps: int = spec(128, ge=1, doc="rollout length per environment per iteration")
-    update_epochs: int = spec(4, ge=1, doc="passes over each rollout")
+    num_steps: int = spec(128, ge=1, le=2**20, doc="rollout length per environment per iteration")
+    update_epochs: int = spec(4, ge=1, le=10**4, doc="passes over each rollout")
     num_minibatches: int = spec(4, ge=1, doc="minibatches per pass (per device share of the rollout)")
     learning_rate: float = spec(2.5e-3, gt=0.0, doc="Adam learning rate")
     anneal_lr: bool = spec(True, doc="decay the learning rate linearly to 0 over the budget")
@@ -215,7 +217,7 @@ def _convert(hint: Any, value: Any, key: str, rules: Mapping[str, Any]):
         if len(args) == 2 and args[1] is Ellipsis:
             if not value:
                 raise ConfigError(key, "expected a non-empty list")
-            items = [_convert(args[0], v, f"{key}[{i}]", {"ge": 1}) for i, v in enumerate(value)]
+            items = [_convert(args[0], v, f"{key}[{i}]", {"ge": 1, "le": 2**16}) for i, v in enumerate(value)]
         else:
             if len(value) != len(args):
                 raise ConfigError(key, f"expected a list of {len(args)} values, got {len(value)}")
@@ -293,9 +295,14 @@ def load_sac_config(raw: Any, num_devices: int, key: str = "sac") -> SACConfig:
     """Validate ``params:sac`` into a :class:`SACConfig` for ``num_devices`` local devices."""
     config = parse(SACConfig, raw, key)
     t, b = config.train, config.buffer
-    _check_common(config, key, num_devices, continuous=True, steps_per_iter=t.num_envs * t.unroll_length)
+    env_spec = _check_common(config, key, num_devices, continuous=True, steps_per_iter=t.num_envs * t.unroll_length)
     for name, value in (("train.batch_size", t.batch_size), ("buffer.capacity", b.capacity)):
         check_divisible(value, f"{key}.{name}", num_devices)
+    buffer_bytes = b.capacity * 4 * (2 * env_spec.obs_dim + env_spec.action_dim + 2)
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if buffer_bytes > 0.5 * memory:
+        raise ConfigError(f"{key}.buffer.capacity", f"{b.capacity} transitions need {buffer_bytes / 2**30:.1f} GiB, "
+                                                    f"more than half of this machine's {memory / 2**30:.1f} GiB")
     if t.batch_size > b.capacity:
         raise ConfigError(f"{key}.train.batch_size", f"{t.batch_size} is larger than {key}.buffer.capacity "
                                                      f"({b.capacity}): a batch must fit in the buffer")

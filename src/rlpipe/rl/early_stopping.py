@@ -43,3 +43,11 @@ class EarlyStopping:
 
     def status(self) -> dict[str, float]:
         return {"best_return": self.best, "early_stopped": float(self.stopped_at is not None)}
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps so a resumed run stops exactly where an uninterrupted one would."""
+        return {"values": list(self.values), "hits": self.hits, "best": self.best, "stopped_at": self.stopped_at}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.values = [float(v) for v in state["values"]]
+        self.hits, self.best, self.stopped_at = int(state["hits"]), float(state["best"]), state["stopped_at"]

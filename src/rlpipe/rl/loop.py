@@ -20,7 +20,27 @@ from rlpipe.rl.early_stopping import EarlyStopping
 
 ChunkFn = Callable[[Any, int], tuple[Any, dict[str, Any]]]  # (state, iterations) -> (state, per-device metrics)
 ProgressFn = Callable[[dict[str, Any]], None]
-CheckpointFn = Callable[[int, Any], None]
+CheckpointFn = Callable[[int, Any, dict[str, Any]], None]  # (env steps, state tree, loop progress)
+
+
+class NonFiniteError(FloatingPointError):
+    """Training produced NaN or Inf; the message names the iteration and the quantities."""
+
+
+@dataclass
+class Resume:
+    """Where a checkpointed run stood: its iteration count, history so far and early-stopping state."""
+
+    iteration: int
+    env_steps: int
+    history: list[dict[str, Any]]
+    stopper: dict[str, Any] | None
+
+    @staticmethod
+    def from_meta(meta: dict[str, Any]) -> Resume:
+        progress = meta["progress"]
+        return Resume(int(progress["iteration"]), int(meta["env_steps"]), list(progress["history"]),
+                      progress.get("stopper"))
 
 
 @dataclass(frozen=True)
@@ -59,23 +79,30 @@ def _next_multiple(value: int, every: int) -> int:
 def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: Callable[[Any], np.ndarray] | None = None,
         checkpoint_tree: Callable[[Any], Any] = lambda s: s, on_progress: ProgressFn | None = None,
         on_checkpoint: CheckpointFn | None = None, stopper: EarlyStopping | None = None,
-        done_iters: int = 0) -> tuple[Any, list[dict[str, Any]]]:
+        resume: Resume | None = None) -> tuple[Any, list[dict[str, Any]]]:
     """Advance ``state`` chunk by chunk to ``schedule.total_iters``; returns the state and one history row a chunk.
 
     ``evaluate(state)`` returns per-scenario returns (rows without an evaluation carry NaN); ``stopper`` may end
-    training early, in which case the final row has ``early_stopped = 1``.
+    training early, in which case the final row has ``early_stopped = 1``. With ``resume``, ``state`` is the
+    restored state and the loop carries on from where the checkpoint was taken. A chunk whose losses or parameters
+    are not finite raises :class:`NonFiniteError` before anything of it is checkpointed.
     """
     s = schedule
-    history: list[dict[str, Any]] = []
+    history: list[dict[str, Any]] = list(resume.history) if resume else []
+    done_iters = resume.iteration if resume else 0
+    if resume and stopper is not None and resume.stopper is not None:
+        stopper.load_state_dict(resume.stopper)
     next_eval = _next_multiple(s.env_steps_before + done_iters * s.env_steps_per_iter, s.eval_every_env_steps or 1)
     next_checkpoint = _next_multiple(s.env_steps_before + done_iters * s.env_steps_per_iter,
                                      s.checkpoint_every_env_steps)
-    train_seconds = eval_seconds = 0.0
+    train_seconds = history[-1]["train_seconds"] if history else 0.0
+    eval_seconds = history[-1]["eval_seconds"] if history else 0.0
     while done_iters < s.total_iters:
         n = min(s.iters_per_chunk, s.total_iters - done_iters)
         started = time.perf_counter()
         state, metrics = chunk(state, n)
         metrics = {k: float(np.asarray(v)[0]) for k, v in jax.device_get(metrics).items()}
+        _raise_if_nonfinite(metrics, s, done_iters, n)
         elapsed = time.perf_counter() - started
         train_seconds += elapsed
         done_iters += n
@@ -112,8 +139,24 @@ def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: Callable[[A
         if on_progress:
             on_progress({**row, "total_env_steps": s.total_env_steps})
         if on_checkpoint and (env_steps >= next_checkpoint or last or stop):
-            on_checkpoint(env_steps, checkpoint_tree(state))
+            progress = {"iteration": done_iters, "history": history,
+                        "stopper": stopper.state_dict() if stopper is not None else None}
+            on_checkpoint(env_steps, checkpoint_tree(state), progress)
             next_checkpoint = _next_multiple(env_steps, s.checkpoint_every_env_steps)
         if stop:
             break
     return state, history
+
+
+def _raise_if_nonfinite(metrics: dict[str, float], s: Schedule, done_iters: int, n: int) -> None:
+    flags = {k.split("/", 1)[1]: metrics.pop(k) for k in list(metrics) if k.startswith("nonfinite/")}
+    at = int(metrics.pop("nonfinite_iteration", -1))
+    bad = [name for name, flag in flags.items() if flag > 0]
+    if not bad:
+        return
+    if at < 0:  # only the parameters at the end of the chunk: somewhere in this chunk
+        where = f"between iterations {done_iters + 1} and {done_iters + n}"
+    else:
+        where = f"at iteration {at} (about {s.env_steps_before + at * s.env_steps_per_iter:,} env steps)"
+    raise NonFiniteError(f"training diverged {where}: {', '.join(bad)} not finite. Lower the learning rate or check "
+                         "the environment's rewards; nothing of this chunk was checkpointed")

@@ -34,27 +34,44 @@ def pmapped_chunk(iteration, metric_names: tuple[str, ...]):
     """Many training iterations in one compiled call, pmapped over devices.
 
     ``iteration(scenarios, state) -> (state, metrics, episode_stats)`` is one algorithm iteration on one device
-    (scalar ``metrics`` by name, ``EpisodeStats`` of the episodes it finished). The returned
-    ``chunk(state, scenarios, num_iters) -> (state, metrics)`` runs ``num_iters`` of them in a ``fori_loop``
-    (``num_iters`` is traced, so every chunk length shares one program) and averages the metrics over iterations
-    and devices; episode statistics are summed over devices. The state argument is donated.
+    (scalar ``metrics`` by name, ``EpisodeStats`` of the episodes it finished; ``state.iteration`` counts them).
+    The returned ``chunk(state, scenarios, num_iters) -> (state, metrics)`` runs ``num_iters`` of them in a
+    ``fori_loop`` (``num_iters`` is traced, so every chunk length shares one program) and averages the metrics over
+    iterations and devices; episode statistics are summed over devices. The state argument is donated.
+
+    Divergence is caught inside the loop at the cost of a few scalar checks: ``nonfinite_iteration`` is the first
+    iteration whose metrics were not finite (-1 if none), ``nonfinite/<metric>`` flags which (1.0) at that
+    iteration, and ``nonfinite/parameters`` whether the state's floating-point leaves are finite at the end.
     """
     from rlpipe.rl.acting import EpisodeStats
 
     def chunk(state, scenarios, num_iters):
         def body(_, carry):
-            state, sums, episodes = carry
+            state, sums, episodes, bad_at, bad_flags = carry
             state, metrics, finished = iteration(scenarios, state)
-            return state, {k: sums[k] + metrics[k] for k in metric_names}, episodes + finished
+            flags = jnp.stack([jnp.logical_not(jnp.isfinite(metrics[k])) for k in metric_names])
+            first = jnp.logical_and(bad_at < 0, jnp.any(flags))
+            bad_at = jnp.where(first, state.iteration, bad_at)
+            bad_flags = jnp.where(first, flags, bad_flags)
+            return state, {k: sums[k] + metrics[k] for k in metric_names}, episodes + finished, bad_at, bad_flags
 
         zero = {k: jnp.float32(0.0) for k in metric_names}
-        state, sums, episodes = jax.lax.fori_loop(0, num_iters, body, (state, zero, EpisodeStats.zero()))
+        init = (state, zero, EpisodeStats.zero(), jnp.int32(-1), jnp.zeros(len(metric_names), bool))
+        state, sums, episodes, bad_at, bad_flags = jax.lax.fori_loop(0, num_iters, body, init)
         n = jnp.maximum(num_iters, 1).astype(jnp.float32)
         metrics = {k: jax.lax.pmean(sums[k] / n, AXIS) for k in metric_names}
         episodes = jax.lax.psum(episodes, AXIS)
         metrics["episode_return"] = episodes.return_sum / jnp.maximum(episodes.count, 1.0)
         metrics["episode_length"] = episodes.length_sum / jnp.maximum(episodes.count, 1.0)
         metrics["episodes"] = episodes.count
+        metrics["nonfinite_iteration"] = jax.lax.pmax(bad_at, AXIS)
+        bad_counts = jax.lax.psum(bad_flags.astype(jnp.int32), AXIS)
+        for i, k in enumerate(metric_names):
+            metrics[f"nonfinite/{k}"] = (bad_counts[i] > 0).astype(jnp.float32)
+        finite = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(state.training)
+                  if jnp.issubdtype(x.dtype, jnp.floating)]
+        params_bad = jnp.logical_not(jnp.all(jnp.stack(finite)))
+        metrics["nonfinite/parameters"] = jax.lax.pmax(params_bad.astype(jnp.float32), AXIS)
         return state, metrics
 
     return jax.pmap(chunk, axis_name=AXIS, in_axes=(0, None, None), donate_argnums=(0,))
@@ -74,3 +91,22 @@ def checkpoint_tree(run: Any) -> dict[str, Any]:
     """The checkpointable form of a run state (``training``, ``device``, ``iteration`` with a device axis): the
     training state once (it is identical on every device), the device states per device."""
     return {"training": unreplicate(run.training), "device": run.device, "iteration": run.iteration[0]}
+
+
+def restore_run(template: Any, tree: Any) -> Any:
+    """A run state (``training``/``device``/``iteration``, device axis first) from its checkpointed form.
+
+    ``template`` is a run state of the right types and shapes (e.g. freshly initialized); ``tree`` is what
+    ``checkpoint_tree`` saved, as loaded (nested dicts). The device count must be the one it was saved with.
+    """
+    from flax import serialization
+
+    num_devices = template.iteration.shape[0]
+    saved = jax.tree.leaves(tree["device"])[0].shape[0]
+    if saved != num_devices:
+        raise ValueError(f"the checkpoint holds {saved} device shards but {num_devices} devices are present: resume "
+                         "with the same device count (XLA_FLAGS / visible devices) it was written with")
+    typed = serialization.from_state_dict(checkpoint_tree(template), tree)
+    return type(template)(training=replicate(typed["training"], num_devices),
+                          device=jax.tree.map(jnp.asarray, typed["device"]),
+                          iteration=jnp.full((num_devices,), typed["iteration"], jnp.int32))

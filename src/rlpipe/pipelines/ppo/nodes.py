@@ -33,8 +33,9 @@ def train(config: PPOConfig, initial_state: ppo.TrainingState, scenarios_train: 
         final, history = ppo.train(config, spec, scenarios_to_batch(scenarios_train, spec, "ppo.scenarios_train"),
                                    initial_state, ppo.stage_key(config.seed, "train"),
                                    eval_scenarios=scenarios_to_batch(scenarios_eval, spec, "ppo.scenarios_eval"),
-                                   on_progress=run.on_progress, on_checkpoint=run.on_checkpoint)
-    return run.agent(final, history), pd.DataFrame(history)
+                                   on_progress=run.on_progress, on_checkpoint=run.on_checkpoint,
+                                   resume=run.resume)
+    return run.outputs(final, history)
 
 
 def export_policy(config: PPOConfig, agent: dict[str, Any]) -> dict[str, Any]:

@@ -41,8 +41,9 @@ def train(config: SACConfig, initial_state: sac.TrainingState, replay_buffer: di
         final, history = sac.train(config, spec, scenarios_to_batch(scenarios_train, spec, "sac.scenarios_train"),
                                    initial_state, replay_buffer, sac.stage_key(config.seed, "train"),
                                    eval_scenarios=scenarios_to_batch(scenarios_eval, spec, "sac.scenarios_eval"),
-                                   on_progress=run.on_progress, on_checkpoint=run.on_checkpoint)
-    return run.agent(final, history), pd.DataFrame(history)
+                                   on_progress=run.on_progress, on_checkpoint=run.on_checkpoint,
+                                   resume=run.resume)
+    return run.outputs(final, history)
 
 
 def export_policy(config: SACConfig, agent: dict[str, Any]) -> dict[str, Any]:

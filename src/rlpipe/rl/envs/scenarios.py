@@ -75,39 +75,56 @@ def generate_scenarios(spec: EnvSpec, ranges: Mapping[str, tuple[float, float]],
 
 
 def scenarios_to_batch(table: pd.DataFrame, spec: EnvSpec, name: str) -> ScenarioBatch:
-    """Turn a scenario table into the batched params struct; ``name`` (e.g. the file) is used in errors."""
+    """Turn a scenario table into the batched params struct; ``name`` (e.g. the file) is used in errors.
+
+    Every problem is a :class:`ScenarioError` naming the table, the column and the first bad row: missing
+    columns, non-numeric dtypes, NaN/Inf, fractions in integer columns, values a float32 cannot hold, duplicate
+    scenario ids, reset seeds outside [0, 2^31 - 1), and non-positive values of parameters whose default is
+    positive (masses, lengths, time steps, episode lengths).
+    """
     if len(table) == 0:
         raise ScenarioError(f"{name}: the scenario table has no rows")
-    required = [SEED_COLUMN, *spec.param_fields]
+    integer_columns = {ID_COLUMN, SEED_COLUMN} | {c for c, kind in spec.param_fields.items() if kind is int}
+    required = [ID_COLUMN, SEED_COLUMN, *spec.param_fields]
     missing = [c for c in required if c not in table.columns]
     if missing:
         raise ScenarioError(f"{name}: missing column(s) {', '.join(missing)}; required: {', '.join(required)}")
     arrays = {}
-    for column, kind in [(SEED_COLUMN, int), *spec.param_fields.items()]:
+    for column in required:
         values = table[column]
         if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
             raise ScenarioError(f"{name}: column {column!r} must be numeric, has dtype {values.dtype}")
         data = values.to_numpy(dtype=np.float64)
-        bad = np.flatnonzero(~np.isfinite(data))
-        if bad.size:
-            raise ScenarioError(f"{name}: column {column!r} row {int(bad[0])} is {data[bad[0]]} (not finite)")
-        if kind is int:
-            frac = np.flatnonzero(data != np.round(data))
-            if frac.size:
-                raise ScenarioError(f"{name}: column {column!r} row {int(frac[0])} is {data[frac[0]]}, "
-                                    "expected an integer")
+        _first_bad(name, column, data, ~np.isfinite(data), "not finite")
+        _first_bad(name, column, data, np.abs(data) > _FLOAT32_MAX, "too large for float32")
+        if column in integer_columns:
+            _first_bad(name, column, data, data != np.round(data), "expected an integer")
+        if column in spec.param_fields and float(getattr(spec.default_params, column)) > 0:
+            _first_bad(name, column, data, data <= 0, f"must be > 0 ({column} defaults to "
+                                                      f"{getattr(spec.default_params, column)})")
         arrays[column] = data
+    ids = arrays.pop(ID_COLUMN)
+    _first_bad(name, ID_COLUMN, ids, pd.Series(ids).duplicated().to_numpy(), "a duplicate scenario id")
     seeds = arrays.pop(SEED_COLUMN)
-    out_of_range = np.flatnonzero((seeds < 0) | (seeds >= _SEED_LIMIT))
-    if out_of_range.size:
-        raise ScenarioError(f"{name}: column {SEED_COLUMN!r} row {int(out_of_range[0])} is "
-                            f"{seeds[out_of_range[0]]:.0f}, allowed 0 <= seed < {_SEED_LIMIT}")
+    _first_bad(name, SEED_COLUMN, seeds, (seeds < 0) | (seeds >= _SEED_LIMIT), f"allowed 0 <= seed < {_SEED_LIMIT}")
+    for column, kind in spec.param_fields.items():
+        if kind is int:
+            _first_bad(name, column, arrays[column], np.abs(arrays[column]) >= 2**31, "too large for int32")
     params = spec.default_params.replace(**{
         column: jnp.asarray(values, jnp.int32 if spec.param_fields[column] is int else jnp.float32)
         for column, values in arrays.items()
     })
     reset_keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds.astype(np.int32)))
     return ScenarioBatch(params=params, reset_keys=reset_keys)
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _first_bad(name: str, column: str, data: np.ndarray, bad: np.ndarray, problem: str) -> None:
+    rows = np.flatnonzero(bad)
+    if rows.size:
+        raise ScenarioError(f"{name}: column {column!r} row {int(rows[0])} is {float(data[rows[0]])!r}: {problem}")
 
 
 def take(batch: ScenarioBatch, index: jax.Array) -> tuple[object, jax.Array]:

@@ -195,12 +195,16 @@ def initial_run_state(config: PPOConfig, spec: EnvSpec, scenarios: ScenarioBatch
 
 def train(config: PPOConfig, spec: EnvSpec, scenarios: ScenarioBatch, training: TrainingState, key: jax.Array,
           eval_scenarios: ScenarioBatch | None = None, on_progress: loop.ProgressFn | None = None,
-          on_checkpoint: loop.CheckpointFn | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Train until the budget is spent or early stopping fires; returns the final state and the history."""
+          on_checkpoint: loop.CheckpointFn | None = None,
+          resume: tuple[Any, loop.Resume] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Train until the budget is spent or early stopping fires; returns the final state and the history.
+    ``resume`` is a checkpointed state tree and its loop progress, as for SAC."""
     t, e = config.train, config.early_stopping
     num_devices = parallel.device_count()
     schedule = loop.Schedule.build(t, t.num_envs * t.num_steps, t.update_epochs * t.num_minibatches)
     run = initial_run_state(config, spec, scenarios, training, key, num_devices)
+    if resume is not None:
+        run = parallel.restore_run(run, resume[0])
     chunk, compile_s = parallel.compile_chunk(make_train_chunk(config, spec, num_devices), run, scenarios,
                                               schedule.iters_per_chunk)
     logger.info("train step compiled in %.1f s; up to %d iterations of %d env steps and %d gradient steps on %d "
@@ -214,7 +218,8 @@ def train(config: PPOConfig, spec: EnvSpec, scenarios: ScenarioBatch, training: 
         evaluate = lambda run: evaluator(policy_params(parallel.unreplicate(run.training)), eval_scenarios)[0]  # noqa: E731
     stopper = EarlyStopping(e.target_return, e.monitor, e.window, e.patience)
     run, history = loop.run(schedule, run, chunk, evaluate=evaluate, checkpoint_tree=parallel.checkpoint_tree,
-                            on_progress=on_progress, on_checkpoint=on_checkpoint, stopper=stopper)
+                            on_progress=on_progress, on_checkpoint=on_checkpoint, stopper=stopper,
+                            resume=resume[1] if resume else None)
     if stopper.stopped_at is not None:
         logger.info("early stop at %d env steps: windowed %s return %.1f >= target %.1f for %d checks",
                     stopper.stopped_at, e.monitor, stopper.values[-1], e.target_return, e.patience)

@@ -240,9 +240,11 @@ def initial_run_state(config: SACConfig, spec: EnvSpec, scenarios: ScenarioBatch
 def train(config: SACConfig, spec: EnvSpec, scenarios: ScenarioBatch, training: TrainingState,
           prefill: dict[str, np.ndarray], key: jax.Array, eval_scenarios: ScenarioBatch | None = None,
           on_progress: loop.ProgressFn | None = None, on_checkpoint: loop.CheckpointFn | None = None,
-          stopper: EarlyStopping | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+          stopper: EarlyStopping | None = None,
+          resume: tuple[Any, loop.Resume] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Train to ``total_env_steps`` (or until ``stopper`` says so); returns the final state
-    (``parallel.checkpoint_tree`` form) and one history row per chunk.
+    (``parallel.checkpoint_tree`` form) and one history row per chunk. ``resume`` is a checkpointed state tree
+    and its loop progress: training continues from there exactly as it would have without the interruption.
 
     With ``eval_scenarios``, the deterministic policy is evaluated on them every ``eval_every_env_steps`` (and at
     the end); those rows carry ``eval_return_mean``/``eval_return_std``, the others NaN.
@@ -252,6 +254,8 @@ def train(config: SACConfig, spec: EnvSpec, scenarios: ScenarioBatch, training: 
     schedule = loop.Schedule.build(t, t.num_envs * t.unroll_length, t.grad_updates_per_iter,
                                    env_steps_before=len(prefill["reward"]))
     run = initial_run_state(config, spec, scenarios, training, prefill, key, num_devices)
+    if resume is not None:
+        run = parallel.restore_run(run, resume[0])
     chunk, compile_s = parallel.compile_chunk(make_train_chunk(config, spec, num_devices), run, scenarios,
                                               schedule.iters_per_chunk)
     logger.info("train step compiled in %.1f s; %d iterations of %d env steps and %d gradient steps on %d device(s)",
@@ -261,7 +265,8 @@ def train(config: SACConfig, spec: EnvSpec, scenarios: ScenarioBatch, training: 
         evaluator = make_evaluator(config, spec, max_episode_steps(eval_scenarios))
         evaluate = lambda run: evaluator(parallel.unreplicate(run.training.actor_params), eval_scenarios)[0]  # noqa: E731
     run, history = loop.run(schedule, run, chunk, evaluate=evaluate, checkpoint_tree=parallel.checkpoint_tree,
-                            on_progress=on_progress, on_checkpoint=on_checkpoint, stopper=stopper)
+                            on_progress=on_progress, on_checkpoint=on_checkpoint, stopper=stopper,
+                            resume=resume[1] if resume else None)
     return parallel.checkpoint_tree(run), history
 
 
