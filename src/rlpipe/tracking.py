@@ -98,6 +98,13 @@ class MlflowRunIsolationHooks:
             mlflow.end_run()
         _prepare_store(context)
 
+    @hook_impl(trylast=True)  # after kedro-mlflow's: it re-opens the run per node and closes only one level
+    def after_pipeline_run(self) -> None:
+        import mlflow
+
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+
 
 def _prepare_store(context) -> None:
     """Create the tracking database and the experiment under a file lock, once.
@@ -127,13 +134,6 @@ def _prepare_store(context) -> None:
             kwargs = experiment.get("create_experiment_kwargs") or {}
             client.create_experiment(experiment["name"], artifact_location=kwargs.get("artifact_location"),
                                      tags=kwargs.get("tags"))
-
-    @hook_impl(trylast=True)  # after kedro-mlflow's: it re-opens the run per node and closes only one level
-    def after_pipeline_run(self) -> None:
-        import mlflow
-
-        while mlflow.active_run() is not None:
-            mlflow.end_run()
 
 
 def _saved_path(dataset) -> str:

@@ -165,18 +165,28 @@ def evaluate(spec: EnvSpec, scenarios: ScenarioBatch, policy: ActionMap, max_ste
     return total, length.astype(jnp.int32)
 
 
-def make_evaluator(spec: EnvSpec, policy_of: Callable[[Any], ActionMap], max_steps: int):
-    """``evaluate(params, scenarios) -> (returns, lengths)`` as numpy, compiled once; ``policy_of(params)`` gives
-    the deterministic env-action policy."""
-    import numpy as np
+class Evaluator:
+    """``evaluator(params, scenarios) -> (returns, lengths)`` as numpy: ``evaluate`` compiled once.
 
-    run = jax.jit(lambda params, scenarios: evaluate(spec, scenarios, policy_of(params), max_steps))
+    ``policy_of(params)`` gives the deterministic env-action policy. ``precompile`` compiles ahead of the first
+    call (e.g. on a background thread while the training step compiles).
+    """
 
-    def evaluate_fn(params: Any, scenarios: ScenarioBatch) -> tuple[np.ndarray, np.ndarray]:
-        returns, lengths = run(params, scenarios)
+    def __init__(self, spec: EnvSpec, policy_of: Callable[[Any], ActionMap], max_steps: int):
+        self._jit = jax.jit(lambda params, scenarios: evaluate(spec, scenarios, policy_of(params), max_steps))
+        self._compiled = None
+
+    def precompile(self, params: Any, scenarios: ScenarioBatch) -> None:
+        self._compiled = self._jit.lower(params, scenarios).compile()
+
+    def __call__(self, params: Any, scenarios: ScenarioBatch):
+        import numpy as np
+
+        returns, lengths = (self._compiled or self._jit)(params, scenarios)
         return np.asarray(returns), np.asarray(lengths)
 
-    return evaluate_fn
+
+make_evaluator = Evaluator
 
 
 def trajectory(spec: EnvSpec, params: Any, reset_key: jax.Array, policy: ActionMap,

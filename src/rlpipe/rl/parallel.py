@@ -77,12 +77,21 @@ def pmapped_chunk(iteration, metric_names: tuple[str, ...]):
     return jax.pmap(chunk, axis_name=AXIS, in_axes=(0, None, None), donate_argnums=(0,))
 
 
-def compile_chunk(chunk, state, scenarios, num_iters: int):
-    """Compile ``chunk`` ahead of time for these shapes: ``(run(state, n) -> (state, metrics), seconds)``."""
+def compile_chunk(chunk, state, scenarios, num_iters: int, alongside=None):
+    """Compile ``chunk`` ahead of time for these shapes: ``(run(state, n) -> (state, metrics), seconds)``.
+
+    ``alongside`` (a no-argument callable, e.g. an evaluator's ``precompile``) runs on a second thread meanwhile:
+    XLA compiles without holding the GIL, so two compilations share the cores instead of queueing.
+    """
     import time
+    from concurrent.futures import ThreadPoolExecutor
 
     started = time.perf_counter()
-    compiled = chunk.lower(state, scenarios, jnp.int32(num_iters)).compile()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        side = pool.submit(alongside) if alongside is not None else None
+        compiled = chunk.lower(state, scenarios, jnp.int32(num_iters)).compile()
+        if side is not None:
+            side.result()
     seconds = time.perf_counter() - started
     return (lambda s, n: compiled(s, scenarios, jnp.int32(n))), seconds
 

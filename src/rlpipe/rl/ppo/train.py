@@ -205,17 +205,20 @@ def train(config: PPOConfig, spec: EnvSpec, scenarios: ScenarioBatch, training: 
     run = initial_run_state(config, spec, scenarios, training, key, num_devices)
     if resume is not None:
         run = parallel.restore_run(run, resume[0])
-    chunk, compile_s = parallel.compile_chunk(make_train_chunk(config, spec, num_devices), run, scenarios,
-                                              schedule.iters_per_chunk)
-    logger.info("train step compiled in %.1f s; up to %d iterations of %d env steps and %d gradient steps on %d "
-                "device(s)", compile_s, schedule.total_iters, schedule.env_steps_per_iter,
-                schedule.grad_steps_per_iter, num_devices)
-    evaluate = None
+    evaluate, precompile = None, None
     if eval_scenarios is not None:
         meta = policy_meta(config, spec)
         evaluator = make_evaluator(spec, lambda p: policies.jax_policy({"meta": meta, "params": p}),
                                    max_episode_steps(eval_scenarios))
-        evaluate = lambda run: evaluator(policy_params(parallel.unreplicate(run.training)), eval_scenarios)[0]  # noqa: E731
+        # host copies: one sharding for the ahead-of-time compile and every later call
+        params_of = lambda run: jax.device_get(policy_params(parallel.unreplicate(run.training)))  # noqa: E731
+        evaluate = lambda run: evaluator(params_of(run), eval_scenarios)[0]  # noqa: E731
+        precompile = lambda: evaluator.precompile(params_of(run), eval_scenarios)  # noqa: E731
+    chunk, compile_s = parallel.compile_chunk(make_train_chunk(config, spec, num_devices), run, scenarios,
+                                              schedule.iters_per_chunk, alongside=precompile)
+    logger.info("train step compiled in %.1f s; up to %d iterations of %d env steps and %d gradient steps on %d "
+                "device(s)", compile_s, schedule.total_iters, schedule.env_steps_per_iter,
+                schedule.grad_steps_per_iter, num_devices)
     stopper = EarlyStopping(e.target_return, e.monitor, e.window, e.patience)
     run, history = loop.run(schedule, run, chunk, evaluate=evaluate, checkpoint_tree=parallel.checkpoint_tree,
                             on_progress=on_progress, on_checkpoint=on_checkpoint, stopper=stopper,

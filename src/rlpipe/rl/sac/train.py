@@ -256,14 +256,17 @@ def train(config: SACConfig, spec: EnvSpec, scenarios: ScenarioBatch, training: 
     run = initial_run_state(config, spec, scenarios, training, prefill, key, num_devices)
     if resume is not None:
         run = parallel.restore_run(run, resume[0])
-    chunk, compile_s = parallel.compile_chunk(make_train_chunk(config, spec, num_devices), run, scenarios,
-                                              schedule.iters_per_chunk)
-    logger.info("train step compiled in %.1f s; %d iterations of %d env steps and %d gradient steps on %d device(s)",
-                compile_s, schedule.total_iters, schedule.env_steps_per_iter, t.grad_updates_per_iter, num_devices)
-    evaluate = None
+    evaluate, precompile = None, None
     if eval_scenarios is not None:
         evaluator = make_evaluator(config, spec, max_episode_steps(eval_scenarios))
-        evaluate = lambda run: evaluator(parallel.unreplicate(run.training.actor_params), eval_scenarios)[0]  # noqa: E731
+        # host copies: one sharding for the ahead-of-time compile and every later call
+        actor_params = lambda run: jax.device_get(parallel.unreplicate(run.training.actor_params))  # noqa: E731
+        evaluate = lambda run: evaluator(actor_params(run), eval_scenarios)[0]  # noqa: E731
+        precompile = lambda: evaluator.precompile(actor_params(run), eval_scenarios)  # noqa: E731
+    chunk, compile_s = parallel.compile_chunk(make_train_chunk(config, spec, num_devices), run, scenarios,
+                                              schedule.iters_per_chunk, alongside=precompile)
+    logger.info("train step compiled in %.1f s; %d iterations of %d env steps and %d gradient steps on %d device(s)",
+                compile_s, schedule.total_iters, schedule.env_steps_per_iter, t.grad_updates_per_iter, num_devices)
     run, history = loop.run(schedule, run, chunk, evaluate=evaluate, checkpoint_tree=parallel.checkpoint_tree,
                             on_progress=on_progress, on_checkpoint=on_checkpoint, stopper=stopper,
                             resume=resume[1] if resume else None)
