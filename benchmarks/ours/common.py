@@ -24,3 +24,14 @@ def first_crossing(rows: list[dict[str, Any]], threshold: float, key: str = "eva
 
 def log(*args: Any) -> None:
     print(*args, file=sys.stderr, flush=True)
+
+
+def use_compilation_cache(argv: list[str]) -> None:
+    """``--cache-dir DIR`` turns on JAX's persistent compilation cache there, as the project's Kedro hook does for
+    every ``kedro run`` (by default in ``.jax_cache``). Without it, everything compiles from scratch."""
+    if "--cache-dir" in argv:
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", argv[argv.index("--cache-dir") + 1])
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

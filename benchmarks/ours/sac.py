@@ -16,7 +16,9 @@ import argparse  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from common import emit, first_crossing, log, versions  # noqa: E402
+from common import emit, first_crossing, log, use_compilation_cache, versions  # noqa: E402
+
+use_compilation_cache(__import__("sys").argv)
 
 from rlpipe.rl.config import load_sac_config  # noqa: E402
 from rlpipe.rl.early_stopping import EarlyStopping  # noqa: E402
@@ -116,6 +118,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--case", choices=("threshold", "throughput"), required=True)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache-dir", help="JAX persistent compilation cache (the project's default behaviour)")
     parser.add_argument("--threshold", type=float, default=-200.0)
     parser.add_argument("--eval-every", type=int, default=1000)
     parser.add_argument("--eval-episodes", type=int, default=16)

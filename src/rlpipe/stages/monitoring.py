@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +60,24 @@ class TrainingRun:
         history table (columns in the loop's order, also for rows that came back from a resumed checkpoint)."""
         agent = {"state": final_state, "meta": {**self.meta, "env_steps": int(history[-1]["env_steps"])}}
         return agent, pd.DataFrame(history, columns=list(history[-1]))
+
+
+def monitored_training(algorithm: str, config: Any, train: Callable[..., tuple[Any, list[dict[str, Any]]]],
+                       scenarios_train: pd.DataFrame, scenarios_eval: pd.DataFrame,
+                       *state: Any) -> tuple[dict[str, Any], pd.DataFrame]:
+    """A train node's body for any algorithm: ``train(config, spec, train_scenarios, *state, key, eval_scenarios=,
+    on_progress=, on_checkpoint=, resume=)`` inside a :func:`training_run`; returns the agent and history outputs."""
+    from rlpipe.rl.envs import make_env, scenarios_to_batch
+    from rlpipe.rl.keys import stage_key
+
+    spec = make_env(config.env.id)
+    train_batch = scenarios_to_batch(scenarios_train, spec, f"{algorithm}.scenarios_train")
+    eval_batch = scenarios_to_batch(scenarios_eval, spec, f"{algorithm}.scenarios_eval")
+    with training_run(algorithm, config) as run:
+        final, history = train(config, spec, train_batch, *state, stage_key(config.seed, "train"),
+                               eval_scenarios=eval_batch, on_progress=run.on_progress,
+                               on_checkpoint=run.on_checkpoint, resume=run.resume)
+    return run.outputs(final, history)
 
 
 @contextmanager

@@ -9,10 +9,10 @@ from flax import serialization
 
 from rlpipe.rl import policies
 from rlpipe.rl.config import PPOConfig, parse
-from rlpipe.rl.envs import make_env, scenarios_to_batch
+from rlpipe.rl.envs import make_env
 from rlpipe.rl.ppo import train as ppo
 from rlpipe.stages import common
-from rlpipe.stages.monitoring import training_run
+from rlpipe.stages.monitoring import monitored_training
 
 
 def load_config(params: dict[str, Any]) -> PPOConfig:
@@ -28,14 +28,7 @@ def init_agent(config: PPOConfig) -> ppo.TrainingState:
 def train(config: PPOConfig, initial_state: ppo.TrainingState, scenarios_train: pd.DataFrame,
           scenarios_eval: pd.DataFrame) -> tuple[dict[str, Any], pd.DataFrame]:
     """Train until the budget is spent or early stopping fires, with periodic checkpoints and evaluations."""
-    spec = make_env(config.env.id)
-    with training_run("ppo", config) as run:
-        final, history = ppo.train(config, spec, scenarios_to_batch(scenarios_train, spec, "ppo.scenarios_train"),
-                                   initial_state, ppo.stage_key(config.seed, "train"),
-                                   eval_scenarios=scenarios_to_batch(scenarios_eval, spec, "ppo.scenarios_eval"),
-                                   on_progress=run.on_progress, on_checkpoint=run.on_checkpoint,
-                                   resume=run.resume)
-    return run.outputs(final, history)
+    return monitored_training("ppo", config, ppo.train, scenarios_train, scenarios_eval, initial_state)
 
 
 def export_policy(config: PPOConfig, agent: dict[str, Any]) -> dict[str, Any]:

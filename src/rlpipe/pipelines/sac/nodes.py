@@ -13,7 +13,7 @@ from rlpipe.rl.config import SACConfig, parse
 from rlpipe.rl.envs import make_env, scenarios_to_batch
 from rlpipe.rl.sac import train as sac
 from rlpipe.stages import common
-from rlpipe.stages.monitoring import training_run
+from rlpipe.stages.monitoring import monitored_training
 
 
 def load_config(params: dict[str, Any]) -> SACConfig:
@@ -36,14 +36,7 @@ def prefill_buffer(config: SACConfig, scenarios_train: pd.DataFrame) -> dict[str
 def train(config: SACConfig, initial_state: sac.TrainingState, replay_buffer: dict[str, np.ndarray],
           scenarios_train: pd.DataFrame, scenarios_eval: pd.DataFrame) -> tuple[dict[str, Any], pd.DataFrame]:
     """Train to ``total_env_steps`` with periodic checkpoints and evaluations; the final full state is the agent."""
-    spec = make_env(config.env.id)
-    with training_run("sac", config) as run:
-        final, history = sac.train(config, spec, scenarios_to_batch(scenarios_train, spec, "sac.scenarios_train"),
-                                   initial_state, replay_buffer, sac.stage_key(config.seed, "train"),
-                                   eval_scenarios=scenarios_to_batch(scenarios_eval, spec, "sac.scenarios_eval"),
-                                   on_progress=run.on_progress, on_checkpoint=run.on_checkpoint,
-                                   resume=run.resume)
-    return run.outputs(final, history)
+    return monitored_training("sac", config, sac.train, scenarios_train, scenarios_eval, initial_state, replay_buffer)
 
 
 def export_policy(config: SACConfig, agent: dict[str, Any]) -> dict[str, Any]:
