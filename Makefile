@@ -26,6 +26,7 @@ test: setup
 	$(BIN)/python -m pytest
 
 # Benchmarks against Stable-Baselines3 and rejax (peers in their own venv): writes benchmarks/results/
+# (about 25 minutes; e.g. BENCH_ARGS="--pairs 1 --cases 2,4" for a quick look)
 PEERS := .venv-peers
 $(PEERS)/.installed: benchmarks/requirements-peers.txt
 	$(PYTHON) -m venv $(PEERS)
@@ -33,7 +34,7 @@ $(PEERS)/.installed: benchmarks/requirements-peers.txt
 	touch $@
 
 bench: setup $(PEERS)/.installed
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 # MLflow UI over the project's run store: http://127.0.0.1:5000
 ui: setup
