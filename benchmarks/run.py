@@ -93,20 +93,27 @@ def case_sac_threshold(pairs: int) -> dict:
     """1. SAC Pendulum-v1: seconds until the deterministic eval mean (16 fixed episodes, every 1000 env steps)
     first reaches -200; each side with its best-known config."""
     common = ["--threshold", "-200", "--eval-every", "1000", "--eval-episodes", "16", "--max-env-steps", "20000"]
+    return threshold_race(pairs, ["ours/sac.py", "--case", "threshold", *common],
+                          {"sb3": ["peers/sb3_sac.py", "--case", "threshold", *common],
+                           "rejax": ["peers/rejax_sac.py", *common]})
+
+
+def threshold_race(pairs: int, ours_args: list[str], peers: dict[str, list[str]]) -> dict:
+    """Ours (cold, then warm cache) against each peer, pair by pair (seed 0, 1, ...), on one threshold task."""
     out = {}
-    for peer, python, script in (("sb3", PEERS_PY, "peers/sb3_sac.py"), ("rejax", PEERS_PY, "peers/rejax_sac.py")):
-        ours, theirs, warm = [], [], []
+    for peer, peer_args in peers.items():
+        ours, warm, theirs = [], [], []
         for seed in range(pairs):
-            ours_cold, ours_warm = ours_cold_and_warm("ours/sac.py", "--case", "threshold", "--seed", str(seed), *common)
-            ours.append(ours_cold)
-            warm.append(ours_warm)
-            theirs.append(run_json(python, script, "--case", "threshold", "--seed", str(seed), *common)
-                          if peer == "sb3" else run_json(python, script, "--seed", str(seed), *common))
+            cold_run, warm_run = ours_cold_and_warm(*ours_args, "--seed", str(seed))
+            ours.append(cold_run)
+            warm.append(warm_run)
+            theirs.append(run_json(PEERS_PY, *peer_args, "--seed", str(seed)))
         out[peer] = {"runs": {"ours": ours, "ours_warm_cache": warm, "theirs": theirs},
-                     "process_seconds_to_threshold_warm_cache": paired(warm, theirs, "process_seconds_to_threshold", False),
-                     "train_seconds_to_threshold": paired(ours, theirs, "train_seconds_to_threshold", False),
-                     "process_seconds_to_threshold": paired(ours, theirs, "process_seconds_to_threshold", False),
-                     "env_steps_to_threshold": paired(ours, theirs, "env_steps_to_threshold", False),
+                     **{key: paired(ours, theirs, key, higher_is_better=key.endswith("_per_s"))
+                        for key in ("train_seconds_to_threshold", "process_seconds_to_threshold",
+                                    "env_steps_to_threshold", "env_steps_per_s")},
+                     "process_seconds_to_threshold_warm_cache": paired(warm, theirs, "process_seconds_to_threshold",
+                                                                       False),
                      "reached": {"ours": sum(bool(r["reached"]) for r in ours),
                                  "theirs": sum(bool(r["reached"]) for r in theirs), "of": pairs}}
     return out
@@ -130,22 +137,9 @@ def case_sac_throughput(pairs: int) -> dict:
 def case_ppo(pairs: int) -> dict:
     """3. PPO CartPole-v1: seconds to a deterministic eval mean of 475 (16 fixed episodes) and env steps/s."""
     common = ["--threshold", "475", "--eval-episodes", "16", "--max-env-steps", "100000"]
-    out = {}
-    for peer, script, every in (("sb3", "peers/sb3_ppo.py", "2048"), ("rejax", "peers/rejax_ppo.py", "2048")):
-        ours, theirs, warm = [], [], []
-        for seed in range(pairs):
-            ours_cold, ours_warm = ours_cold_and_warm("ours/ppo.py", "--seed", str(seed), "--eval-every", "8192", *common)
-            ours.append(ours_cold)
-            warm.append(ours_warm)
-            theirs.append(run_json(PEERS_PY, script, "--seed", str(seed), "--eval-every", every, *common))
-        out[peer] = {"runs": {"ours": ours, "ours_warm_cache": warm, "theirs": theirs},
-                     "process_seconds_to_threshold_warm_cache": paired(warm, theirs, "process_seconds_to_threshold", False),
-                     "process_seconds_to_threshold": paired(ours, theirs, "process_seconds_to_threshold", False),
-                     "train_seconds_to_threshold": paired(ours, theirs, "train_seconds_to_threshold", False),
-                     "env_steps_per_s": paired(ours, theirs, "env_steps_per_s", True),
-                     "reached": {"ours": sum(bool(r["reached"]) for r in ours),
-                                 "theirs": sum(bool(r["reached"]) for r in theirs), "of": pairs}}
-    return out
+    return threshold_race(pairs, ["ours/ppo.py", "--eval-every", "8192", *common],
+                          {"sb3": ["peers/sb3_ppo.py", "--eval-every", "2048", *common],
+                           "rejax": ["peers/rejax_ppo.py", "--eval-every", "2048", *common]})
 
 
 def case_compile(pairs: int) -> dict:
