@@ -35,3 +35,19 @@ def use_compilation_cache(argv: list[str]) -> None:
         jax.config.update("jax_compilation_cache_dir", argv[argv.index("--cache-dir") + 1])
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+class ThresholdWatch:
+    """The ``on_progress`` of a threshold run: logs every row and notes the process time (since ``started``) at
+    the first evaluation at or above ``threshold``."""
+
+    def __init__(self, label: str, threshold: float, started: float):
+        self.label, self.threshold, self.started = label, threshold, started
+        self.process_seconds: float | None = None
+
+    def __call__(self, row: dict[str, Any]) -> None:
+        import time
+
+        log(f"[{self.label}] {row['env_steps']} env steps, eval {row['eval_return_mean']:.1f}")
+        if row["eval_return_mean"] >= self.threshold and self.process_seconds is None:
+            self.process_seconds = time.perf_counter() - self.started

@@ -9,7 +9,7 @@ STARTED = time.perf_counter()
 import argparse  # noqa: E402
 
 import jax  # noqa: E402
-from common import emit, first_crossing, log, use_compilation_cache, versions  # noqa: E402
+from common import ThresholdWatch, emit, first_crossing, use_compilation_cache, versions  # noqa: E402
 
 use_compilation_cache(__import__("sys").argv)
 
@@ -35,12 +35,7 @@ def main():
     spec = make_env(cfg.env.id)
     s = cfg.scenarios
     train_table, eval_table = generate_scenarios(spec, s.ranges, s.num_train, s.num_eval, cfg.seed)
-    crossed_at = {}
-
-    def on_progress(row):
-        log(f"[ours ppo] {row['env_steps']} env steps, eval {row['eval_return_mean']:.1f}")
-        if row["eval_return_mean"] >= args.threshold and "process" not in crossed_at:
-            crossed_at["process"] = time.perf_counter() - STARTED
+    on_progress = ThresholdWatch("ours ppo", args.threshold, STARTED)
 
     state = ppo.init_training_state(cfg, spec, ppo.stage_key(cfg.seed, "init"))
     _, history = ppo.train(cfg, spec, scenarios_to_batch(train_table, spec, "train"), state,
@@ -50,7 +45,7 @@ def main():
     emit({"peer": "ours", "algo": "ppo", "case": "threshold", "seed": args.seed, "reached": hit is not None,
           "env_steps_to_threshold": hit and hit["env_steps"],
           "train_seconds_to_threshold": hit and hit["train_seconds"],
-          "process_seconds_to_threshold": crossed_at.get("process"),
+          "process_seconds_to_threshold": on_progress.process_seconds,
           "env_steps_per_s": history[-1]["env_steps"] / history[-1]["train_seconds"],
           "evals": [[r["env_steps"], r["eval_return_mean"], r["train_seconds"]] for r in history],
           "devices": jax.local_device_count(), "versions": versions("jax", "flax", "optax", "gymnax"),

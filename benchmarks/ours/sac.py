@@ -16,7 +16,7 @@ import argparse  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from common import emit, first_crossing, log, use_compilation_cache, versions  # noqa: E402
+from common import ThresholdWatch, emit, first_crossing, use_compilation_cache, versions  # noqa: E402
 
 use_compilation_cache(__import__("sys").argv)
 
@@ -39,12 +39,7 @@ def threshold_case(args):
                  "train": {"total_env_steps": args.max_env_steps, "log_every_env_steps": args.eval_every,
                            "eval_every_env_steps": args.eval_every, "checkpoint_every_env_steps": 10**9}}
     cfg, spec, train_batch, eval_batch = setup(overrides)
-    crossed_at = {}
-
-    def on_progress(row):
-        log(f"[ours sac] {row['env_steps']} env steps, eval {row['eval_return_mean']:.1f}")
-        if row["eval_return_mean"] >= args.threshold and "process" not in crossed_at:
-            crossed_at["process"] = time.perf_counter() - STARTED
+    on_progress = ThresholdWatch("ours sac", args.threshold, STARTED)
 
     state = sac.init_training_state(cfg, spec, sac.stage_key(cfg.seed, "init"))
     prefill = sac.collect_random(cfg, spec, train_batch, sac.stage_key(cfg.seed, "prefill"))
@@ -56,7 +51,7 @@ def threshold_case(args):
         "reached": hit is not None,
         "env_steps_to_threshold": hit and hit["env_steps"],
         "train_seconds_to_threshold": hit and hit["train_seconds"],
-        "process_seconds_to_threshold": crossed_at.get("process"),
+        "process_seconds_to_threshold": on_progress.process_seconds,
         "env_steps_per_s": history[-1]["env_steps"] / history[-1]["train_seconds"],
         "evals": [[r["env_steps"], r["eval_return_mean"], r["train_seconds"]] for r in history],
     }

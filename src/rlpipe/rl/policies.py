@@ -78,13 +78,13 @@ def make_policy_fn(policy: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]
 
 
 def _sac_policy(meta: dict[str, Any]):
-    from rlpipe.rl.sac.networks import Actor
+    from rlpipe.rl.sac.networks import Actor, deterministic_action
 
     actor = Actor(tuple(meta["hidden_sizes"]), meta["action_dim"], meta["activation"])
     low, high = jnp.asarray(meta["action_low"]), jnp.asarray(meta["action_high"])
 
     def act(params, obs):
-        return scale_to_bounds(jnp.tanh(actor.apply(params, obs)[0]), low, high)
+        return scale_to_bounds(deterministic_action(actor.apply(params, obs)[0]), low, high)
 
     return act
 

@@ -9,7 +9,7 @@ import pandas as pd
 
 from kedro.pipeline import Node, Pipeline
 
-from rlpipe.rl import parallel
+from rlpipe.rl import parallel, policies
 from rlpipe.rl.acting import make_evaluator
 from rlpipe.rl.config import load_ppo_config, load_sac_config
 from rlpipe.rl.envs import generate_scenarios as sample_scenarios
@@ -35,6 +35,13 @@ def generate_scenarios(config: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Disjoint training and evaluation scenario tables."""
     s = config.scenarios
     return sample_scenarios(make_env(config.env.id), s.ranges, s.num_train, s.num_eval, config.seed)
+
+
+def exported_policy(config: Any, agent: dict[str, Any], meta: dict[str, Any], params: Any) -> dict[str, Any]:
+    """A policy bundle (``rlpipe.rl.policies``) for the ``<algo>.policy`` entry: the algorithm's ``meta``, the
+    registry name it is served under and the env steps it was trained for."""
+    return {"meta": {**meta, "registered_model_name": config.tracking.registered_model_name,
+                     "env_steps": int(agent["meta"]["env_steps"])}, "params": policies.bundle_params(params)}
 
 
 def evaluate(config: Any, policy: dict[str, Any], scenarios_eval: pd.DataFrame) -> tuple[pd.DataFrame, dict]:

@@ -7,7 +7,6 @@ from typing import Any
 import pandas as pd
 from flax import serialization
 
-from rlpipe.rl import policies
 from rlpipe.rl.config import PPOConfig, parse
 from rlpipe.rl.envs import make_env
 from rlpipe.rl.ppo import train as ppo
@@ -37,6 +36,4 @@ def export_policy(config: PPOConfig, agent: dict[str, Any]) -> dict[str, Any]:
     spec = make_env(agent_config.env.id)
     training = serialization.to_state_dict(agent["state"]["training"])  # as loaded (dicts) or in memory (dataclass)
     params = {"network": training["params"], "obs_norm": {k: training["obs_norm"][k] for k in ("mean", "var")}}
-    meta = ppo.policy_meta(agent_config, spec)
-    return {"meta": {**meta, "registered_model_name": config.tracking.registered_model_name,
-                     "env_steps": agent["meta"]["env_steps"]}, "params": policies.bundle_params(params)}
+    return common.exported_policy(config, agent, ppo.policy_meta(agent_config, spec), params)

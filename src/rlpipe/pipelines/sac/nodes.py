@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 from flax import serialization
 
-from rlpipe.rl import policies
 from rlpipe.rl.config import SACConfig, parse
 from rlpipe.rl.envs import make_env, scenarios_to_batch
 from rlpipe.rl.sac import train as sac
@@ -43,7 +42,5 @@ def export_policy(config: SACConfig, agent: dict[str, Any]) -> dict[str, Any]:
     """The deterministic policy alone, self-described, for evaluation, serving (MLflow model) and inspection."""
     agent_config = parse(SACConfig, agent["meta"]["config"], "sac.agent.meta.config")
     training = serialization.to_state_dict(agent["state"]["training"])  # as loaded (dicts) or in memory (dataclass)
-    return policies.bundle("sac", make_env(agent_config.env.id), agent_config.network.hidden_sizes,
-                           agent_config.network.activation, training["actor_params"],
-                           registered_model_name=config.tracking.registered_model_name,
-                           env_steps=agent["meta"]["env_steps"])
+    meta = sac.policy_meta(agent_config, make_env(agent_config.env.id))
+    return common.exported_policy(config, agent, meta, training["actor_params"])

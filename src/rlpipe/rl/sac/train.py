@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +19,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from rlpipe.rl import loop, parallel
+from rlpipe.rl import loop, parallel, policies
 from rlpipe.rl.acting import EnvBatchState, Transition, reset_envs, scale_action, unroll
 from rlpipe.rl.acting import make_evaluator as make_evaluator_for
 from rlpipe.rl.buffer import BufferState, flatten_time, init_buffer, insert, sample
@@ -29,7 +28,7 @@ from rlpipe.rl.early_stopping import EarlyStopping
 from rlpipe.rl.envs import EnvSpec, ScenarioBatch, max_episode_steps
 from rlpipe.rl.keys import stage_key  # noqa: F401  (nodes and tests reach it as sac.stage_key)
 from rlpipe.rl.sac.losses import actor_loss, critic_loss, critic_target, temperature_loss
-from rlpipe.rl.sac.networks import Actor, TwinCritic, deterministic_action, sample_tanh_gaussian
+from rlpipe.rl.sac.networks import Actor, TwinCritic, sample_tanh_gaussian
 
 logger = logging.getLogger(__name__)
 
@@ -77,11 +76,6 @@ class SACNetworks:
         net = config.network
         return SACNetworks(Actor(net.hidden_sizes, spec.action_dim, net.activation),
                            TwinCritic(net.hidden_sizes, net.activation))
-
-    def deterministic_policy(self, spec: EnvSpec) -> Callable[[Any], Callable[[jax.Array], jax.Array]]:
-        """actor params -> (obs -> env action): tanh of the Gaussian mean, scaled to the action bounds."""
-        to_env = scale_action(spec)
-        return lambda actor_params: lambda obs: to_env(deterministic_action(self.actor.apply(actor_params, obs)[0]))
 
 
 def make_optimizer(config: SACConfig) -> optax.GradientTransformation:
@@ -273,9 +267,17 @@ def train(config: SACConfig, spec: EnvSpec, scenarios: ScenarioBatch, training: 
     return parallel.checkpoint_tree(run), history
 
 
+def policy_meta(config: SACConfig, spec: EnvSpec) -> dict[str, Any]:
+    """The policy-bundle description of this agent (what ``rlpipe.rl.policies`` needs to rebuild it)."""
+    return policies.describe("sac", spec, config.network.hidden_sizes, config.network.activation)
+
+
 def make_evaluator(config: SACConfig, spec: EnvSpec, max_steps: int):
-    """``evaluate(actor_params, scenarios) -> (returns, lengths)``: deterministic policy, compiled once."""
-    return make_evaluator_for(spec, SACNetworks.build(config, spec).deterministic_policy(spec), max_steps)
+    """``evaluate(actor_params, scenarios) -> (returns, lengths)`` with the deterministic policy (tanh of the mean),
+    built by the same function as the exported policy, so training-time and final evaluation share one program."""
+    meta = policy_meta(config, spec)
+    return make_evaluator_for(spec, lambda actor_params: policies.jax_policy({"meta": meta, "params": actor_params}),
+                              max_steps)
 
 
 def evaluate_policy(config: SACConfig, spec: EnvSpec, scenarios: ScenarioBatch, actor_params: Any,
