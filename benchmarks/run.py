@@ -2,9 +2,14 @@
 
 Every figure printed is measured in this invocation: each case runs ours and a peer alternately (ours, theirs,
 ours, theirs, ...) in fresh processes, and reports per-pair ratios with medians and spread. Results go to
-``benchmarks/results/<timestamp>.json`` and ``.md`` (and ``latest.md``).
+``benchmarks/results/<timestamp>.json`` and ``.md`` (and ``latest.md``), or to ``--out``.
 
-    .venv/bin/python benchmarks/run.py [--pairs 3] [--cases 1,2,3,4,5]
+    .venv/bin/python benchmarks/run.py [--pairs 3] [--cases 1,2,3,4,5,6]
+
+Case 5 also runs the scaling sweep on the code of ``--baseline-rev`` (default 444244e, the last commit on
+jax.pmap; checked out in a temporary git worktree, removed at the end), alternating before/after pair by pair.
+Case 6 compares 1 process with 2 devices against 2 processes (``python -m rlpipe.launch``) with 1 device each.
+For a quick look at cases 5 and 6: ``--pairs 1 --cases 5,6 --num-envs 64 --iterations 6 --no-save``.
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,20 +34,76 @@ OURS_PY = ROOT / ".venv" / "bin" / "python"
 PEERS_PY = ROOT / ".venv-peers" / "bin" / "python"
 RESULTS = ROOT / "benchmarks" / "results"
 QUIET = {"KEDRO_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true"}
+# the JAX coordinates of a multi-process run: never inherited by a benchmark process unless a case sets them
+DISTRIBUTED_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+TIMEOUT = 1800  # seconds any one benchmark process (or group of processes) may take; --timeout
+BASELINE_REV = "444244e"  # the last commit on jax.pmap, before the move to jit(shard_map) on a device mesh
 
 
-def run_json(python: Path, script: str, *args: str, env: dict | None = None, timeout: int = 1800) -> dict:
-    """Run a benchmark script in a fresh process; its last stdout line is its JSON result."""
-    environ = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one device unless a case asks for more
-    environ.update({**QUIET, **(env or {})})
+def environment(env: dict | None = None) -> dict:
+    environ = {k: v for k, v in os.environ.items()  # one device unless a case asks for more
+               if k != "XLA_FLAGS" and k not in DISTRIBUTED_ENV}
+    return {**environ, **QUIET, **(env or {})}
+
+
+def run_captured(command: list[str], env: dict, cwd: Path = ROOT, timeout: float | None = None) -> tuple[int, str, str]:
+    """Run ``command`` in its own process group and wait at most ``timeout`` seconds (default ``TIMEOUT``); on a
+    timeout, an interrupt or any other error, the whole group (the command and whatever it started) is killed."""
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout or TIMEOUT)
+    except BaseException:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.communicate()
+        raise
+    return proc.returncode, out, err
+
+
+def run_json(python: Path, script: str, *args: str, env: dict | None = None, timeout: int | None = None,
+             tree: Path = ROOT, label: str = "") -> dict:
+    """Run a benchmark script (of the benchmarks/ folder of ``tree``) in a fresh process; its last stdout line is
+    its JSON result."""
     started = time.perf_counter()
-    proc = subprocess.run([str(python), str(ROOT / "benchmarks" / script), *args], cwd=ROOT, env=environ,
-                          capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{script} {' '.join(args)} failed:\n{proc.stderr[-4000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    code, out, err = run_captured([str(python), str(tree / "benchmarks" / script), *args], environment(env),
+                                  cwd=tree, timeout=timeout)
+    if code != 0:
+        raise RuntimeError(f"{label}{script} {' '.join(args)} failed (exit status {code}):\n{err[-4000:]}")
+    result = json.loads(out.strip().splitlines()[-1])
     result["wall_seconds"] = time.perf_counter() - started
-    print(f"  {script} {' '.join(args)}: {summary_line(result)}", flush=True)
+    print(f"  {label}{script} {' '.join(args)}: {summary_line(result)}", flush=True)
+    return result
+
+
+def run_json_processes(processes: int, devices_per_process: int, script: str, *args: str,
+                       timeout: int | None = None) -> dict:
+    """Run a benchmark script as ``processes`` processes of one JAX run (``python -m rlpipe.launch``, which puts
+    every process on a free local port and prefixes their output lines with ``[p<i>] ``); process 0's JSON line is
+    the result. The launcher and its processes share one process group: a timeout kills them all."""
+    started = time.perf_counter()
+    command = [str(OURS_PY), "-m", "rlpipe.launch", "--processes", str(processes), "--devices-per-process",
+               str(devices_per_process), "--grace", "30", "--", str(OURS_PY), str(ROOT / "benchmarks" / script), *args]
+    code, out, err = run_captured(command, environment(), timeout=timeout)
+    what = f"{script} {' '.join(args)} ({processes} processes x {devices_per_process} device)"
+    if code != 0:
+        raise RuntimeError(f"{what} failed (exit status {code}):\n{(out + err)[-4000:]}")
+    result = None
+    for line in out.splitlines():
+        if line.startswith("[p0] {"):
+            try:
+                result = json.loads(line[len("[p0] "):])
+            except json.JSONDecodeError:
+                continue
+    if not isinstance(result, dict):
+        raise RuntimeError(f"{what}: process 0 printed no JSON line:\n{out[-4000:]}")
+    if result.get("processes") != processes:
+        raise RuntimeError(f"{what}: process 0 ran in a run of {result.get('processes')} process(es), not "
+                           f"{processes}: it did not join the others")
+    result["wall_seconds"] = time.perf_counter() - started
+    print(f"  {what}: {summary_line(result)}", flush=True)
     return result
 
 
@@ -167,18 +230,131 @@ def case_compile(pairs: int) -> dict:
             "kedro_run_sac_cold_s": stats(run_cold), "kedro_run_sac_warm_s": stats(run_warm)}
 
 
-def case_scaling(pairs: int) -> dict:
-    """5. Env steps/s of the SAC train node against num_envs, on 1 and 2 (forced) devices; peak RSS."""
+def forced_devices(devices: int) -> dict:
+    return {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+
+
+def check_devices(runs: list[dict], devices: int) -> None:
+    """A run that trained on another device count than its case asked for measured something else."""
+    if wrong := [r for r in runs if r.get("devices") != devices]:
+        raise RuntimeError(f"{len(wrong)} run(s) trained on {wrong[0].get('devices')} device(s), not {devices}")
+
+
+def git(*args: str, timeout: int = 300) -> str:
+    code, out, err = run_captured(["git", *args], dict(os.environ), timeout=timeout)
+    if code != 0:
+        raise RuntimeError(f"git {' '.join(args)} failed (exit status {code}): {err.strip()[-2000:]}")
+    return out.strip()
+
+
+@contextmanager
+def baseline_tree(rev: str):
+    """The project at ``rev`` in a temporary git worktree (detached; removed on the way out, also on failure), with
+    the command prefix and environment that run its benchmark scripts against its own ``src/`` (the venv's
+    editable install points at this working tree's ``src/``: checked, not assumed)."""
+    commit = git("rev-parse", "--verify", f"{rev}^{{commit}}")
+    parent = Path(tempfile.mkdtemp(prefix="rlpipe-bench-baseline-"))
+    tree = parent / "tree"
+    added = False
+    try:
+        git("worktree", "add", "--detach", str(tree), commit)
+        added = True
+        env = {"PYTHONPATH": os.pathsep.join([str(tree / "src"), str(tree / "benchmarks" / "ours")])}
+        code, out, err = run_captured([str(OURS_PY), "-c", "import rlpipe; print(rlpipe.__file__)"], environment(env),
+                                      cwd=tree, timeout=120)
+        imported = Path(out.strip().splitlines()[-1]).resolve() if code == 0 and out.strip() else None
+        if imported is None or not imported.is_relative_to((tree / "src").resolve()):
+            raise RuntimeError(f"under PYTHONPATH={env['PYTHONPATH']} rlpipe is imported from {imported} "
+                               f"(exit status {code}: {err.strip()[-1000:]}), not from the worktree of {rev}")
+        print(f"  baseline {rev} ({commit[:12]}) checked out in {tree}; rlpipe imported from {imported}", flush=True)
+        yield {"rev": rev, "commit": commit, "tree": tree, "env": env}
+    finally:
+        if added:
+            try:
+                git("worktree", "remove", "--force", str(tree), timeout=120)
+            except Exception as exc:  # noqa: BLE001 - still clean up what can be cleaned up
+                print(f"  warning: git worktree remove failed: {exc}", file=sys.stderr, flush=True)
+        shutil.rmtree(parent, ignore_errors=True)
+        try:
+            git("worktree", "prune", timeout=120)
+        except Exception as exc:  # noqa: BLE001
+            print(f"  warning: git worktree prune failed: {exc}", file=sys.stderr, flush=True)
+
+
+SCALING_SWEEP = {1: (1, 8, 32, 128, 512, 1024, 4096), 2: (2, 8, 32, 128, 512, 1024, 4096)}
+
+
+def case_scaling(pairs: int, iterations: int = 60, num_envs: list[int] | None = None,
+                 baseline_rev: str | None = BASELINE_REV) -> dict:
+    """5. Env steps/s of the SAC train node against num_envs, on 1 and 2 (forced) devices; peak RSS. With
+    ``baseline_rev``, every point is also run on that revision's code, alternately (before, after, before, ...)."""
+    scaling_args = ["--iterations", str(iterations)]
+    with baseline_tree(baseline_rev) if baseline_rev else _no_baseline() as base:
+        rows, comparison, runs = [], [], {"after": [], "before": []}
+        for devices in (1, 2):
+            env = forced_devices(devices)
+            sweep = [n for n in num_envs if n % devices == 0] if num_envs else SCALING_SWEEP[devices]
+            for n in sweep:
+                args = ["--num-envs", str(n), *scaling_args]
+                after, before = [], []
+                for _ in range(pairs):
+                    if base:
+                        before.append(run_json(OURS_PY, "ours/scaling.py", *args, env={**env, **base["env"]},
+                                               tree=base["tree"], label=f"[before: {base['rev']}] "))
+                    after.append(run_json(OURS_PY, "ours/scaling.py", *args, env=env,
+                                          label="[after] " if base else ""))
+                check_devices(after + before, devices)
+                runs["after"] += after
+                runs["before"] += before
+                rows.append({"devices": devices, "num_envs": n,
+                             "env_steps_per_s": stats([r["env_steps_per_s"] for r in after])["median"],
+                             "peak_rss_mb": stats([r["peak_rss_mb"] for r in after])["median"],
+                             "buffer_bytes_per_transition": after[0]["buffer_bytes_per_transition"]})
+                if base:
+                    ratio = stats([a["env_steps_per_s"] / b["env_steps_per_s"] for a, b in zip(after, before)])
+                    comparison.append({"devices": devices, "num_envs": n,
+                                       "before": stats([r["env_steps_per_s"] for r in before]),
+                                       "after": stats([r["env_steps_per_s"] for r in after]),
+                                       "after_over_before": ratio,
+                                       "flagged": ratio["median"] is not None and ratio["median"] < 0.95})
+    out = {"rows": rows, "runs": runs, "iterations": iterations}
+    if base:
+        out["before_after"] = {"baseline_rev": base["rev"], "baseline_commit": base["commit"], "after": "working tree",
+                               "flag_below": 0.95, "rows": comparison}
+    return out
+
+
+@contextmanager
+def _no_baseline():
+    yield None
+
+
+MULTIPROCESS_NUM_ENVS = (1024, 4096)
+
+
+def case_multiprocess(pairs: int, iterations: int = 60, num_envs: list[int] | None = None) -> dict:
+    """6. The cost of crossing processes: env steps/s of the SAC train node (scaling.py's measurement) on 2
+    devices, either 1 process x 2 (forced) devices or 2 processes x 1 device (a jax.distributed run on this
+    machine, collectives over gloo), alternately pair by pair."""
     rows = []
-    for devices in (1, 2):
-        env = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-        for n in (2, 8, 32, 128, 512, 1024, 4096) if devices == 2 else (1, 8, 32, 128, 512, 1024, 4096):
-            rows.append(run_json(OURS_PY, "ours/scaling.py", "--num-envs", str(n), env=env))
-    return {"rows": rows}
+    for n in [n for n in num_envs if n % 2 == 0] if num_envs else MULTIPROCESS_NUM_ENVS:
+        args = ["--num-envs", str(n), "--iterations", str(iterations)]
+        one, two = [], []
+        for _ in range(pairs):
+            one.append(run_json(OURS_PY, "ours/scaling.py", *args, env=forced_devices(2), label="[1 process x 2] "))
+            two.append(run_json_processes(2, 1, "ours/scaling.py", *args))
+        check_devices(one + two, 2)
+        rows.append({"num_envs": n, "devices": 2,
+                     "one_process": stats([r["env_steps_per_s"] for r in one]),
+                     "two_processes": stats([r["env_steps_per_s"] for r in two]),
+                     "two_over_one": stats([b["env_steps_per_s"] / a["env_steps_per_s"] for a, b in zip(one, two)]),
+                     "runs": {"one_process": one, "two_processes": two}})
+    return {"rows": rows, "iterations": iterations}
 
 
 CASES = {"1": ("SAC Pendulum-v1 to -200", case_sac_threshold), "2": ("SAC identical hyperparameters", case_sac_throughput),
-         "3": ("PPO CartPole-v1 to 475", case_ppo), "4": ("compilation", case_compile), "5": ("scaling", case_scaling)}
+         "3": ("PPO CartPole-v1 to 475", case_ppo), "4": ("compilation", case_compile), "5": ("scaling", case_scaling),
+         "6": ("multi-process: the cost of crossing processes", case_multiprocess)}
 
 
 # ----------------------------------------------------------------------------------------------------- report
@@ -267,36 +443,97 @@ def report(results: dict) -> str:
                     ("4: kedro run --pipeline=sac < 20 s warm", c["kedro_run_sac_warm_s"]["median"] < 20,
                      f"{fmt(c['kedro_run_sac_warm_s']['median'])} s")]
     if "5" in results["cases"]:
-        rows = results["cases"]["5"]["rows"]
-        lines += ["## 5. Scaling of the SAC train node (1 gradient step per iteration, batch 128)", "",
-                  "| devices | num_envs | env steps/s | peak RSS MiB |", "| --- | --- | --- | --- |"]
-        lines += [f"| {r['devices']} | {r['num_envs']} | {fmt(r['env_steps_per_s'])} | {fmt(r['peak_rss_mb'])} |" for r in rows]
+        c = results["cases"]["5"]
+        rows, ba = c["rows"], c.get("before_after")
+        lines += ["## 5. Scaling of the SAC train node (1 gradient step per iteration, batch 128)", ""]
+        if ba is None:
+            lines += ["| devices | num_envs | env steps/s | peak RSS MiB |", "| --- | --- | --- | --- |"]
+            lines += [f"| {r['devices']} | {r['num_envs']} | {fmt(r['env_steps_per_s'])} | {fmt(r['peak_rss_mb'])} |"
+                      for r in rows]
+        else:
+            lines += [f"Before: `{ba['baseline_rev']}` ({ba['baseline_commit'][:12]}, jax.pmap); after: the working "
+                      "tree (jit(shard_map) on a device mesh); both run in this invocation, alternately pair by pair. "
+                      "Env steps/s are medians (min–max) over pairs; after/before is the per-pair ratio; ⚠ marks a "
+                      f"median ratio below {ba['flag_below']}.", "",
+                      "| devices | num_envs | env steps/s (after) | env steps/s (before) | after/before "
+                      "| peak RSS MiB (after) |",
+                      "| --- | --- | --- | --- | --- | --- |"]
+            for r, b in zip(rows, ba["rows"]):
+                flag = " ⚠" if b["flagged"] else ""
+                lines.append(f"| {r['devices']} | {r['num_envs']} | {spread(b['after'])} | {spread(b['before'])} | "
+                             f"{spread(b['after_over_before'])}×{flag} | {fmt(r['peak_rss_mb'])} |")
+            flagged = [f"{b['devices']} device(s) x {b['num_envs']} envs ({fmt(b['after_over_before']['median'])}×)"
+                       for b in ba["rows"] if b["flagged"]]
+            targets.append((f"5: no single-process scaling figure below {ba['flag_below']}× of {ba['baseline_rev']}'s "
+                            "(before the move off pmap)", not flagged, "; ".join(flagged) or "none below"))
         lines += ["", f"Replay buffer: {rows[0]['buffer_bytes_per_transition']} bytes per transition (Pendulum: "
                       "float32 obs, action, reward, discount, next obs).", ""]
+    if "6" in results["cases"]:
+        rows = results["cases"]["6"]["rows"]
+        lines += ["## 6. Multi-process: the cost of crossing processes (SAC train node, 1 gradient step per iteration, "
+                  "batch 128, 2 devices)", "",
+                  "1 process with 2 forced CPU devices against 2 processes of 1 device each (`python -m rlpipe.launch "
+                  "--processes 2 --devices-per-process 1`: jax.distributed on this machine, collectives over gloo), "
+                  "alternately pair by pair; the 2-process figure is process 0's.", "",
+                  "| num_envs | 1 process x 2 devices, env steps/s | 2 processes x 1 device, env steps/s "
+                  "| 2 processes / 1 process |",
+                  "| --- | --- | --- | --- |"]
+        lines += [f"| {r['num_envs']} | {spread(r['one_process'])} | {spread(r['two_processes'])} | "
+                  f"{spread(r['two_over_one'])}× |" for r in rows]
+        lines.append("")
     lines += ["## Targets", "", "| target | met | measured |", "| --- | --- | --- |"]
     lines += [f"| {name} | {'yes' if ok else 'NO'} | {value} |" for name, ok, value in targets]
     return "\n".join(lines) + "\n"
 
 
 def main():
+    global TIMEOUT
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=3)
-    parser.add_argument("--cases", default="1,2,3,4,5")
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--iterations", type=int, default=60,
+                        help="training iterations per scaling run (cases 5 and 6; at least 3); fewer for a quick look")
+    parser.add_argument("--num-envs", help="comma-separated num_envs replacing the sweeps of cases 5 and 6 "
+                                           "(values not divisible by the device count are skipped there)")
+    parser.add_argument("--baseline-rev", default=BASELINE_REV,
+                        help="the revision case 5 compares against (git worktree); 'none' skips the comparison")
+    parser.add_argument("--timeout", type=int, default=TIMEOUT, help="seconds any one benchmark process may take")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the .json and .md results go")
+    parser.add_argument("--no-save", action="store_true", help="print the table only; write no result files")
     args = parser.parse_args()
-    if not PEERS_PY.exists() and set(args.cases.split(",")) & {"1", "2", "3"}:
-        sys.exit("the peers' venv is missing: run `make bench` (it creates .venv-peers), or only --cases 4,5")
+    cases = args.cases.split(",")
+    if unknown := [c for c in cases if c not in CASES]:
+        parser.error(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(CASES)}")
+    if args.iterations < 3:
+        parser.error("--iterations must be at least 3 (three logged chunks per scaling run)")
+    num_envs = [int(n) for n in args.num_envs.split(",")] if args.num_envs else None
+    baseline_rev = None if args.baseline_rev.lower() in ("", "none") else args.baseline_rev
+    TIMEOUT = args.timeout
+    if not PEERS_PY.exists() and set(cases) & {"1", "2", "3"}:
+        sys.exit("the peers' venv is missing: run `make bench` (it creates .venv-peers), or only --cases 4,5,6")
+    # a SIGTERM unwinds like Ctrl-C: running benchmark processes are killed, the baseline worktree removed
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     results = {"machine": machine(), "pairs": args.pairs, "cases": {}}
-    for case in args.cases.split(","):
+    for case in cases:
         title, fn = CASES[case]
         print(f"case {case}: {title}", flush=True)
-        results["cases"][case] = fn(args.pairs)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H.%M.%SZ")
-    (RESULTS / f"{stamp}.json").write_text(json.dumps(results, indent=2))
+        if case == "5":
+            results["cases"][case] = fn(args.pairs, args.iterations, num_envs, baseline_rev)
+        elif case == "6":
+            results["cases"][case] = fn(args.pairs, args.iterations, num_envs)
+        else:
+            results["cases"][case] = fn(args.pairs)
+    if not args.no_save:  # the figures first: a report that fails loses nothing measured
+        args.out.mkdir(parents=True, exist_ok=True)
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H.%M.%SZ")
+        (args.out / f"{stamp}.json").write_text(json.dumps(results, indent=2))
     table = report(results)
-    (RESULTS / f"{stamp}.md").write_text(table)
-    if set(results["cases"]) == set(CASES) and args.pairs >= 3:  # only a full invocation becomes the quoted table
-        (RESULTS / "latest.md").write_text(table)
+    if not args.no_save:
+        (args.out / f"{stamp}.md").write_text(table)
+        full = (set(results["cases"]) == set(CASES) and args.pairs >= 3 and args.iterations == 60 and not num_envs
+                and baseline_rev is not None)
+        if full and args.out.resolve() == RESULTS.resolve():  # only a full invocation becomes the quoted table
+            (args.out / "latest.md").write_text(table)
     print(table)
 
 

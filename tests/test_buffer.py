@@ -38,3 +38,24 @@ def test_insert_jits_and_keeps_dtypes():
     buf = init_buffer(capacity=8, obs_dim=2, action_dim=1)
     buf = jax.jit(insert)(buf, batch(0, 3))
     assert buf.data.obs.dtype == jnp.float32 and buf.position.dtype == jnp.int32
+
+
+def test_redistribute_two_full_shards_into_one_keeps_time_order():
+    from rlpipe.rl.buffer import redistribute
+
+    # two ring shards of 4, both full, next write at slot 1: the oldest entry of each is at slot 1
+    values = np.array([10, 11, 12, 13, 20, 21, 22, 23], np.float32)  # shard 0: 10..13, shard 1: 20..23
+    out = redistribute({"data": {"reward": values}, "position": np.int32(1), "size": np.int32(4)}, 2, 1)
+    np.testing.assert_array_equal(out["data"]["reward"], [11, 21, 12, 22, 13, 23, 10, 20])
+    assert int(out["position"]) == 0 and int(out["size"]) == 8
+
+
+def test_redistribute_one_partly_filled_shard_into_two_drops_the_odd_oldest():
+    from rlpipe.rl.buffer import redistribute
+
+    values = np.array([[0, 0], [1, 1], [2, 2], [3, 3], [4, 4], [9, 9], [9, 9], [9, 9]], np.float32)  # 5 filled
+    out = redistribute({"data": {"obs": values}, "position": np.int32(5), "size": np.int32(5)}, 1, 2)
+    obs = out["data"]["obs"]
+    np.testing.assert_array_equal(obs[:2], [[1, 1], [3, 3]])  # new shard 0 (slots 0..3): oldest first
+    np.testing.assert_array_equal(obs[4:6], [[2, 2], [4, 4]])  # new shard 1 (slots 4..7)
+    assert int(out["position"]) == 2 and int(out["size"]) == 2

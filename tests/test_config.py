@@ -2,7 +2,13 @@ import copy
 
 import pytest
 
-from rlpipe.rl.config import ConfigError, SACConfig, load_sac_config, to_dict
+from rlpipe.rl.algorithm import load_config
+from rlpipe.rl.config import ConfigError, to_dict
+from rlpipe.rl.sac.config import SACConfig
+
+
+def load_sac_config(raw, num_devices):
+    return load_config("sac", raw, num_devices)
 
 
 def with_(path, value, base=None):
@@ -79,7 +85,7 @@ def test_bad_config_names_the_key(path, value, key, fragment):
 def test_sizes_must_split_evenly_over_devices(path, value):
     raw = with_(path, value)
     load_sac_config(raw, num_devices=1)  # fine on one device
-    with pytest.raises(ConfigError, match="divisible by the number of local devices") as err:
+    with pytest.raises(ConfigError, match="divisible by the number of devices") as err:
         load_sac_config(raw, num_devices=2)
     assert err.value.key == "sac." + path
 

@@ -39,7 +39,7 @@ def test_checkpoint_round_trip_with_meta(tmp_path):
     loaded = CheckpointDataset(str(tmp_path / "agent"), version=Version(None, None)).load()
     np.testing.assert_array_equal(loaded["state"]["params"]["w"], state["params"]["w"])
     assert loaded["state"]["key"].dtype == np.uint32
-    assert loaded["meta"]["env_steps"] == 100 and loaded["meta"]["format_version"] == 2
+    assert loaded["meta"]["env_steps"] == 100 and loaded["meta"]["format_version"] == 3
 
 
 def test_checkpoint_never_overwrites_and_manager_keeps_newest(tmp_path):

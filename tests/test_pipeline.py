@@ -12,13 +12,15 @@ import yaml
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from rlpipe.rl.config import PPOConfig, SACConfig, to_dict
+from rlpipe.rl.config import to_dict
+from rlpipe.rl.ppo.config import PPOConfig
+from rlpipe.rl.sac.config import SACConfig
 from tests.conftest import PROJECT_ROOT, TINY_SAC
 
 VERSIONED = {
     "sac.scenarios_train": "data/02_intermediate/sac/scenarios_train.parquet",
     "sac.scenarios_eval": "data/02_intermediate/sac/scenarios_eval.parquet",
-    "sac.replay_buffer": "data/03_primary/sac/replay_buffer.npz",
+    "sac.prefill_transitions": "data/03_primary/sac/prefill_transitions.npz",
     "sac.agent": "data/06_models/sac/agent",
     "sac.training_history": "data/07_model_output/sac/training_history.parquet",
     "sac.eval_episodes": "data/07_model_output/sac/eval_episodes.parquet",
@@ -53,7 +55,7 @@ def test_ppo_pipeline_through_the_runner(project):
         session.run(pipeline_name="ppo")
     for name, rel in VERSIONED.items():
         rel = rel.replace("/sac/", "/ppo/")
-        expected = 0 if name == "sac.replay_buffer" else 1  # PPO has no buffer stages
+        expected = 0 if name == "sac.prefill_transitions" else 1  # PPO has no buffer stages
         assert len(versions(project, rel)) == expected, name
     assert len(versions(project, "data/06_models/ppo/policy")) == 1
     with KedroSession.create(project_path=project) as session:
@@ -70,10 +72,10 @@ def test_ppo_pipeline_through_the_runner(project):
 
 def test_ppo_pendulum_environment_config_is_valid():
     """The documented continuous-action config (conf/ppo_pendulum) passes validation on top of the base one."""
-    from rlpipe.rl.config import load_ppo_config
+    from rlpipe.rl.algorithm import load_config
 
     raw = yaml.safe_load((PROJECT_ROOT / "conf/ppo_pendulum/parameters_ppo.yml").read_text())["ppo"]
-    config = load_ppo_config(raw, num_devices=2)
+    config = load_config("ppo", raw, num_devices=2)
     assert config.env.id == "Pendulum-v1" and config.train.normalize_observations
 
 
@@ -89,13 +91,16 @@ def test_every_catalog_entry_is_written_by_the_runner(tiny_project):
         train, evaluation = catalog.load("sac.scenarios_train"), catalog.load("sac.scenarios_eval")
         assert len(train) == 8 and len(evaluation) == 4
         assert not set(train["reset_seed"]) & set(evaluation["reset_seed"])
-        buffer = catalog.load("sac.replay_buffer")
+        buffer = catalog.load("sac.prefill_transitions")
         assert buffer["obs"].shape == (64, 3) and buffer["action"].shape == (64, 1)
         assert np.abs(buffer["action"]).max() <= 1.0
         agent = catalog.load("sac.agent")
         assert agent["meta"]["config"]["train"]["total_env_steps"] == 320 and agent["meta"]["env_steps"] == 320
         assert int(agent["state"]["training"]["grad_steps"]) == (320 - 64) // 4 * 2
-        assert agent["state"]["device"]["buffer"]["data"]["obs"].shape == (2, 256, 3)  # two device shards
+        assert agent["meta"]["num_devices"] == 2
+        # one global buffer (two shards of 256 on the mesh), stored once; reading the policy skips it
+        assert set(agent.part("training")) >= {"actor_params", "critic_params", "log_alpha"}
+        assert agent["state"]["device"]["buffer"]["data"]["obs"].shape == (512, 3)
         history = catalog.load("sac.training_history")
         assert list(history["env_steps"]) == [128, 192, 256, 320]
         episodes = catalog.load("sac.eval_episodes")
@@ -104,7 +109,10 @@ def test_every_catalog_entry_is_written_by_the_runner(tiny_project):
         assert summary["num_episodes"] == 4
         assert summary["return_mean"] == pytest.approx(float(episodes["return"].mean()), rel=1e-5)
     checkpoints = list((tiny_project / "data/06_models/sac_checkpoints").glob("*/step_*"))
-    assert sorted(p.name for p in checkpoints) == ["step_0000000128", "step_0000000256", "step_0000000320"]
+    # the final checkpoint became the agent (moved, not copied); the run folder says where it went
+    assert sorted(p.name for p in checkpoints) == ["step_0000000128", "step_0000000256"]
+    run_dir = checkpoints[0].parent
+    assert "step_0000000320" in (run_dir / "FINAL").read_text() and (run_dir / "COMPLETE").is_file()
 
 
 def kedro_run(project: Path, *args: str) -> subprocess.CompletedProcess:

@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from rlpipe.rl import normalization, parallel
-from rlpipe.rl.config import load_ppo_config
+from rlpipe.rl import mesh, normalization, training
 from rlpipe.rl.early_stopping import EarlyStopping
-from rlpipe.rl.envs import generate_scenarios, make_env, scenarios_to_batch
+from rlpipe.rl.keys import stage_key
 from rlpipe.rl.ppo import networks as nets
-from rlpipe.rl.ppo import train as ppo
 from rlpipe.rl.ppo.losses import clipped_surrogate, explained_variance, gae, value_loss
+from tests.support import setup, train
 
 TINY_PPO = {
     "seed": 5,
@@ -102,13 +101,15 @@ def test_normalizer_synchronized_across_two_devices():
     shards = rng.normal(-1.0, 0.5, size=(2, 30, 3)).astype(np.float32)  # each device sees its own half
 
     def step(x):
-        return normalization.update(normalization.RunningStats.init(3), x, parallel.AXIS)
+        stats = normalization.update(normalization.RunningStats.init(3), x[0], mesh.AXIS)
+        return jax.tree.map(lambda leaf: leaf[None], stats)  # each device's result, side by side
 
-    stats = jax.pmap(step, axis_name=parallel.AXIS)(jnp.asarray(shards))
+    per_device = jax.shard_map(step, mesh=mesh.make_mesh(), in_specs=mesh.sharded_spec(),
+                               out_specs=mesh.sharded_spec())(jnp.asarray(shards))
     data = shards.reshape(-1, 3)
-    np.testing.assert_array_equal(stats.mean[0], stats.mean[1])
-    np.testing.assert_allclose(stats.mean[0], data.mean(0), rtol=1e-4)
-    np.testing.assert_allclose(stats.var[0], data.var(0), rtol=1e-3)
+    np.testing.assert_array_equal(per_device.mean[0], per_device.mean[1])  # the same on both devices
+    np.testing.assert_allclose(per_device.mean[0], data.mean(0), rtol=1e-4)
+    np.testing.assert_allclose(per_device.var[0], data.var(0), rtol=1e-3)
 
 
 def rows(values, key="eval_return_mean"):
@@ -145,36 +146,29 @@ def test_early_stopping_on_training_returns_ignores_eval():
     assert stopper.update({"env_steps": 2, "eval_return_mean": float("nan"), "episode_return": 12.0})
 
 
-def setup(raw, num_devices=2):
-    cfg = load_ppo_config(raw, num_devices)
-    spec = make_env(cfg.env.id)
-    s = cfg.scenarios
-    train_table, eval_table = generate_scenarios(spec, s.ranges, s.num_train, s.num_eval, cfg.seed)
-    return cfg, spec, scenarios_to_batch(train_table, spec, "t"), scenarios_to_batch(eval_table, spec, "e")
-
-
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
 def test_two_devices_keep_identical_params(env_id):
     raw = {**TINY_PPO, "env": {"id": env_id}, "train": {**TINY_PPO["train"], "normalize_observations": True}}
-    cfg, spec, train_batch, _ = setup(raw)
-    state = ppo.init_training_state(cfg, spec, ppo.stage_key(cfg.seed, "init"))
-    run = ppo.initial_run_state(cfg, spec, train_batch, state, ppo.stage_key(cfg.seed, "train"), 2)
-    run, metrics = ppo.make_train_chunk(cfg, spec, 2)(run, train_batch, jnp.int32(3))
-    training = jax.device_get(run.training)
-    for leaf in jax.tree.leaves(training):
-        np.testing.assert_array_equal(leaf[0], leaf[1])
-    assert int(training.grad_steps[0]) == 3 * 2 * 2
-    assert float(training.obs_norm.count[0]) == pytest.approx(3 * 4 * 16, rel=1e-3)  # both devices' rollouts
-    assert np.isfinite(metrics["policy_loss"]).all() and metrics["explained_variance"].shape == (2,)
+    ppo, cfg, spec, train_batch, _ = setup("ppo", raw)
+    state = ppo.init_training_state(cfg, spec, stage_key(cfg.seed, "init"))
+    scenarios = mesh.put_replicated(mesh.host_copy(train_batch))
+    run, specs = training.initial_state(ppo, cfg, spec, scenarios, state, stage_key(cfg.seed, "train"))
+    run, metrics = training.make_chunk(ppo, cfg, spec, specs)(run, scenarios, jnp.int32(3))
+    for leaf in jax.tree.leaves(run.training):  # replicated, and the same bits on both devices
+        assert leaf.sharding.is_fully_replicated and len(leaf.sharding.device_set) == 2
+        first, second = (np.asarray(s.data) for s in leaf.addressable_shards)
+        np.testing.assert_array_equal(first, second)
+    trained = mesh.host_copy(run.training)
+    assert int(trained.grad_steps) == 3 * 2 * 2
+    assert float(trained.obs_norm.count) == pytest.approx(3 * 4 * 16, rel=1e-3)  # both devices' rollouts
+    assert np.isfinite(float(metrics["policy_loss"])) and np.shape(metrics["explained_variance"]) == ()
 
 
 def test_early_stop_still_evaluates_and_checkpoints():
     raw = {**TINY_PPO, "early_stopping": {"target_return": 0.0, "patience": 1}}  # any CartPole return beats 0
-    cfg, spec, train_batch, eval_batch = setup(raw)
     checkpoints = []
-    state = ppo.init_training_state(cfg, spec, ppo.stage_key(cfg.seed, "init"))
-    _, history = ppo.train(cfg, spec, train_batch, state, ppo.stage_key(cfg.seed, "train"), eval_scenarios=eval_batch,
-                           on_checkpoint=lambda step, tree, progress: checkpoints.append(step))
+    result, _ = train("ppo", raw, on_checkpoint=lambda step, tree, progress: checkpoints.append(step))
+    history = result.history
     assert history[-1]["env_steps"] == 512 and history[-1]["early_stopped"] == 1.0  # first evaluation
     assert checkpoints[-1] == 512
     assert history[-1]["best_return"] == history[-1]["eval_return_mean"]
@@ -182,9 +176,7 @@ def test_early_stop_still_evaluates_and_checkpoints():
 
 @pytest.mark.slow
 def test_ppo_learns_cartpole():
-    cfg, spec, train_batch, eval_batch = setup({"scenarios": {"num_eval": 16}})
-    state = ppo.init_training_state(cfg, spec, ppo.stage_key(cfg.seed, "init"))
-    _, history = ppo.train(cfg, spec, train_batch, state, ppo.stage_key(cfg.seed, "train"), eval_scenarios=eval_batch)
-    final = history[-1]
+    result, _ = train("ppo", {"scenarios": {"num_eval": 16}})
+    final = result.history[-1]
     assert final["eval_return_mean"] >= 475, final
     assert final["env_steps"] <= 100_000

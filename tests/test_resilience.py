@@ -21,7 +21,8 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
 from rlpipe.rl.checkpoint import CheckpointManager, CorruptCheckpointError, find_resumable, load_checkpoint
-from rlpipe.rl.config import ConfigError, load_ppo_config, load_sac_config, to_dict
+from rlpipe.rl.algorithm import load_config
+from rlpipe.rl.config import ConfigError, to_dict
 from rlpipe.rl.envs import ScenarioError, generate_scenarios, make_env, scenarios_to_batch
 from rlpipe.rl.loop import NonFiniteError
 from tests.conftest import TINY_SAC
@@ -181,18 +182,12 @@ def test_nan_stops_with_the_iteration_and_metric_and_keeps_finite_checkpoints(pr
 
 
 def test_absurd_learning_rate_is_caught_in_the_compiled_loop():
-    from rlpipe.rl.sac import train as sac
+    from tests.support import train
 
     raw = copy.deepcopy(TINY_SAC)
     raw["train"]["learning_rate"] = 1e30
-    cfg = load_sac_config(raw, 2)
-    spec = make_env(cfg.env.id)
-    table, _ = generate_scenarios(spec, {}, 8, 1, cfg.seed)
-    batch = scenarios_to_batch(table, spec, "train")
-    state = sac.init_training_state(cfg, spec, sac.stage_key(cfg.seed, "init"))
-    prefill = sac.collect_random(cfg, spec, batch, sac.stage_key(cfg.seed, "prefill"))
     with pytest.raises(NonFiniteError, match=r"training diverged (at iteration \d+|between iterations)"):
-        sac.train(cfg, spec, batch, state, prefill, sac.stage_key(cfg.seed, "train"))
+        train("sac", raw, evaluate=False)
 
 
 # ------------------------------------------------------------------------------------------- property-based
@@ -209,8 +204,8 @@ def paths(tree: dict, prefix=()):
             yield from paths(v, prefix + (k,))
 
 
-SAC_PATHS = sorted(paths(to_dict(load_sac_config({}, 1))))
-PPO_PATHS = sorted(paths(to_dict(load_ppo_config({}, 1))))
+SAC_PATHS = sorted(paths(to_dict(load_config("sac", {}, 1))))
+PPO_PATHS = sorted(paths(to_dict(load_config("ppo", {}, 1))))
 EXAMPLES = {"config": 0, "scenarios": 0}
 
 
@@ -220,8 +215,8 @@ EXAMPLES = {"config": 0, "scenarios": 0}
        devices=st.sampled_from([1, 2, 3]))
 def test_no_invalid_config_escapes_with_a_foreign_error(algo, data, mutations, devices):
     EXAMPLES["config"] += 1
-    load, paths_ = (load_sac_config, SAC_PATHS) if algo == "sac" else (load_ppo_config, PPO_PATHS)
-    raw = to_dict(load({}, 1))
+    paths_ = SAC_PATHS if algo == "sac" else PPO_PATHS
+    raw = to_dict(load_config(algo, {}, 1))
     for index, value, new_key in mutations:
         *parents, leaf = paths_[index % len(paths_)]
         node = raw
@@ -230,7 +225,7 @@ def test_no_invalid_config_escapes_with_a_foreign_error(algo, data, mutations, d
         if isinstance(node, dict):
             node[leaf + "_x" if new_key else leaf] = value
     try:
-        config = load(raw, devices, key=algo)
+        config = load_config(algo, raw, devices)
     except ConfigError as exc:
         assert str(exc).startswith(f"{algo}") and exc.key.startswith(algo)
         return

@@ -224,7 +224,9 @@ def test_progress_is_plain_lines_off_a_terminal_and_a_bar_on_one():
     row = {"env_steps": 500, "total_env_steps": 1000, "env_steps_per_s": 250.0, "episode_return": -300.0,
            "eval_return_mean": float("nan"), "critic_loss": 1.5, "actor_loss": 2.0, "temperature": 0.1}
     plain = io.StringIO()
-    with TrainingProgress("sac.train", 1000, stream=plain) as progress:  # StringIO is not a terminal
+    from rlpipe.rl.algorithm import get
+
+    with TrainingProgress("sac.train", 1000, get("sac").progress_labels, stream=plain) as progress:  # StringIO is not a terminal
         progress.update(row)
     assert plain.getvalue().strip() == ("[sac.train] env steps 500/1,000 (50%) | ETA 2 s | 250 steps/s | return -300.0 | "
                                         "critic 1.5 | actor 2 | alpha 0.1")

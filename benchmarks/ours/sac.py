@@ -20,14 +20,22 @@ from common import ThresholdWatch, emit, first_crossing, use_compilation_cache, 
 
 use_compilation_cache(__import__("sys").argv)
 
-from rlpipe.rl.config import load_sac_config  # noqa: E402
-from rlpipe.rl.early_stopping import EarlyStopping  # noqa: E402
+from rlpipe.rl import algorithm, mesh, training  # noqa: E402
+from rlpipe.rl.acting import Transition  # noqa: E402
 from rlpipe.rl.envs import generate_scenarios, make_env, scenarios_to_batch  # noqa: E402
-from rlpipe.rl.sac import train as sac  # noqa: E402
+from rlpipe.rl.keys import stage_key  # noqa: E402
+from rlpipe.rl.sac import algorithm as sac  # noqa: E402
+
+SAC = algorithm.get("sac")
+
+
+class Reached(Exception):
+    """Raised from ``on_progress`` at the first evaluation at or above the threshold: training stops there (what
+    an early stopper with window 1 and patience 1 on the eval mean did; SAC's config has no early stopping)."""
 
 
 def setup(overrides):
-    cfg = load_sac_config(overrides, jax.local_device_count())
+    cfg = algorithm.load_config("sac", overrides, mesh.device_count())
     spec = make_env(cfg.env.id)
     s = cfg.scenarios
     train_table, eval_table = generate_scenarios(spec, s.ranges, s.num_train, s.num_eval, cfg.seed)
@@ -39,19 +47,28 @@ def threshold_case(args):
                  "train": {"total_env_steps": args.max_env_steps, "log_every_env_steps": args.eval_every,
                            "eval_every_env_steps": args.eval_every, "checkpoint_every_env_steps": 10**9}}
     cfg, spec, train_batch, eval_batch = setup(overrides)
-    on_progress = ThresholdWatch("ours sac", args.threshold, STARTED)
+    watch = ThresholdWatch("ours sac", args.threshold, STARTED)
+    rows = []
 
-    state = sac.init_training_state(cfg, spec, sac.stage_key(cfg.seed, "init"))
-    prefill = sac.collect_random(cfg, spec, train_batch, sac.stage_key(cfg.seed, "prefill"))
-    stopper = EarlyStopping(args.threshold, "eval", 1, 1)
-    _, history = sac.train(cfg, spec, train_batch, state, prefill, sac.stage_key(cfg.seed, "train"),
-                           eval_scenarios=eval_batch, on_progress=on_progress, stopper=stopper)
+    def on_progress(row):
+        rows.append(row)
+        watch(row)
+        if row["eval_return_mean"] >= args.threshold:
+            raise Reached
+
+    state = SAC.init_training_state(cfg, spec, stage_key(cfg.seed, "init"))
+    prefill = sac.collect_random(cfg, spec, train_batch, stage_key(cfg.seed, "prefill"))
+    try:
+        history = training.train(SAC, cfg, spec, train_batch, state, stage_key(cfg.seed, "train"),
+                                 device_data=prefill, eval_scenarios=eval_batch, on_progress=on_progress).history
+    except Reached:
+        history = rows
     hit = first_crossing(history, args.threshold)
     return {
         "reached": hit is not None,
         "env_steps_to_threshold": hit and hit["env_steps"],
         "train_seconds_to_threshold": hit and hit["train_seconds"],
-        "process_seconds_to_threshold": on_progress.process_seconds,
+        "process_seconds_to_threshold": watch.process_seconds,
         "env_steps_per_s": history[-1]["env_steps"] / history[-1]["train_seconds"],
         "evals": [[r["env_steps"], r["eval_return_mean"], r["train_seconds"]] for r in history],
     }
@@ -66,9 +83,10 @@ def throughput_case(args):
     if jax.local_device_count() > 1:
         raise SystemExit("the throughput case is for one device: unset XLA_FLAGS")
     cfg, spec, train_batch, _ = setup(overrides)
-    state = sac.init_training_state(cfg, spec, sac.stage_key(cfg.seed, "init"))
-    prefill = sac.collect_random(cfg, spec, train_batch, sac.stage_key(cfg.seed, "prefill"))
-    _, history = sac.train(cfg, spec, train_batch, state, prefill, sac.stage_key(cfg.seed, "train"))
+    state = SAC.init_training_state(cfg, spec, stage_key(cfg.seed, "init"))
+    prefill = sac.collect_random(cfg, spec, train_batch, stage_key(cfg.seed, "prefill"))
+    history = training.train(SAC, cfg, spec, train_batch, state, stage_key(cfg.seed, "train"),
+                             device_data=prefill).history
     rates = [r["grad_steps_per_s"] for r in history]
     flops = update_flops(cfg, spec)
     peak = matmul_gflops()
@@ -82,10 +100,10 @@ def update_flops(cfg, spec) -> float:
     """XLA's FLOP count of one SGD update (critics, actor, temperature, targets) on a batch of 256, jitted alone."""
     nets = sac.SACNetworks.build(cfg, spec)
     update = sac.make_update_step(nets, sac.make_optimizer(cfg), 0.99, 0.005, -1.0, axis_name=None)
-    state = sac.init_training_state(cfg, spec, jax.random.PRNGKey(0))
+    state = SAC.init_training_state(cfg, spec, jax.random.PRNGKey(0))
     b = cfg.train.batch_size
-    batch = sac.Transition(jnp.zeros((b, spec.obs_dim)), jnp.zeros((b, spec.action_dim)), jnp.zeros(b), jnp.ones(b),
-                           jnp.zeros((b, spec.obs_dim)))
+    batch = Transition(jnp.zeros((b, spec.obs_dim)), jnp.zeros((b, spec.action_dim)), jnp.zeros(b), jnp.ones(b),
+                       jnp.zeros((b, spec.obs_dim)))
     cost = jax.jit(update).lower(state, batch, jax.random.PRNGKey(1)).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     return float(cost["flops"])

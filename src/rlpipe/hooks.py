@@ -1,4 +1,5 @@
-"""Process-wide JAX setup for every Kedro run: the persistent compilation cache."""
+"""Process-wide runtime setup for every Kedro run: the persistent compilation cache, and joining the other
+processes of a multi-process run (JAX's distributed runtime) before anything touches a JAX backend."""
 
 from __future__ import annotations
 
@@ -11,12 +12,15 @@ from kedro.framework.hooks import hook_impl
 logger = logging.getLogger(__name__)
 
 CACHE_ENV = "RLPIPE_JAX_CACHE_DIR"
+# Plugins whose hooks write files of their own (an MLflow run, kedro-viz's run statistics): process 0's alone.
+PRIMARY_ONLY_PLUGINS = ("kedro_mlflow", "kedro_viz")
 
 
 class JaxRuntimeHooks:
-    @hook_impl
+    @hook_impl(tryfirst=True)  # before kedro-mlflow's, kedro-viz's and the project's other hooks
     def after_context_created(self, context) -> None:
-        """Compiled XLA programs are cached on disk, so a second run skips most compilation.
+        """Compiled XLA programs are cached on disk, so a second run skips most compilation; a multi-process run
+        joins its processes (``distributed`` parameters, or the environment: see ``rlpipe.rl.mesh.initialize``).
 
         The cache lives in ``<project>/.jax_cache`` unless ``RLPIPE_JAX_CACHE_DIR`` names another folder; set it to
         an empty string to turn the cache off. Deleting the folder is always safe.
@@ -24,8 +28,26 @@ class JaxRuntimeHooks:
         import jax
 
         cache_dir = os.environ.get(CACHE_ENV, str(Path(context.project_path) / ".jax_cache"))
-        if not cache_dir:
-            return
-        jax.config.update("jax_compilation_cache_dir", cache_dir)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+        if cache_dir:
+            jax.config.update("jax_compilation_cache_dir", cache_dir)
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+            jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+        from rlpipe.rl import mesh
+        from rlpipe.rl.config import DistributedConfig, parse
+
+        # the config loader's parameters (runtime --params merged), not context.params: that validates them
+        # against the pipelines, whose import brings in gymnax, which starts a JAX backend before it may be joined
+        params = context.config_loader["parameters"]
+        settings = parse(DistributedConfig, params.get("distributed"), "distributed")
+        if mesh.initialize(settings) and not mesh.is_primary():
+            _unregister_primary_only_plugins(context)
+
+
+def _unregister_primary_only_plugins(context) -> None:
+    manager = getattr(context, "_hook_manager", None)  # the session's plugin manager (no public accessor)
+    if manager is None:
+        return
+    for plugin in list(manager.get_plugins()):
+        if type(plugin).__module__.split(".")[0] in PRIMARY_ONLY_PLUGINS:
+            manager.unregister(plugin)

@@ -8,25 +8,27 @@ import sys
 from typing import IO, Any
 
 
-def describe(row: dict[str, Any]) -> str:
-    """One progress line's content: rate, returns, losses, temperature if the algorithm has one."""
+def describe(row: dict[str, Any], labels: tuple[tuple[str, str], ...] = ()) -> str:
+    """One progress line's content: rate, returns, and the algorithm's own metrics as ``labels`` names them."""
     parts = [f"{row['env_steps_per_s']:,.0f} steps/s"]
     if not math.isnan(row.get("episode_return", float("nan"))):
         parts.append(f"return {row['episode_return']:.1f}")
     if not math.isnan(row.get("eval_return_mean", float("nan"))):
         parts.append(f"eval {row['eval_return_mean']:.1f}")
-    for name, label in (("critic_loss", "critic"), ("actor_loss", "actor"), ("value_loss", "value"),
-                        ("policy_loss", "policy"), ("temperature", "alpha")):
+    for name, label in labels:
         if name in row:
             parts.append(f"{label} {row[name]:.3g}")
     return " | ".join(parts)
 
 
 class TrainingProgress:
-    """Use as a context manager; ``update(row)`` after every compiled call with ``env_steps``/``total_env_steps``."""
+    """Use as a context manager; ``update(row)`` after every compiled call with ``env_steps``/``total_env_steps``.
+    ``labels`` are the algorithm's (metric, short label) pairs; ``quiet`` shows nothing (the other processes of a
+    multi-process run: process 0 speaks for all)."""
 
-    def __init__(self, label: str, total: int, stream: IO[str] | None = None, live: bool | None = None):
-        self.label, self.total = label, total
+    def __init__(self, label: str, total: int, labels: tuple[tuple[str, str], ...] = (),
+                 stream: IO[str] | None = None, live: bool | None = None, quiet: bool = False):
+        self.label, self.total, self.labels, self.quiet = label, total, labels, quiet
         self.stream = stream or sys.stderr
         if live is None:
             live = self.stream.isatty() and os.environ.get("TERM") != "dumb" and not os.environ.get("CI")
@@ -34,7 +36,7 @@ class TrainingProgress:
         self._progress = None
 
     def __enter__(self) -> TrainingProgress:
-        if self.live:
+        if self.live and not self.quiet:
             import rich
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -46,7 +48,9 @@ class TrainingProgress:
         return self
 
     def update(self, row: dict[str, Any]) -> None:
-        info = describe(row)
+        if self.quiet:
+            return
+        info = describe(row, self.labels)
         if self._progress is not None:
             self._progress.update(self._task, completed=row["env_steps"], info=info)
             return

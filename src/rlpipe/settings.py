@@ -4,6 +4,7 @@ from pathlib import Path
 
 from kedro.utils import find_kedro_project
 
+from rlpipe.catalog import ProcessAwareCatalog
 from rlpipe.hooks import JaxRuntimeHooks
 from rlpipe.tracking import MlflowArtifactHooks, MlflowConfigParamsHooks, MlflowRunIsolationHooks
 
@@ -13,7 +14,12 @@ def _project_root() -> str:
     return str(find_kedro_project(Path.cwd()) or Path.cwd())
 
 
-HOOKS = (JaxRuntimeHooks(), MlflowRunIsolationHooks(), MlflowConfigParamsHooks(), MlflowArtifactHooks())
+# Registered last, called first (pluggy is LIFO): JaxRuntimeHooks joins the processes of a multi-process run before
+# any other hook asks which process this is.
+HOOKS = (MlflowRunIsolationHooks(), MlflowConfigParamsHooks(), MlflowArtifactHooks(), JaxRuntimeHooks())
+
+# In a multi-process run, process 0 alone writes catalog artifacts; the others keep their outputs in memory.
+DATA_CATALOG_CLASS = ProcessAwareCatalog
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

@@ -1,8 +1,8 @@
 """Acting in a batch of environments: stepping with scenario resets, unrolls, evaluation, single trajectories.
 
-Every function here is pure JAX and runs inside jit/pmap. Two kinds of actions meet here: the *learning* action a
-policy emits and the agent learns from (SAC: normalized to [-1, 1]; PPO: the raw Gaussian sample or the discrete
-index), and the *env* action the environment receives. ``to_env`` maps one to the other when stepping.
+Every function here is pure JAX and runs inside jit and shard_map. Two kinds of actions meet here: the *learning*
+action a policy emits and the agent learns from (SAC: normalized to [-1, 1]; PPO: the raw Gaussian sample or the
+discrete index), and the *env* action the environment receives. ``to_env`` maps one to the other when stepping.
 """
 
 from __future__ import annotations

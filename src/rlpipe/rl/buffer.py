@@ -1,4 +1,5 @@
-"""On-device ring buffer of transitions: init / insert / sample. One buffer per device (its shard)."""
+"""On-device ring buffer of transitions: init / insert / sample, one per device (its shard of the global buffer);
+redistribute when a checkpoint moves to another device count."""
 
 from __future__ import annotations
 
@@ -56,3 +57,32 @@ def sample(buffer: BufferState, key: jax.Array, batch_size: int) -> Transition:
 def flatten_time(batch: Transition) -> Transition:
     """[time, envs, ...] -> [time * envs, ...] (time-major order, as inserted)."""
     return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
+
+
+def redistribute(buffer: dict, old_shards: int, new_shards: int) -> dict:
+    """A checkpointed buffer (numpy, ``{"data", "position", "size"}``; ``old_shards`` equal ring-buffer shards
+    along the leading axis, all with the same write position and size) re-dealt into ``new_shards`` shards.
+
+    Every shard's transitions are taken oldest first, interleaved over shards, and dealt round-robin to the new
+    shards, so each new shard is a valid ring buffer in time order. When their number does not divide evenly, the
+    oldest few are dropped.
+    """
+    import numpy as np
+
+    data = buffer["data"]
+    capacity = int(np.shape(next(iter(data.values())))[0])
+    old_capacity, new_capacity = capacity // old_shards, capacity // new_shards
+    position, size = int(buffer["position"]), int(buffer["size"])
+    oldest_first = np.arange(size) if size < old_capacity else (position + np.arange(old_capacity)) % old_capacity
+    order = (oldest_first[:, None] + old_capacity * np.arange(old_shards)[None, :]).reshape(-1)  # time-major
+    kept = order.size - order.size % new_shards
+    per_shard = kept // new_shards
+    dealt = order[order.size - kept:].reshape(per_shard, new_shards).T  # [new_shards, per_shard], time order
+    out = {}
+    for name, values in data.items():
+        values = np.asarray(values)
+        target = np.zeros_like(values)
+        for shard in range(new_shards):
+            target[shard * new_capacity: shard * new_capacity + per_shard] = values[dealt[shard]]
+        out[name] = target
+    return {"data": out, "position": np.int32(per_shard % new_capacity), "size": np.int32(per_shard)}

@@ -2,11 +2,14 @@
 
 Layout of one checkpoint directory::
 
-    <path>/state/      orbax (OCDBT) array store of the state as nested dicts
-    <path>/meta.json   what the state is (config, counters, format version) and the size and SHA-256 of every
-                       file under state/, so a truncated or corrupted checkpoint is detected before it is used
+    <path>/state/<part>/  one orbax (OCDBT) array store per top-level part of the state (training, device, key,
+                          iteration), so a reader that needs one part (the policy: ``training``) reads only that
+    <path>/meta.json      what the state is (config, counters, format version, parts) and the size and SHA-256 of
+                          every file under state/, so a truncated or corrupted checkpoint is detected before use
 
-A checkpoint is written under a temporary name and renamed into place, so a reader never sees half of one.
+A checkpoint is written under a temporary name and renamed into place, so a reader never sees half of one. In a
+multi-process run every process calls :func:`save_checkpoint` with the same path and writes its own shards of the
+arrays (orbax's multi-process save); process 0 alone writes ``meta.json`` and renames the directory into place.
 Periodic checkpoints of one training run live in ``<checkpoint_dir>/<run>/step_<env steps>``; a run that finished
 gets a ``COMPLETE`` file, so the runs without one are the interrupted ones that ``find_resumable`` offers.
 """
@@ -18,7 +21,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +32,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import serialization
 
+from rlpipe.rl import mesh
+
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 2: one store for the whole state, with a leading device axis (pmap era)
 _STATE, META_FILE, COMPLETE_FILE = "state", "meta.json", "COMPLETE"
 
 
@@ -59,26 +64,47 @@ def writing_directory(path: str | os.PathLike) -> Iterator[Path]:
     os.rename(partial, path)
 
 
-def _fingerprints(folder: Path) -> dict[str, list]:
+def _fingerprints(folder: Path, parts: set[str] | None = None) -> dict[str, list]:
     out = {}
-    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+    roots = [folder / part for part in sorted(parts)] if parts is not None else [folder]
+    for file in sorted(p for root in roots for p in root.rglob("*") if p.is_file()):
         out[file.relative_to(folder).as_posix()] = [file.stat().st_size, hashlib.sha256(file.read_bytes()).hexdigest()]
     return out
 
 
-def save_checkpoint(path: str | os.PathLike, state: Any, meta: dict[str, Any]) -> None:
-    """Write ``state`` (any pytree of arrays) and ``meta`` (JSON-able) to the directory ``path`` (must not exist)."""
-    with writing_directory(path) as partial:
-        tree = serialization.to_state_dict(jax.device_get(state))
+def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any], meta: dict[str, Any]) -> None:
+    """Write ``state`` (a mapping of part name -> pytree of arrays) and ``meta`` (JSON-able) to the directory
+    ``path``, which must not exist. In a multi-process run every process calls this with the same arguments."""
+    path = Path(path).absolute()
+    partial = path.parent / f".{path.name}.partial"  # one name for every process (a pid would differ)
+    primary = mesh.is_primary()
+    if primary:
+        if path.exists():
+            raise FileExistsError(f"{path} exists already; artifacts are never overwritten")
+        shutil.rmtree(partial, ignore_errors=True)
+        (partial / _STATE).mkdir(parents=True)
+    mesh.barrier(f"checkpoint-open-{path.name}")
+    try:
         checkpointer = ocp.StandardCheckpointer()
-        checkpointer.save(partial / _STATE, tree)
+        for part, tree in state.items():  # {part: tree}: a store holds a tree, never a bare array
+            checkpointer.save(partial / _STATE / part, {part: serialization.to_state_dict(tree)})
         checkpointer.wait_until_finished()
-        meta = {"format_version": FORMAT_VERSION, **meta, "files": _fingerprints(partial / _STATE)}
-        (partial / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+        mesh.barrier(f"checkpoint-written-{path.name}")
+        if primary:
+            meta = {"format_version": FORMAT_VERSION, **meta, "parts": list(state),
+                    "files": _fingerprints(partial / _STATE)}
+            (partial / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+            os.rename(partial, path)
+    except BaseException:
+        if primary:
+            shutil.rmtree(partial, ignore_errors=True)
+        raise
+    mesh.barrier(f"checkpoint-done-{path.name}")
 
 
-def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """The checkpoint's meta, after checking every state file against its recorded size and hash."""
+def verify_checkpoint(path: str | os.PathLike, parts: list[str] | None = None) -> dict[str, Any]:
+    """The checkpoint's meta, after checking every state file (of ``parts`` only, if given) against its recorded
+    size and hash."""
     path = Path(path).absolute()
     try:
         meta = json.loads((path / META_FILE).read_text())
@@ -86,7 +112,10 @@ def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise CorruptCheckpointError(f"{path}: {META_FILE} is missing or unreadable ({exc})") from exc
     recorded = meta.get("files")
     if recorded is not None:
-        actual = _fingerprints(path / _STATE) if (path / _STATE).is_dir() else {}
+        if parts is not None and "parts" in meta:
+            recorded = {k: v for k, v in recorded.items() if k.split("/", 1)[0] in parts}
+        actual = _fingerprints(path / _STATE, {k.split("/", 1)[0] for k in recorded}) \
+            if (path / _STATE).is_dir() else {}
         for name, (size, digest) in recorded.items():
             if name not in actual:
                 raise CorruptCheckpointError(f"{path}: state file {name} is missing")
@@ -96,21 +125,72 @@ def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
-def load_checkpoint(path: str | os.PathLike, template: Any = None) -> tuple[Any, dict[str, Any]]:
-    """Read a checkpoint: ``(state, meta)``. With ``template`` the state is restored into that pytree's type
-    (e.g. a training-state dataclass); without it, as nested dicts of numpy arrays."""
+def load_checkpoint(path: str | os.PathLike, parts: list[str] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read a checkpoint: ``(state, meta)``, the state as nested dicts of numpy arrays (whatever device layout and
+    process count it was written with). ``parts`` reads only those parts (and verifies only their files)."""
     path = Path(path).absolute()
     if not (path / META_FILE).is_file():
         raise FileNotFoundError(f"{path} is not a complete checkpoint: {META_FILE} is missing")
-    meta = verify_checkpoint(path)
+    meta = verify_checkpoint(path, parts)
     try:
-        raw = ocp.StandardCheckpointer().restore(path / _STATE)
+        if "parts" not in meta:  # format 2: the whole state in one store
+            state = _restore_numpy(path / _STATE)
+            return ({k: state[k] for k in parts} if parts else state), meta
+        return {part: _restore_numpy(path / _STATE / part)[part] for part in (parts or meta["parts"])}, meta
     except Exception as exc:  # orbax/tensorstore report damage in many ways
         raise CorruptCheckpointError(f"{path}: the array store cannot be read ({exc})") from exc
-    raw = jax.tree.map(np.asarray, raw)
-    if template is None:
-        return raw, meta
-    return serialization.from_state_dict(template, raw), meta
+
+
+def _restore_numpy(directory: Path) -> Any:
+    """An orbax store as numpy arrays, independent of the devices and processes that wrote it. The read is this
+    process's alone (orbax would otherwise wait for every process of a multi-process run at its barriers)."""
+    alone = ocp.options.MultiprocessingOptions(primary_host=mesh.process_index(),
+                                               active_processes={mesh.process_index()})
+    checkpointer = ocp.Checkpointer(ocp.PyTreeCheckpointHandler(multiprocessing_options=alone),
+                                    multiprocessing_options=alone)
+    tree = checkpointer.metadata(directory).item_metadata.tree
+    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+    restored = checkpointer.restore(directory, args=ocp.args.PyTreeRestore(restore_args=restore_args))
+    return jax.tree.map(np.asarray, restored)
+
+
+class StoredCheckpoint(Mapping):
+    """A checkpoint directory, read lazily: ``["meta"]`` is its meta.json, ``["state"]`` the whole state (read on
+    first use), :meth:`part` one part alone (e.g. ``"training"`` without the replay buffer)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path).absolute()
+        self._meta: dict[str, Any] | None = None
+        self._state: dict[str, Any] | None = None
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        if self._meta is None:
+            self._meta = json.loads((self.path / META_FILE).read_text())
+        return self._meta
+
+    def part(self, name: str) -> Any:
+        if self._state is not None:
+            return self._state[name]
+        return load_checkpoint(self.path, [name])[0][name]
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "meta":
+            return self.meta
+        if key == "state":
+            if self._state is None:
+                self._state, self._meta = load_checkpoint(self.path)
+            return self._state
+        raise KeyError(key)
+
+    def __iter__(self):
+        return iter(("state", "meta"))
+
+    def __len__(self) -> int:
+        return 2
+
+    def __repr__(self) -> str:
+        return f"StoredCheckpoint({str(self.path)!r})"
 
 
 class CheckpointManager:
@@ -128,11 +208,13 @@ class CheckpointManager:
     def path(self, step: int) -> Path:
         return self.directory / f"step_{step:010d}"
 
-    def save(self, step: int, state: Any, meta: dict[str, Any]) -> Path:
+    def save(self, step: int, state: Mapping[str, Any], meta: dict[str, Any]) -> Path:
+        """Write ``step_<step>`` (collectively, in a multi-process run) and drop the oldest beyond ``keep``."""
         path = self.path(step)
         save_checkpoint(path, state, {**meta, "env_steps": step})
-        for old in self.steps()[: -self.keep]:
-            shutil.rmtree(self.path(old), ignore_errors=True)
+        if mesh.is_primary():
+            for old in self.steps()[: -self.keep]:
+                shutil.rmtree(self.path(old), ignore_errors=True)
         return path
 
     def set_aside_after(self, step: int) -> list[Path]:
@@ -155,8 +237,9 @@ class CheckpointManager:
                 and p.name[5:].isdigit() and int(p.name[5:]) > step]
 
     def mark_complete(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        (self.directory / COMPLETE_FILE).write_text("training finished\n")
+        if mesh.is_primary():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            (self.directory / COMPLETE_FILE).write_text("training finished\n")
 
     @property
     def complete(self) -> bool:

@@ -10,21 +10,15 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import os
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from rlpipe.rl.errors import ConfigError
 
-class ConfigError(ValueError):
-    """A configuration key or value is invalid; the message names the key."""
-
-    def __init__(self, key: str, problem: str):
-        self.key = key
-        self.problem = problem
-        super().__init__(f"{key}: {problem}")
+__all__ = ["ConfigError", "parse", "spec", "to_dict"]
 
 
 def spec(default: Any = dataclasses.MISSING, *, ge=None, gt=None, le=None, lt=None, choices=None,
@@ -40,6 +34,11 @@ def spec(default: Any = dataclasses.MISSING, *, ge=None, gt=None, le=None, lt=No
 @dataclass(frozen=True)
 class EnvConfig:
     id: str = spec("Pendulum-v1", doc="gymnax environment id, or 'package.module:ClassName' of a user env")
+
+
+def env_config(default_id: str):
+    """An ``env`` section default for an algorithm whose usual environment is ``default_id``."""
+    return spec(default_factory=lambda: EnvConfig(id=default_id))
 
 
 @dataclass(frozen=True)
@@ -59,12 +58,6 @@ class NetworkConfig:
 
 
 @dataclass(frozen=True)
-class BufferConfig:
-    capacity: int = spec(100_000, ge=1, le=2**31 - 1, doc="replay buffer transitions, over all devices")
-    prefill_steps: int = spec(1_000, ge=1, doc="env steps of uniformly random actions before training")
-
-
-@dataclass(frozen=True)
 class LoopConfig:
     """What every training loop has: budget, env count, and the cadence of logs, evaluations and checkpoints."""
 
@@ -76,45 +69,6 @@ class LoopConfig:
     checkpoint_dir: str = spec("data/06_models/checkpoints", doc="where periodic checkpoints go, one folder a run")
     keep_checkpoints: int = spec(3, ge=1, doc="periodic checkpoints kept per run (newest)")
     resume: bool = spec(False, doc="continue the newest interrupted run from its newest intact checkpoint")
-
-
-@dataclass(frozen=True)
-class SACTrainConfig(LoopConfig):
-    total_env_steps: int = spec(12_000, ge=1, le=2**53, doc="env steps in all, prefill included")
-    checkpoint_dir: str = spec("data/06_models/sac_checkpoints", doc="where periodic checkpoints go, one folder a run")
-    unroll_length: int = spec(1, ge=1, le=2**20, doc="env steps per environment per iteration")
-    batch_size: int = spec(128, ge=1, le=2**24, doc="transitions per gradient step over all devices")
-    grad_updates_per_iter: int = spec(8, ge=1, le=2**20, doc="gradient steps per iteration")
-    learning_rate: float = spec(1e-3, gt=0.0, doc="Adam learning rate of actor, critics and temperature")
-    gamma: float = spec(0.99, gt=0.0, le=1.0, doc="discount factor")
-    tau: float = spec(0.005, gt=0.0, le=1.0, doc="Polyak rate of the target critics")
-    init_temperature: float = spec(1.0, gt=0.0, doc="initial entropy temperature alpha")
-    target_entropy: float | None = spec(None, doc="entropy target; null means -action_dim")
-
-
-@dataclass(frozen=True)
-class PPOTrainConfig(LoopConfig):
-    total_env_steps: int = spec(100_000, ge=1, le=2**53, doc="env step budget (early stopping may end sooner)")
-    num_envs: int = spec(16, ge=1, le=2**20, doc="parallel environments over all devices")
-    log_every_env_steps: int = spec(8_192, ge=1, doc="env steps between progress lines (one compiled call)")
-    eval_every_env_steps: int = spec(8_192, ge=0, doc="env steps between evaluations on the eval scenarios; 0: none")
-    checkpoint_every_env_steps: int = spec(32_768, ge=1, doc="env steps between periodic checkpoints")
-    checkpoint_dir: str = spec("data/06_models/ppo_checkpoints", doc="where periodic checkpoints go, one folder a run")
-    num_steps: int = spec(128, ge=1, le=2**20, doc="rollout length per environment per iteration")
-    update_epochs: int = spec(4, ge=1, le=10**4, doc="passes over each rollout")
-    num_minibatches: int = spec(4, ge=1, doc="minibatches per pass (per device share of the rollout)")
-    learning_rate: float = spec(2.5e-3, gt=0.0, doc="Adam learning rate")
-    anneal_lr: bool = spec(True, doc="decay the learning rate linearly to 0 over the budget")
-    gamma: float = spec(0.99, gt=0.0, le=1.0, doc="discount factor")
-    gae_lambda: float = spec(0.95, ge=0.0, le=1.0, doc="GAE lambda")
-    clip_eps: float = spec(0.2, gt=0.0, doc="PPO ratio clipping")
-    clip_value_loss: bool = spec(False, doc="clip the value update to clip_eps around the rollout's values")
-    vf_coef: float = spec(0.5, ge=0.0, doc="value loss coefficient")
-    ent_coef: float = spec(0.0, ge=0.0, doc="entropy bonus coefficient")
-    max_grad_norm: float = spec(0.5, gt=0.0, doc="global gradient-norm clip")
-    normalize_advantages: bool = spec(True, doc="standardize advantages per minibatch")
-    normalize_observations: bool = spec(False, doc="running mean/std observation normalization")
-    init_log_std: float = spec(0.0, doc="initial log std of the Gaussian policy (continuous actions)")
 
 
 @dataclass(frozen=True)
@@ -134,25 +88,18 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True)
-class SACConfig:
-    seed: int = spec(0, ge=0, lt=2**31, doc="the one seed every RNG key is split from")
-    env: EnvConfig = spec(default_factory=EnvConfig)
-    scenarios: ScenarioConfig = spec(default_factory=ScenarioConfig)
-    network: NetworkConfig = spec(default_factory=NetworkConfig)
-    buffer: BufferConfig = spec(default_factory=BufferConfig)
-    train: SACTrainConfig = spec(default_factory=SACTrainConfig)
-    tracking: TrackingConfig = spec(default_factory=TrackingConfig)
+class DistributedConfig:
+    """How this process joins the others of a multi-process run (the top-level ``distributed`` parameters)."""
 
-
-@dataclass(frozen=True)
-class PPOConfig:
-    seed: int = spec(0, ge=0, lt=2**31, doc="the one seed every RNG key is split from")
-    env: EnvConfig = spec(default_factory=lambda: EnvConfig(id="CartPole-v1"))
-    scenarios: ScenarioConfig = spec(default_factory=ScenarioConfig)
-    network: NetworkConfig = spec(default_factory=lambda: NetworkConfig(activation="tanh"))
-    train: PPOTrainConfig = spec(default_factory=PPOTrainConfig)
-    early_stopping: EarlyStoppingConfig = spec(default_factory=EarlyStoppingConfig)
-    tracking: TrackingConfig = spec(default_factory=lambda: TrackingConfig(registered_model_name="rlpipe-ppo"))
+    coordinator_address: str | None = spec(None, doc="host:port of process 0's coordinator; null: "
+                                                     "JAX_COORDINATOR_ADDRESS, or the cluster's (SLURM, Open MPI)")
+    num_processes: int | None = spec(None, ge=1, doc="processes in the run; null: JAX_NUM_PROCESSES or the cluster's")
+    process_id: int | None = spec(None, ge=0, doc="this process's index; null: JAX_PROCESS_ID, JOB_COMPLETION_INDEX "
+                                                  "or the cluster's")
+    initialization_timeout_seconds: int = spec(120, ge=1, doc="how long to wait for every process to join")
+    heartbeat_timeout_seconds: int = spec(15, ge=2, doc="a process silent this long is lost: the others stop with "
+                                                        "an error naming it")
+    shutdown_timeout_seconds: int = spec(300, ge=1, doc="how long a finished process waits for the others at exit")
 
 
 # ------------------------------------------------------------------------------------------ mapping -> typed
@@ -260,8 +207,8 @@ def to_dict(config: Any) -> dict:
 # ------------------------------------------------------------------------------------------ cross-field rules
 def check_divisible(value: int, key: str, num_devices: int) -> None:
     if value % num_devices:
-        raise ConfigError(key, f"{value} must be divisible by the number of local devices ({num_devices}): "
-                               "each device gets an equal share")
+        raise ConfigError(key, f"{value} must be divisible by the number of devices ({num_devices}, over all "
+                               "processes): each device gets an equal share")
 
 
 def check_tracking(tracking: TrackingConfig, scenarios: ScenarioConfig, key: str) -> None:
@@ -276,8 +223,9 @@ def check_tracking(tracking: TrackingConfig, scenarios: ScenarioConfig, key: str
                                                     "pip install -e '.[tensorboard]'")
 
 
-def _check_common(config: Any, key: str, num_devices: int, continuous: bool | None, steps_per_iter: int):
-    """Rules every algorithm's config obeys; returns the environment's EnvSpec."""
+def check_common(config: Any, key: str, num_devices: int, continuous: bool | None, steps_per_iter: int):
+    """Rules every algorithm's config obeys (``num_devices``: all devices of all processes); returns the
+    environment's EnvSpec."""
     from rlpipe.rl.envs import check_env_id, check_scenario_ranges  # envs import jax: keep config import light
 
     t = config.train
@@ -289,47 +237,3 @@ def _check_common(config: Any, key: str, num_devices: int, continuous: bool | No
         raise ConfigError(f"{key}.train.log_every_env_steps",
                           f"{t.log_every_env_steps} is below one iteration ({steps_per_iter} env steps)")
     return env_spec
-
-
-def load_sac_config(raw: Any, num_devices: int, key: str = "sac") -> SACConfig:
-    """Validate ``params:sac`` into a :class:`SACConfig` for ``num_devices`` local devices."""
-    config = parse(SACConfig, raw, key)
-    t, b = config.train, config.buffer
-    env_spec = _check_common(config, key, num_devices, continuous=True, steps_per_iter=t.num_envs * t.unroll_length)
-    for name, value in (("train.batch_size", t.batch_size), ("buffer.capacity", b.capacity)):
-        check_divisible(value, f"{key}.{name}", num_devices)
-    buffer_bytes = b.capacity * 4 * (2 * env_spec.obs_dim + env_spec.action_dim + 2)
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if buffer_bytes > 0.5 * memory:
-        raise ConfigError(f"{key}.buffer.capacity", f"{b.capacity} transitions need {buffer_bytes / 2**30:.1f} GiB, "
-                                                    f"more than half of this machine's {memory / 2**30:.1f} GiB")
-    if t.batch_size > b.capacity:
-        raise ConfigError(f"{key}.train.batch_size", f"{t.batch_size} is larger than {key}.buffer.capacity "
-                                                     f"({b.capacity}): a batch must fit in the buffer")
-    if b.prefill_steps > b.capacity:
-        raise ConfigError(f"{key}.buffer.prefill_steps", f"{b.prefill_steps} is larger than {key}.buffer.capacity "
-                                                         f"({b.capacity})")
-    if b.prefill_steps < t.num_envs:
-        raise ConfigError(f"{key}.buffer.prefill_steps", f"{b.prefill_steps} is smaller than {key}.train.num_envs "
-                                                         f"({t.num_envs}): every environment needs a prefill step")
-    if t.total_env_steps <= b.prefill_steps:
-        raise ConfigError(f"{key}.train.total_env_steps",
-                          f"{t.total_env_steps} leaves no training after {key}.buffer.prefill_steps "
-                          f"({b.prefill_steps}) random steps; it counts prefill steps too")
-    return config
-
-
-def load_ppo_config(raw: Any, num_devices: int, key: str = "ppo") -> PPOConfig:
-    """Validate ``params:ppo`` into a :class:`PPOConfig` for ``num_devices`` local devices."""
-    config = parse(PPOConfig, raw, key)
-    t, e = config.train, config.early_stopping
-    _check_common(config, key, num_devices, continuous=None, steps_per_iter=t.num_envs * t.num_steps)
-    per_device = t.num_envs // num_devices * t.num_steps
-    if per_device % t.num_minibatches:
-        raise ConfigError(f"{key}.train.num_minibatches",
-                          f"{t.num_minibatches} does not divide a device's rollout of {per_device} transitions "
-                          f"(num_envs / devices x num_steps)")
-    if e.target_return is not None and e.monitor == "eval" and not t.eval_every_env_steps:
-        raise ConfigError(f"{key}.early_stopping.monitor", f"'eval' needs evaluations during training, but "
-                                                           f"{key}.train.eval_every_env_steps is 0")
-    return config

@@ -1,7 +1,7 @@
 """The host side of training, shared by every algorithm.
 
-The algorithm supplies one compiled call that advances its (device-replicated) state by ``n`` iterations and
-returns metrics; this loop calls it once per log interval and, between calls, records history, reports progress,
+The training core supplies one compiled call that advances the run state by ``n`` iterations and returns
+metrics; this loop calls it once per log interval and, between calls, records history, reports progress,
 evaluates, checkpoints and checks early stopping. Nothing here runs per environment step.
 """
 
@@ -13,12 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import jax
 import numpy as np
 
+from rlpipe.rl import mesh
 from rlpipe.rl.early_stopping import EarlyStopping
 
-ChunkFn = Callable[[Any, int], tuple[Any, dict[str, Any]]]  # (state, iterations) -> (state, per-device metrics)
+ChunkFn = Callable[[Any, int], tuple[Any, dict[str, Any]]]  # (state, iterations) -> (state, replicated metrics)
+EvaluateFn = Callable[[Any], tuple[np.ndarray, np.ndarray]]  # state -> per-scenario (returns, lengths)
 ProgressFn = Callable[[dict[str, Any]], None]
 CheckpointFn = Callable[[int, Any, dict[str, Any]], None]  # (env steps, state tree, loop progress)
 
@@ -29,18 +30,21 @@ class NonFiniteError(FloatingPointError):
 
 @dataclass
 class Resume:
-    """Where a checkpointed run stood: its iteration count, history so far and early-stopping state."""
+    """A checkpointed run: its state tree (numpy, as loaded), the device count it was written on, and where the
+    loop stood (iteration count, history so far, early-stopping state)."""
 
+    tree: dict[str, Any]
+    num_devices: int
     iteration: int
     env_steps: int
     history: list[dict[str, Any]]
     stopper: dict[str, Any] | None
 
     @staticmethod
-    def from_meta(meta: dict[str, Any]) -> Resume:
+    def from_checkpoint(tree: dict[str, Any], meta: dict[str, Any]) -> Resume:
         progress = meta["progress"]
-        return Resume(int(progress["iteration"]), int(meta["env_steps"]), list(progress["history"]),
-                      progress.get("stopper"))
+        return Resume(tree, int(meta["num_devices"]), int(progress["iteration"]), int(meta["env_steps"]),
+                      list(progress["history"]), progress.get("stopper"))
 
 
 @dataclass(frozen=True)
@@ -76,16 +80,18 @@ def _next_multiple(value: int, every: int) -> int:
     return (value // every + 1) * every
 
 
-def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: Callable[[Any], np.ndarray] | None = None,
+def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: EvaluateFn | None = None,
         checkpoint_tree: Callable[[Any], Any] = lambda s: s, on_progress: ProgressFn | None = None,
         on_checkpoint: CheckpointFn | None = None, stopper: EarlyStopping | None = None,
-        resume: Resume | None = None) -> tuple[Any, list[dict[str, Any]]]:
-    """Advance ``state`` chunk by chunk to ``schedule.total_iters``; returns the state and one history row a chunk.
+        resume: Resume | None = None) -> tuple[Any, list[dict[str, Any]], dict[str, np.ndarray] | None]:
+    """Advance ``state`` chunk by chunk to ``schedule.total_iters``; returns the state, one history row a chunk, and
+    the evaluation of the final state (``{"returns", "lengths"}`` per scenario; None without ``evaluate``).
 
-    ``evaluate(state)`` returns per-scenario returns (rows without an evaluation carry NaN); ``stopper`` may end
-    training early, in which case the final row has ``early_stopped = 1``. With ``resume``, ``state`` is the
-    restored state and the loop carries on from where the checkpoint was taken. A chunk whose losses or parameters
-    are not finite raises :class:`NonFiniteError` before anything of it is checkpointed.
+    ``evaluate(state)`` returns per-scenario returns and lengths; it runs every ``eval_every_env_steps`` and on the
+    final state (rows without an evaluation carry NaN). ``stopper`` may end training early, in which case the final
+    row has ``early_stopped = 1``. With ``resume``, ``state`` is the restored state and the loop carries on from
+    where the checkpoint was taken. A chunk whose losses or parameters are not finite raises
+    :class:`NonFiniteError` before anything of it is checkpointed.
     """
     s = schedule
     history: list[dict[str, Any]] = list(resume.history) if resume else []
@@ -97,11 +103,21 @@ def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: Callable[[A
                                      s.checkpoint_every_env_steps)
     train_seconds = history[-1]["train_seconds"] if history else 0.0
     eval_seconds = history[-1]["eval_seconds"] if history else 0.0
+    final = None
+
+    def evaluate_now() -> tuple[float, float]:
+        nonlocal eval_seconds, final
+        eval_started = time.perf_counter()
+        returns, lengths = evaluate(state)
+        eval_seconds += time.perf_counter() - eval_started
+        final = {"returns": np.asarray(returns), "lengths": np.asarray(lengths)}
+        return float(np.mean(returns)), float(np.std(returns))
+
     while done_iters < s.total_iters:
         n = min(s.iters_per_chunk, s.total_iters - done_iters)
         started = time.perf_counter()
         state, metrics = chunk(state, n)
-        metrics = {k: float(np.asarray(v)[0]) for k, v in jax.device_get(metrics).items()}
+        metrics = {k: float(v) for k, v in mesh.host_copy(metrics).items()}
         _raise_if_nonfinite(metrics, s, done_iters, n)
         elapsed = time.perf_counter() - started
         train_seconds += elapsed
@@ -110,12 +126,10 @@ def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: Callable[[A
         last = done_iters == s.total_iters
 
         eval_mean = eval_std = float("nan")
-        if evaluate is not None and s.eval_every_env_steps and (env_steps >= next_eval or last):
-            eval_started = time.perf_counter()
-            returns = evaluate(state)
-            eval_mean, eval_std = float(np.mean(returns)), float(np.std(returns))
-            eval_seconds += time.perf_counter() - eval_started
-            next_eval = _next_multiple(env_steps, s.eval_every_env_steps)
+        final = None
+        if evaluate is not None and ((s.eval_every_env_steps and env_steps >= next_eval) or last):
+            eval_mean, eval_std = evaluate_now()
+            next_eval = _next_multiple(env_steps, s.eval_every_env_steps or 1)
         episodes = metrics.pop("episodes", 0.0)
         row = {
             "env_steps": env_steps,
@@ -135,6 +149,9 @@ def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: Callable[[A
         if stopper is not None:
             stop = stopper.update(row)
             row.update(stopper.status())
+        if stop and evaluate is not None and final is None:  # stopped on training returns: evaluate the final state
+            row["eval_return_mean"], row["eval_return_std"] = evaluate_now()
+            row["eval_seconds"] = eval_seconds
         history.append(row)
         if on_progress:
             on_progress({**row, "total_env_steps": s.total_env_steps})
@@ -145,7 +162,9 @@ def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: Callable[[A
             next_checkpoint = _next_multiple(env_steps, s.checkpoint_every_env_steps)
         if stop:
             break
-    return state, history
+    if evaluate is not None and final is None:  # resumed from the final checkpoint: nothing left to train
+        evaluate_now()
+    return state, history, final
 
 
 def _raise_if_nonfinite(metrics: dict[str, float], s: Schedule, done_iters: int, n: int) -> None:

@@ -1,8 +1,9 @@
 """Trained policies as self-describing bundles: what a served model, a notebook or an animation needs.
 
 A bundle is ``{"meta": {...}, "params": pytree}``: the meta (JSON-able) names the algorithm, network shape and
-action space, so the policy can be rebuilt without the training config or Kedro. ``make_policy_fn`` turns a bundle
-into ``obs [B, obs_dim] -> env actions`` (deterministic), the same function in-process and when served.
+action space, so the policy can be rebuilt without the training config or Kedro (by the algorithm the meta names,
+through the registry). ``make_policy_fn`` turns a bundle into ``obs [B, obs_dim] -> env actions``
+(deterministic), the same function in-process and when served.
 """
 
 from __future__ import annotations
@@ -18,16 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from rlpipe.rl.acting import scale_to_bounds
+from rlpipe.rl import algorithm as algorithms
 from rlpipe.rl.checkpoint import writing_directory
 from rlpipe.rl.envs import EnvSpec
 
 META_FILE, PARAMS_FILE = "policy.json", "params.npz"
-
-
-def bundle(algorithm: str, spec: EnvSpec, hidden_sizes: tuple[int, ...], activation: str, params: Any,
-           **extra: Any) -> dict[str, Any]:
-    return {"meta": describe(algorithm, spec, hidden_sizes, activation, **extra), "params": bundle_params(params)}
 
 
 def describe(algorithm: str, spec: EnvSpec, hidden_sizes: tuple[int, ...], activation: str,
@@ -55,61 +51,20 @@ def bundle_params(params: Any) -> Any:
 def jax_policy(policy: dict[str, Any]) -> Callable[[jax.Array], jax.Array]:
     """The deterministic policy of a bundle as a JAX function: obs [B, obs_dim] -> env actions (traceable)."""
     meta, params = policy["meta"], policy["params"]
-    builder = _BUILDERS.get(meta["algorithm"])
-    if builder is None:
-        raise ValueError(f"no policy builder for algorithm {meta['algorithm']!r}; known: {', '.join(_BUILDERS)}")
-    act = builder(meta)
+    act = algorithms.get(meta["algorithm"]).make_policy(meta)
     return lambda obs: act(params, obs)
 
 
 def make_policy_fn(policy: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
     """The deterministic policy of a bundle on the host: numpy observations -> numpy env actions."""
     meta = policy["meta"]
-    builder = _BUILDERS.get(meta["algorithm"])
-    if builder is None:
-        raise ValueError(f"no policy builder for algorithm {meta['algorithm']!r}; known: {', '.join(_BUILDERS)}")
-    act = jax.jit(builder(meta))
+    act = jax.jit(algorithms.get(meta["algorithm"]).make_policy(meta))
 
     def policy_fn(obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs, np.float32).reshape(-1, meta["obs_dim"])
         return np.asarray(act(policy["params"], jnp.asarray(obs)))
 
     return policy_fn
-
-
-def _sac_policy(meta: dict[str, Any]):
-    from rlpipe.rl.sac.networks import Actor, deterministic_action
-
-    actor = Actor(tuple(meta["hidden_sizes"]), meta["action_dim"], meta["activation"])
-    low, high = jnp.asarray(meta["action_low"]), jnp.asarray(meta["action_high"])
-
-    def act(params, obs):
-        return scale_to_bounds(deterministic_action(actor.apply(params, obs)[0]), low, high)
-
-    return act
-
-
-def _ppo_policy(meta: dict[str, Any]):
-    from rlpipe.rl.normalization import RunningStats, normalize
-    from rlpipe.rl.ppo.networks import ActorCritic, mode
-
-    net = ActorCritic(tuple(meta["hidden_sizes"]), meta["action_dim"], meta["continuous"], meta["activation"],
-                      meta.get("init_log_std", 0.0))
-    continuous = meta["continuous"]
-
-    def act(params, obs):
-        if meta.get("normalize_observations"):
-            stats = params["obs_norm"]
-            obs = normalize(RunningStats(stats["mean"], stats["var"], jnp.float32(1.0)), obs)
-        action = mode(continuous, net.apply(params["network"], obs)[0])
-        if continuous:
-            return jnp.clip(action, jnp.asarray(meta["action_low"]), jnp.asarray(meta["action_high"]))
-        return action
-
-    return act
-
-
-_BUILDERS: dict[str, Callable[[dict[str, Any]], Callable]] = {"sac": _sac_policy, "ppo": _ppo_policy}
 
 
 def write_policy(path: str | os.PathLike, policy: dict[str, Any]) -> None:

@@ -1,11 +1,12 @@
-"""What every train node needs around its training loop: progress display, TensorBoard, periodic checkpoints."""
+"""The train stage of every algorithm: the training core inside what a run needs around it (progress display,
+TensorBoard, periodic checkpoints, resume, and in a multi-process run the agreement of all processes on them)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +17,18 @@ from kedro.io.core import generate_timestamp
 from kedro.utils import find_kedro_project
 
 from rlpipe.progress import TrainingProgress
-from rlpipe.rl import loop, parallel
-from rlpipe.rl.checkpoint import CheckpointManager, CorruptCheckpointError, find_resumable, load_checkpoint
-from rlpipe.rl.config import ConfigError, to_dict
+from rlpipe.rl import algorithm as algorithms
+from rlpipe.rl import loop, mesh
+from rlpipe.rl.checkpoint import (
+    CheckpointManager,
+    CorruptCheckpointError,
+    StoredCheckpoint,
+    find_resumable,
+    load_checkpoint,
+)
+from rlpipe.rl.config import to_dict
+from rlpipe.rl.errors import ConfigError
+from rlpipe.rl.keys import stage_key
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +48,9 @@ class TrainingRun:
     checkpoints: CheckpointManager
     progress: TrainingProgress
     writer: Any = None
-    resume: tuple[Any, loop.Resume] | None = None  # pass to the algorithm's train(): state tree and loop progress
+    resume: loop.Resume | None = None  # pass to the training core: the state tree and the loop's progress
     last_checkpoint: Path | None = None
+    checkpoints_written: int = 0
 
     def on_progress(self, row: dict[str, Any]) -> None:
         self.progress.update(row)
@@ -52,88 +63,150 @@ class TrainingRun:
         started = time.perf_counter()
         path = self.checkpoints.save(env_steps, state, {**self.meta, "progress": progress})
         self.last_checkpoint = path
+        self.checkpoints_written += 1
         logger.info("%s: checkpoint at %d env steps in %.2f s: %s", self.label, env_steps,
                     time.perf_counter() - started, path)
+        _injected_pause(self.checkpoints_written)
 
-    def outputs(self, final_state: Any, history: list[dict[str, Any]]) -> tuple[dict[str, Any], pd.DataFrame]:
-        """The train node's outputs: the ``<algo>.agent`` artifact (final full state and what it is) and the
-        history table (columns in the loop's order, also for rows that came back from a resumed checkpoint)."""
-        agent = {"state": final_state, "meta": {**self.meta, "env_steps": int(history[-1]["env_steps"])}}
-        return agent, pd.DataFrame(history, columns=list(history[-1]))
+    def outputs(self, history: list[dict[str, Any]]) -> tuple[StoredCheckpoint, pd.DataFrame]:
+        """The train node's ``agent`` (the final checkpoint itself: the catalog entry takes it over, no second
+        copy) and history table (columns in the loop's order, also for rows that came back from a resumed
+        checkpoint)."""
+        return StoredCheckpoint(self.last_checkpoint), pd.DataFrame(history, columns=list(history[-1]))
 
 
-def monitored_training(algorithm: str, config: Any, train: Callable[..., tuple[Any, list[dict[str, Any]]]],
-                       scenarios_train: pd.DataFrame, scenarios_eval: pd.DataFrame,
-                       *state: Any) -> tuple[dict[str, Any], pd.DataFrame]:
-    """A train node's body for any algorithm: ``train(config, spec, train_scenarios, *state, key, eval_scenarios=,
-    on_progress=, on_checkpoint=, resume=)`` inside a :func:`training_run`; returns the agent and history outputs."""
+def train(config: Any, initial_state: Any, scenarios_train: pd.DataFrame, scenarios_eval: pd.DataFrame,
+          device_data: dict[str, Any] | None = None) -> tuple[StoredCheckpoint, pd.DataFrame, dict[str, Any]]:
+    """Train to ``total_env_steps`` with periodic checkpoints and evaluations, on every device of every process;
+    returns the agent (the final checkpoint), the history and the evaluation of the final policy.
+
+    ``device_data`` are host arrays split over the devices for their initial state (SAC's prefill transitions).
+    """
+    from rlpipe.rl import training
     from rlpipe.rl.envs import make_env, scenarios_to_batch
-    from rlpipe.rl.keys import stage_key
 
+    algorithm = algorithms.for_config(config)
+    name = algorithm.name
     spec = make_env(config.env.id)
-    train_batch = scenarios_to_batch(scenarios_train, spec, f"{algorithm}.scenarios_train")
-    eval_batch = scenarios_to_batch(scenarios_eval, spec, f"{algorithm}.scenarios_eval")
+    train_batch = scenarios_to_batch(scenarios_train, spec, f"{name}.scenarios_train")
+    eval_batch = scenarios_to_batch(scenarios_eval, spec, f"{name}.scenarios_eval")
     with training_run(algorithm, config) as run:
-        final, history = train(config, spec, train_batch, *state, stage_key(config.seed, "train"),
-                               eval_scenarios=eval_batch, on_progress=run.on_progress,
-                               on_checkpoint=run.on_checkpoint, resume=run.resume)
-    return run.outputs(final, history)
+        result = training.train(algorithm, config, spec, train_batch, initial_state,
+                                stage_key(config.seed, "train"), device_data=device_data,
+                                eval_scenarios=eval_batch, on_progress=run.on_progress,
+                                on_checkpoint=run.on_checkpoint, resume=run.resume)
+    logger.info("%s.train: final training state %s in process %d of %d", name,
+                _fingerprint(result.state["training"]), mesh.process_index(), mesh.process_count())
+    agent, history = run.outputs(result.history)
+    return agent, history, result.final_evaluation
+
+
+def _fingerprint(tree: Any) -> str:
+    """A short hash of this process's copy of a replicated state: equal in every process when they agree."""
+    import hashlib
+
+    import jax
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for leaf in jax.tree.leaves(mesh.host_copy(tree)):
+        digest.update(np.ascontiguousarray(leaf).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def will_resume(config: Any) -> bool:
+    """Whether ``train.resume`` is set and there is an interrupted run to continue (so a prefill is not needed)."""
+    if not config.train.resume:
+        return False
+    found = find_resumable(project_path(config.train.checkpoint_dir)) if mesh.is_primary() else None
+    return mesh.broadcast_text("yes" if found is not None else "") == "yes"
 
 
 @contextmanager
-def training_run(algorithm: str, config: Any) -> Iterator[TrainingRun]:
+def training_run(algorithm: Any, config: Any) -> Iterator[TrainingRun]:
     """Set up checkpoints (``<checkpoint_dir>/<run>/step_N``), progress and optional TensorBoard; with
-    ``train.resume``, find the checkpoint to continue from. The run is marked complete when the block finishes."""
+    ``train.resume``, find the checkpoint to continue from. The run is marked complete when the block finishes.
+    Every process of a multi-process run takes part (the checkpoints are written together); process 0 decides
+    the run folder and the checkpoint to resume, and alone shows progress and writes TensorBoard."""
+    name = algorithm.name
     base = project_path(config.train.checkpoint_dir)
-    meta = {"algorithm": algorithm, "config": to_dict(config), "num_devices": parallel.device_count()}
+    meta = {"algorithm": name, "config": to_dict(config), "num_devices": mesh.device_count(),
+            "num_processes": mesh.process_count()}
     resume, run_dir = None, None
     if config.train.resume:
-        resume, run_dir = _resume_point(algorithm, config, base)
-    if run_dir is None:
-        run_dir = base / f"{generate_timestamp()}-{os.getpid()}"  # the pid keeps concurrent runs apart
+        resume, run_dir = _resume_point(name, config, base)
+    if run_dir is None:  # the pid keeps concurrent runs apart; every process uses process 0's name
+        run_dir = Path(mesh.broadcast_text(str(base / f"{generate_timestamp()}-{os.getpid()}")))
     checkpoints = CheckpointManager(run_dir, config.train.keep_checkpoints)
-    if resume is not None:
-        for moved in checkpoints.set_aside_after(resume[1].env_steps):
-            logger.warning("%s: set aside %s (newer than the checkpoint resumed)", algorithm, moved)
+    if resume is not None and mesh.is_primary():
+        for moved in checkpoints.set_aside_after(resume.env_steps):
+            logger.warning("%s: set aside %s (newer than the checkpoint resumed)", name, moved)
+    mesh.barrier("training-run-ready")
     writer = None
-    if config.tracking.tensorboard:
+    if config.tracking.tensorboard and mesh.is_primary():
         from tensorboardX import SummaryWriter
 
-        writer = SummaryWriter(logdir=str(project_path(config.tracking.tensorboard_dir) / algorithm / run_dir.name))
-    label = f"{algorithm}.train"
+        writer = SummaryWriter(logdir=str(project_path(config.tracking.tensorboard_dir) / name / run_dir.name))
+    label = f"{name}.train"
     run = None
     try:
-        with TrainingProgress(label, config.train.total_env_steps) as progress:
+        with TrainingProgress(label, config.train.total_env_steps, algorithm.progress_labels,
+                              quiet=not mesh.is_primary()) as progress:
             run = TrainingRun(label, meta, checkpoints, progress, writer, resume)
             yield run
         checkpoints.mark_complete()
     except loop.NonFiniteError as exc:
         kept = run.last_checkpoint if run and run.last_checkpoint else "none (no checkpoint was written yet)"
-        raise loop.NonFiniteError(f"{algorithm}: {exc}. The last finite checkpoint: {kept}") from exc
+        raise loop.NonFiniteError(f"{name}: {exc}. The last finite checkpoint: {kept}") from exc
     finally:
         if writer is not None:
             writer.close()
 
 
-def _resume_point(algorithm: str, config: Any, base: Path) -> tuple[tuple[Any, loop.Resume] | None, Path | None]:
-    """The state and progress of the newest intact checkpoint of the newest interrupted run, or (None, None)."""
+def _resume_point(name: str, config: Any, base: Path) -> tuple[loop.Resume | None, Path | None]:
+    """The state and progress of the newest intact checkpoint of the newest interrupted run, or (None, None).
+    Process 0 chooses; every process reads the one it chose."""
+    chosen = mesh.broadcast_text(str(_choose_checkpoint(name, config, base) or "") if mesh.is_primary() else None)
+    if not chosen:
+        logger.warning("%s: train.resume is set but %s holds no interrupted run with a checkpoint: starting fresh",
+                       name, base)
+        return None, None
+    tree, meta = load_checkpoint(chosen)
+    _check_same_config(name, config, meta)
+    path = Path(chosen)
+    logger.info("%s: resuming %s from %s (%d env steps)", name, path.parent.name, path, meta["env_steps"])
+    return loop.Resume.from_checkpoint(tree, meta), path.parent
+
+
+def _choose_checkpoint(name: str, config: Any, base: Path) -> Path | None:
+    """The newest checkpoint that verifies and reads, of the newest interrupted run."""
     unreadable: set[Path] = set()
     while True:
         found = find_resumable(base, frozenset(unreadable))
         if found is None:
-            logger.warning("%s: train.resume is set but %s holds no interrupted run with a checkpoint: starting fresh",
-                           algorithm, base)
-            return None, None
-        _check_same_config(algorithm, config, found.meta)
+            return None
         try:
-            tree, meta = load_checkpoint(found.path)
+            load_checkpoint(found.path, ["iteration"])
         except CorruptCheckpointError as exc:  # verified files, yet the store would not read: skip this one
-            logger.warning("%s: %s; trying the checkpoint before it", algorithm, exc)
+            logger.warning("%s: %s; trying the checkpoint before it", name, exc)
             unreadable.add(found.path)
             continue
-        logger.info("%s: resuming %s from %s (%d env steps)", algorithm, found.run_dir.name, found.path,
-                    meta["env_steps"])
-        return (tree, loop.Resume.from_meta(meta)), found.run_dir
+        return found.path
+
+
+def _injected_pause(checkpoints_written: int) -> None:
+    """Fault injection for tests that kill a run mid-training without racing it: with
+    ``RLPIPE_FAULT_PAUSE_AFTER_CHECKPOINTS=N`` (and, if set, only in process ``RLPIPE_FAULT_PROCESS``) the run says
+    so on stderr after its N-th checkpoint and waits (at most 10 minutes) to be killed."""
+    wanted = os.environ.get("RLPIPE_FAULT_PAUSE_AFTER_CHECKPOINTS")
+    only = os.environ.get("RLPIPE_FAULT_PROCESS")
+    if not wanted or int(wanted) != checkpoints_written or (only and int(only) != mesh.process_index()):
+        return
+    import sys
+
+    print(f"RLPIPE_FAULT: paused after checkpoint {checkpoints_written} in process {mesh.process_index()}",
+          file=sys.stderr, flush=True)
+    time.sleep(600)
 
 
 def _check_same_config(algorithm: str, config: Any, meta: dict[str, Any]) -> None:
@@ -144,9 +217,10 @@ def _check_same_config(algorithm: str, config: Any, meta: dict[str, Any]) -> Non
         details = "; ".join(f"{k}: checkpoint {then.get(k)!r}, now {now.get(k)!r}" for k in changed[:5])
         raise ConfigError(f"{algorithm}.{changed[0]}", f"differs from the run being resumed ({details}); resume with "
                                                        "the same config, or set train.resume=false to start afresh")
-    if meta.get("num_devices") != parallel.device_count():
-        raise ConfigError(f"{algorithm}.train.resume", f"the run being resumed used {meta.get('num_devices')} "
-                                                       f"device(s), this process has {parallel.device_count()}")
+    if "parts" not in meta:
+        raise ConfigError(f"{algorithm}.train.resume", f"the checkpoint has format {meta.get('format_version')} "
+                                                       "(written by an rlpipe before the device mesh); it can be "
+                                                       "loaded for inspection but not resumed")
 
 
 def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -8,6 +8,7 @@ terminated, info)``, ``is_truncated(state, params)``, ``action_space(params)``, 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ import gymnax
 import numpy as np
 from gymnax.environments import spaces
 
-from rlpipe.rl.config import ConfigError
+from rlpipe.rl.errors import ConfigError
 
 _REQUIRED = ("default_params", "reset_env", "step_env", "is_truncated", "action_space", "observation_space")
 
@@ -44,8 +45,10 @@ class EnvSpec:
         return out
 
 
+@functools.lru_cache(maxsize=32)
 def make_env(env_id: str) -> EnvSpec:
-    """Instantiate ``env_id`` and describe it; raises ValueError with the reason when it cannot."""
+    """Instantiate ``env_id`` and describe it (once per process and id); raises ValueError with the reason when it
+    cannot."""
     if ":" in env_id:
         module_name, _, class_name = env_id.partition(":")
         try:

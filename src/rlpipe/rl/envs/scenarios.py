@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from flax import struct
 
-from rlpipe.rl.config import ConfigError
+from rlpipe.rl.errors import ConfigError
 from rlpipe.rl.envs.registry import EnvSpec
 
 ID_COLUMN = "scenario_id"

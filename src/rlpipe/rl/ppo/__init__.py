@@ -1,1 +1,1 @@
-"""Proximal Policy Optimization: networks, losses and the compiled, device-parallel training loop."""
+"""Proximal Policy Optimization as an algorithm plugin: config, networks, losses, the per-device iteration."""

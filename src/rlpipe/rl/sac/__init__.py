@@ -1,1 +1,1 @@
-"""Soft Actor-Critic: networks, losses and the compiled, device-parallel training loop."""
+"""Soft Actor-Critic as an algorithm plugin: config, networks, losses, the per-device iteration."""

@@ -1,0 +1,110 @@
+"""The Algorithm protocol and the registry of algorithms.
+
+An algorithm is a plugin: everything generic (the device mesh, the compiled chunk, the host loop, checkpoints,
+evaluation, policies, progress, the Kedro stages) talks to it through :class:`Algorithm` and finds it here by
+name. Adding one is a folder ``rl/<name>/`` with an object satisfying the protocol, one line in ``REGISTRY``,
+and its pipeline wiring (see docs/adding-an-algorithm.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
+
+from rlpipe.rl.config import parse
+
+# name -> "module:attribute" of the plugin object; imported on first use.
+REGISTRY: dict[str, str] = {
+    "sac": "rlpipe.rl.sac.algorithm:SAC",
+    "ppo": "rlpipe.rl.ppo.algorithm:PPO",
+}
+
+
+class IterationOutput(NamedTuple):
+    training: Any  # the new training state (identical on every device)
+    device: Any  # the new per-device state
+    metrics: dict[str, Any]  # scalars named in ``metric_names`` (this device's values; averaged over devices)
+    episodes: Any  # rlpipe.rl.acting.EpisodeStats of the episodes this device finished
+
+
+class Algorithm(Protocol):
+    """What the generic training core needs from an algorithm."""
+
+    name: str  # registry name, pipeline namespace and the policy bundle's "algorithm"
+    config_class: type  # a frozen dataclass tree (see rlpipe.rl.config.parse)
+    metric_names: tuple[str, ...]  # per-iteration metrics, averaged over a chunk's iterations and over devices
+    progress_labels: tuple[tuple[str, str], ...]  # (metric, short label) shown on progress lines
+
+    def check_config(self, config: Any, key: str, num_devices: int) -> None:
+        """Cross-field rules; raise ``ConfigError`` naming the key. ``num_devices`` counts every process's."""
+
+    def steps_per_iteration(self, config: Any) -> tuple[int, int]:
+        """(env steps, gradient steps) of one iteration over all devices."""
+
+    def env_steps_before_training(self, config: Any) -> int:
+        """Env steps taken before the first iteration (e.g. a replay-buffer prefill); 0 if none."""
+
+    def init_training_state(self, config: Any, spec: Any, key: Any) -> Any:
+        """Networks, optimizer states, counters: the state every device holds identically."""
+
+    def init_device_state(self, config: Any, spec: Any, scenarios: Any, key: Any, num_devices: int,
+                          device_data: Any) -> Any:
+        """One device's own state (runs inside the compiled program, once per device, with its own ``key``): its
+        share (``1 / num_devices``) of freshly reset environments, buffers, ...; ``device_data`` is its slice of
+        the train node's extra input (e.g. the prefill transitions), or None. Leaves with a leading axis are
+        per-device; scalars must come out identical on every device."""
+
+    def make_iteration(self, config: Any, spec: Any, num_devices: int) -> Callable[..., IterationOutput]:
+        """``iteration(scenarios, training, device, key) -> IterationOutput``: one iteration on one device
+        (inside ``shard_map``; ``key`` is this device's own). Average gradients and statistics over
+        ``rlpipe.rl.mesh.AXIS`` so the training state stays identical on every device."""
+
+    def redistribute_device_state(self, device: Any, old_devices: int, new_devices: int) -> Any:
+        """Checkpointed per-device state (numpy, global layout) written on ``old_devices`` devices, laid out for
+        ``new_devices``: what cannot simply be re-split along the leading axis (ring buffers) is rebuilt here."""
+
+    def policy_meta(self, config: Any, spec: Any) -> dict[str, Any]:
+        """The policy bundle's meta (JSON-able): what :meth:`make_policy` needs to rebuild the policy."""
+
+    def policy_params(self, training: Any) -> Any:
+        """The policy bundle's params, from a training state (as a dataclass or as the dicts a checkpoint holds)."""
+
+    def make_policy(self, meta: dict[str, Any]) -> Callable[[Any, Any], Any]:
+        """``act(params, obs [B, obs_dim]) -> env actions``: the deterministic policy of a bundle (traceable)."""
+
+
+def get(name: str) -> Algorithm:
+    """The registered algorithm ``name``; an unknown name is a ValueError listing the known ones."""
+    return _load(name)
+
+
+def names() -> tuple[str, ...]:
+    return tuple(REGISTRY)
+
+
+def for_config(config: Any) -> Algorithm:
+    """The algorithm whose config class ``config`` is an instance of."""
+    for name in REGISTRY:
+        algorithm = _load(name)
+        if type(config) is algorithm.config_class:
+            return algorithm
+    raise TypeError(f"{type(config).__name__} is the config of no registered algorithm ({', '.join(REGISTRY)})")
+
+
+def load_config(name: str, raw: Any, num_devices: int, key: str | None = None) -> Any:
+    """``raw`` (what Kedro hands over as ``params:<name>``) validated into the algorithm's typed config for
+    ``num_devices`` devices; any bad key or value is a ``ConfigError`` naming it (prefixed with ``key``)."""
+    algorithm = _load(name)
+    key = key or name
+    config = parse(algorithm.config_class, raw, key)
+    algorithm.check_config(config, key, num_devices)
+    return config
+
+
+def _load(name: str) -> Algorithm:
+    target = REGISTRY.get(name)
+    if target is None:
+        raise ValueError(f"unknown algorithm {name!r}; registered: {', '.join(REGISTRY)}")
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)

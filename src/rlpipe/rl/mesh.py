@@ -1,0 +1,268 @@
+"""The device mesh every compiled training call runs on, over all devices of all processes.
+
+One axis, ``AXIS``: training state is replicated on it (``P()``), per-device state (environments, buffer shards)
+is split along its leading dimension (``P(AXIS)``). Several processes (hosts) join through
+``jax.distributed`` (:func:`initialize`); from then on ``jax.devices()`` lists every process's devices and the
+same code runs in every process. Process 0 is the *primary*: it alone writes artifacts.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+AXIS = "data"  # the mesh axis: gradients and statistics are averaged over it
+
+
+# ---------------------------------------------------------------------------------------------- processes
+def initialize(settings: Any = None) -> bool:
+    """Join the other processes of a multi-process run, if this is one; returns whether it is.
+
+    ``settings`` is the ``distributed`` config section (:class:`rlpipe.rl.config.DistributedConfig`). Values it
+    leaves unset come from the environment: ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES``,
+    ``JAX_PROCESS_ID`` (on a Kubernetes indexed Job, ``JOB_COMPLETION_INDEX``), or JAX's own cluster detection
+    (SLURM, Open MPI). Without any of these the run is single-process and nothing happens. Must run before
+    anything touches a JAX backend.
+    """
+    import jax
+
+    address = getattr(settings, "coordinator_address", None) or os.environ.get("JAX_COORDINATOR_ADDRESS")
+    num_processes = getattr(settings, "num_processes", None) or _env_int("JAX_NUM_PROCESSES")
+    process_id = getattr(settings, "process_id", None)
+    if process_id is None:
+        process_id = _env_int("JAX_PROCESS_ID", _env_int("JOB_COMPLETION_INDEX"))
+    detected = _cluster_detected()
+    if not (address or (num_processes or 1) > 1 or detected):
+        return False
+    if _initialized():
+        return True
+    # collectives between the CPU devices of different processes (accelerators bring their own)
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    lost_after = int(getattr(settings, "heartbeat_timeout_seconds", 15))
+    jax.distributed.initialize(
+        coordinator_address=address, num_processes=num_processes, process_id=process_id,
+        initialization_timeout=int(getattr(settings, "initialization_timeout_seconds", 120)),
+        # JAX's own heartbeat is the backstop: later than ours, which names the lost process and what to do
+        heartbeat_timeout_seconds=2 * lost_after + 5,
+        shutdown_timeout_seconds=int(getattr(settings, "shutdown_timeout_seconds", 300)))
+    _watch_peers(lost_after)
+    logger.info("process %d of %d joined %s: %d devices in all, %d here", jax.process_index(), jax.process_count(),
+                address or "the cluster's coordinator", jax.device_count(), jax.local_device_count())
+    return True
+
+
+LOST_PROCESS_EXIT_CODE = 75  # EX_TEMPFAIL: the run can be resumed once every process is back
+
+
+def _watch_peers(timeout_s: float, period_s: float = 1.0) -> None:
+    """End this process, naming the one that was lost, when another process stops beating.
+
+    JAX's own heartbeat ends a survivor too, but only once it reaches a collective or the shutdown barrier, and
+    with a message that does not say what to do; a peer killed mid-collective shows only as a gloo error naming an
+    address. So every process beats through the coordination service's key-value store from a daemon thread (it
+    runs while the main thread is blocked in a collective or waits at the shutdown barrier); a peer silent for
+    ``timeout_s`` ends this process with a message and exit code ``LOST_PROCESS_EXIT_CODE``.
+    """
+    import threading
+    import time
+
+    from jax._src.distributed import global_state  # the client of the coordination service (no public accessor)
+
+    client, me, count = global_state.client, global_state.process_id, global_state.num_processes
+    closing = threading.Event()  # shutdown has begun: the client may go away under us
+    shutdown = global_state.shutdown
+
+    def shutdown_then_stop_watching():  # jax.distributed.shutdown() and JAX's atexit hook both come here
+        closing.set()  # keep watching through the shutdown barrier: a peer lost there must not hang us
+        shutdown()
+
+    global_state.shutdown = shutdown_then_stop_watching
+
+    def lost(message: str) -> None:
+        sys.stderr.write(f"\nrlpipe: process {me}: {message}. This run cannot go on: start every process again "
+                         "with train.resume=true to continue from the last checkpoint.\n")
+        sys.stderr.flush()
+        os._exit(LOST_PROCESS_EXIT_CODE)
+
+    def watch() -> None:
+        beats, last_seen = 0, {p: (None, time.monotonic()) for p in range(count) if p != me}
+        while True:
+            beats += 1
+            try:
+                client.key_value_set(f"rlpipe/alive/{me}", str(beats), allow_overwrite=True)
+                for peer, (seen, since) in last_seen.items():
+                    try:
+                        value = client.key_value_try_get(f"rlpipe/alive/{peer}")
+                    except Exception:  # not beating yet
+                        value = None
+                    if value != seen:
+                        last_seen[peer] = (value, time.monotonic())
+                    elif time.monotonic() - since > timeout_s:
+                        lost(f"process {peer} of {count} was lost (no sign of life for {timeout_s:.0f} s)")
+            except Exception as exc:
+                if closing.is_set():  # the shutdown took the client away: all processes are done
+                    return
+                lost(f"the coordinator (process 0) was lost ({type(exc).__name__}: {str(exc)[:160]})")
+            time.sleep(period_s)
+
+    threading.Thread(target=watch, name="rlpipe-peer-watch", daemon=True).start()
+
+
+def _env_int(name: str, default: int | None = None) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def _cluster_detected() -> bool:
+    """A scheduler that started several tasks of this program (JAX detects the rest itself)."""
+    slurm = "SLURM_JOB_ID" in os.environ and "SLURM_STEP_NODELIST" in os.environ and \
+        (_env_int("SLURM_NTASKS") or _env_int("SLURM_STEP_NUM_TASKS") or 1) > 1
+    ompi = (_env_int("OMPI_COMM_WORLD_SIZE") or 1) > 1
+    return slurm or ompi
+
+
+def _initialized() -> bool:
+    if "jax" not in sys.modules:  # nothing can have joined a distributed run without importing jax
+        return False
+    from jax._src import distributed  # the public API has no "is initialized" query
+
+    return distributed.global_state.client is not None
+
+
+def process_index() -> int:
+    """This process's index (0 in a single-process run; asks nothing of a JAX backend then)."""
+    if not _initialized():
+        return 0
+    import jax
+
+    return jax.process_index()
+
+
+def process_count() -> int:
+    if not _initialized():
+        return 1
+    import jax
+
+    return jax.process_count()
+
+
+def is_primary() -> bool:
+    """Whether this process writes artifacts (process 0; always true in a single-process run)."""
+    return process_index() == 0
+
+
+def device_count() -> int:
+    """Devices of all processes: what ``num_envs``, ``batch_size`` and buffer capacity are split over."""
+    import jax
+
+    return jax.device_count()
+
+
+def barrier(name: str) -> None:
+    """Every process waits here until all have arrived (nothing happens in a single-process run)."""
+    if process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def broadcast_text(text: str | None, limit: int = 4096) -> str:
+    """The primary's ``text`` in every process (a path or a run name every process must agree on)."""
+    if process_count() == 1:
+        return text or ""
+    from jax.experimental import multihost_utils
+
+    data = np.zeros(limit, np.uint8)
+    if is_primary():
+        raw = (text or "").encode()
+        if len(raw) > limit:
+            raise ValueError(f"cannot broadcast {len(raw)} bytes (limit {limit})")
+        data[: len(raw)] = np.frombuffer(raw, np.uint8)
+    out = np.asarray(multihost_utils.broadcast_one_to_all(data))
+    return bytes(out[out != 0].tobytes()).decode()
+
+
+# ---------------------------------------------------------------------------------------------- the mesh
+@functools.cache
+def make_mesh():
+    """One axis over every device of every process, in ``jax.devices()`` order (process 0's first), so the
+    position of a device on the axis, its global index, is the same however the devices are spread over processes."""
+    import jax
+    from jax.sharding import Mesh
+
+    return Mesh(np.asarray(jax.devices()), (AXIS,))
+
+
+def replicated_spec():
+    from jax.sharding import PartitionSpec
+
+    return PartitionSpec()
+
+
+def sharded_spec():
+    from jax.sharding import PartitionSpec
+
+    return PartitionSpec(AXIS)
+
+
+def per_device_specs(tree: Any) -> Any:
+    """Partition specs of per-device state: leaves with a leading axis are split along it over the devices;
+    scalars (e.g. a buffer's write position, the same on every device) are replicated."""
+    import jax
+
+    return jax.tree.map(lambda x: sharded_spec() if np.ndim(x) else replicated_spec(), tree)
+
+
+def put(tree: Any, specs: Any) -> Any:
+    """Host arrays (identical in every process) -> global arrays on the mesh laid out by ``specs`` (a spec per
+    leaf, or one for all). Each process materializes only its own devices' slices."""
+    import jax
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    mesh = make_mesh()
+    if isinstance(specs, PartitionSpec):
+        specs = jax.tree.map(lambda _: specs, tree)
+
+    def place(x, spec):
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, NamedSharding(mesh, spec), lambda index: x[index])
+
+    return jax.tree.map(place, tree, specs)
+
+
+def put_replicated(tree: Any) -> Any:
+    return put(tree, replicated_spec())
+
+
+def host_copy(tree: Any) -> Any:
+    """Global arrays -> numpy, in every process: a replicated array from the local copy, a split one gathered."""
+    import jax
+
+    def fetch(x):
+        if not isinstance(x, jax.Array):
+            return np.asarray(x)
+        if x.is_fully_replicated:
+            return np.asarray(x.addressable_data(0))
+        if x.is_fully_addressable:
+            return np.asarray(x)
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+    return jax.tree.map(fetch, tree)
+
+
+def device_keys(key: Any, num_devices: int) -> Any:
+    """One key per device, folded from ``key`` with the device's global index (no two devices share a stream);
+    inside the compiled chunk the same folding uses ``lax.axis_index``."""
+    import jax
+    import jax.numpy as jnp
+
+    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(num_devices))

@@ -1,0 +1,60 @@
+"""PPO's config: its training section and early stopping on the shared sections, and its cross-field rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rlpipe.rl import config as shared
+from rlpipe.rl.config import spec
+from rlpipe.rl.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class PPOTrainConfig(shared.LoopConfig):
+    total_env_steps: int = spec(100_000, ge=1, le=2**53, doc="env step budget (early stopping may end sooner)")
+    num_envs: int = spec(16, ge=1, le=2**20, doc="parallel environments over all devices")
+    log_every_env_steps: int = spec(8_192, ge=1, doc="env steps between progress lines (one compiled call)")
+    eval_every_env_steps: int = spec(8_192, ge=0, doc="env steps between evaluations on the eval scenarios; 0: none")
+    checkpoint_every_env_steps: int = spec(32_768, ge=1, doc="env steps between periodic checkpoints")
+    checkpoint_dir: str = spec("data/06_models/ppo_checkpoints", doc="where periodic checkpoints go, one folder a run")
+    num_steps: int = spec(128, ge=1, le=2**20, doc="rollout length per environment per iteration")
+    update_epochs: int = spec(4, ge=1, le=10**4, doc="passes over each rollout")
+    num_minibatches: int = spec(4, ge=1, doc="minibatches per pass (per device share of the rollout)")
+    learning_rate: float = spec(2.5e-3, gt=0.0, doc="Adam learning rate")
+    anneal_lr: bool = spec(True, doc="decay the learning rate linearly to 0 over the budget")
+    gamma: float = spec(0.99, gt=0.0, le=1.0, doc="discount factor")
+    gae_lambda: float = spec(0.95, ge=0.0, le=1.0, doc="GAE lambda")
+    clip_eps: float = spec(0.2, gt=0.0, doc="PPO ratio clipping")
+    clip_value_loss: bool = spec(False, doc="clip the value update to clip_eps around the rollout's values")
+    vf_coef: float = spec(0.5, ge=0.0, doc="value loss coefficient")
+    ent_coef: float = spec(0.0, ge=0.0, doc="entropy bonus coefficient")
+    max_grad_norm: float = spec(0.5, gt=0.0, doc="global gradient-norm clip")
+    normalize_advantages: bool = spec(True, doc="standardize advantages per minibatch")
+    normalize_observations: bool = spec(False, doc="running mean/std observation normalization")
+    init_log_std: float = spec(0.0, doc="initial log std of the Gaussian policy (continuous actions)")
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    seed: int = spec(0, ge=0, lt=2**31, doc="the one seed every RNG key is split from")
+    env: shared.EnvConfig = shared.env_config("CartPole-v1")
+    scenarios: shared.ScenarioConfig = spec(default_factory=shared.ScenarioConfig)
+    network: shared.NetworkConfig = spec(default_factory=lambda: shared.NetworkConfig(activation="tanh"))
+    train: PPOTrainConfig = spec(default_factory=PPOTrainConfig)
+    early_stopping: shared.EarlyStoppingConfig = spec(default_factory=shared.EarlyStoppingConfig)
+    tracking: shared.TrackingConfig = spec(
+        default_factory=lambda: shared.TrackingConfig(registered_model_name="rlpipe-ppo"))
+
+
+def check(config: PPOConfig, key: str, num_devices: int) -> None:
+    """PPO's rules on top of the typed fields, for ``num_devices`` devices over all processes."""
+    t, e = config.train, config.early_stopping
+    shared.check_common(config, key, num_devices, continuous=None, steps_per_iter=t.num_envs * t.num_steps)
+    per_device = t.num_envs // num_devices * t.num_steps
+    if per_device % t.num_minibatches:
+        raise ConfigError(f"{key}.train.num_minibatches",
+                          f"{t.num_minibatches} does not divide a device's rollout of {per_device} transitions "
+                          f"(num_envs / devices x num_steps)")
+    if e.target_return is not None and e.monitor == "eval" and not t.eval_every_env_steps:
+        raise ConfigError(f"{key}.early_stopping.monitor", f"'eval' needs evaluations during training, but "
+                                                           f"{key}.train.eval_every_env_steps is 0")

@@ -1,0 +1,261 @@
+"""SAC as an algorithm plugin: training state, the per-device iteration, buffer prefill, and its policy.
+
+One iteration (per device): unroll the stochastic policy ``unroll_length`` steps in the device's share of the envs,
+insert the transitions into its buffer shard, then ``grad_updates_per_iter`` SGD steps on batches sampled from that
+shard, with gradients averaged over the mesh (``lax.pmean``) so parameters stay identical everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import serialization, struct
+
+from rlpipe.rl import buffer as replay
+from rlpipe.rl import policies
+from rlpipe.rl.acting import EnvBatchState, Transition, reset_envs, scale_action, scale_to_bounds, unroll
+from rlpipe.rl.algorithm import IterationOutput
+from rlpipe.rl.buffer import BufferState
+from rlpipe.rl.envs import EnvSpec, ScenarioBatch
+from rlpipe.rl.mesh import AXIS
+from rlpipe.rl.sac import config as sac_config
+from rlpipe.rl.sac.config import SACConfig
+from rlpipe.rl.sac.losses import actor_loss, critic_loss, critic_target, temperature_loss
+from rlpipe.rl.sac.networks import Actor, TwinCritic, deterministic_action, sample_tanh_gaussian
+
+METRICS = ("critic_loss", "actor_loss", "temperature", "entropy", "q_mean")
+
+
+# ------------------------------------------------------------------------------------------------------ state
+@struct.dataclass
+class TrainingState:
+    """What every device holds identically: networks, optimizers, temperature, counters."""
+
+    actor_params: Any
+    critic_params: Any
+    target_critic_params: Any
+    log_alpha: jax.Array
+    actor_opt_state: Any
+    critic_opt_state: Any
+    alpha_opt_state: Any
+    grad_steps: jax.Array
+
+
+@struct.dataclass
+class DeviceState:
+    """What differs per device: its environments and its replay-buffer shard."""
+
+    envs: EnvBatchState
+    buffer: BufferState
+
+
+@dataclass(frozen=True)
+class SACNetworks:
+    actor: Actor
+    critic: TwinCritic
+
+    @staticmethod
+    def build(config: SACConfig, spec: EnvSpec) -> SACNetworks:
+        net = config.network
+        return SACNetworks(Actor(net.hidden_sizes, spec.action_dim, net.activation),
+                           TwinCritic(net.hidden_sizes, net.activation))
+
+
+def make_optimizer(config: SACConfig) -> optax.GradientTransformation:
+    return optax.adam(config.train.learning_rate)
+
+
+def target_entropy(config: SACConfig, spec: EnvSpec) -> float:
+    t = config.train.target_entropy
+    return float(-spec.action_dim) if t is None else t
+
+
+def _init_training_state(config: SACConfig, spec: EnvSpec, key: jax.Array) -> TrainingState:
+    nets = SACNetworks.build(config, spec)
+    actor_key, critic_key = jax.random.split(key)
+    obs = jnp.zeros((1, spec.obs_dim), jnp.float32)
+    action = jnp.zeros((1, spec.action_dim), jnp.float32)
+    actor_params = nets.actor.init(actor_key, obs)
+    critic_params = nets.critic.init(critic_key, obs, action)
+    log_alpha = jnp.log(jnp.float32(config.train.init_temperature))
+    opt = make_optimizer(config)
+    return TrainingState(
+        actor_params=actor_params,
+        critic_params=critic_params,
+        target_critic_params=critic_params,
+        log_alpha=log_alpha,
+        actor_opt_state=opt.init(actor_params),
+        critic_opt_state=opt.init(critic_params),
+        alpha_opt_state=opt.init(log_alpha),
+        grad_steps=jnp.int32(0),
+    )
+
+
+# -------------------------------------------------------------------------------------------------- learning
+def make_update_step(nets: SACNetworks, optimizer: optax.GradientTransformation, gamma: float, tau: float,
+                     entropy_target: float, axis_name: str | None = AXIS):
+    """One SGD step on a batch: critics, then actor and temperature against the updated critics, then targets."""
+
+    def average(tree):
+        return jax.lax.pmean(tree, axis_name) if axis_name else tree
+
+    def update(training: TrainingState, batch: Transition, key: jax.Array):
+        actor_key, next_key = jax.random.split(key)
+        alpha = jnp.exp(training.log_alpha)
+
+        def critic_objective(critic_params):
+            next_mean, next_log_std = nets.actor.apply(training.actor_params, batch.next_obs)
+            next_action, next_log_prob = sample_tanh_gaussian(next_mean, next_log_std, next_key)
+            next_q = nets.critic.apply(training.target_critic_params, batch.next_obs, next_action)
+            target = critic_target(batch.reward, batch.discount, next_q, next_log_prob, alpha, gamma)
+            q = nets.critic.apply(critic_params, batch.obs, batch.action)
+            return critic_loss(q, target), q
+
+        (c_loss, q), c_grads = jax.value_and_grad(critic_objective, has_aux=True)(training.critic_params)
+        c_updates, critic_opt_state = optimizer.update(average(c_grads), training.critic_opt_state)
+        critic_params = optax.apply_updates(training.critic_params, c_updates)
+
+        def actor_objective(actor_params):
+            mean, log_std = nets.actor.apply(actor_params, batch.obs)
+            action, log_prob = sample_tanh_gaussian(mean, log_std, actor_key)
+            return actor_loss(log_prob, nets.critic.apply(critic_params, batch.obs, action), alpha), log_prob
+
+        (a_loss, log_prob), a_grads = jax.value_and_grad(actor_objective, has_aux=True)(training.actor_params)
+        a_updates, actor_opt_state = optimizer.update(average(a_grads), training.actor_opt_state)
+        actor_params = optax.apply_updates(training.actor_params, a_updates)
+
+        t_grad = jax.grad(temperature_loss)(training.log_alpha, log_prob, entropy_target)
+        t_update, alpha_opt_state = optimizer.update(average(t_grad), training.alpha_opt_state)
+        log_alpha = optax.apply_updates(training.log_alpha, t_update)
+
+        target_critic_params = optax.incremental_update(critic_params, training.target_critic_params, tau)
+        new = TrainingState(actor_params, critic_params, target_critic_params, log_alpha, actor_opt_state,
+                            critic_opt_state, alpha_opt_state, training.grad_steps + 1)
+        metrics = {"critic_loss": c_loss, "actor_loss": a_loss, "temperature": alpha,
+                   "entropy": -jnp.mean(log_prob), "q_mean": jnp.mean(q)}
+        return new, metrics
+
+    return update
+
+
+# ---------------------------------------------------------------------------------------------------- prefill
+def prefill_steps_per_env(config: SACConfig) -> int:
+    """Prefill is run in ``num_envs`` envs at once; the requested steps are rounded up to whole env steps."""
+    return math.ceil(config.buffer.prefill_steps / config.train.num_envs)
+
+
+def collect_random(config: SACConfig, spec: EnvSpec, scenarios: ScenarioBatch, key: jax.Array) -> dict[str, np.ndarray]:
+    """Transitions of uniformly random actions on training scenarios, flat in time-major order, as numpy.
+
+    Every process computes the same transitions (a pure function of ``key``); each device's buffer shard takes its
+    contiguous slice of them.
+    """
+    num_envs, steps = config.train.num_envs, prefill_steps_per_env(config)
+
+    def random_policy(obs, act_key):
+        return jax.random.uniform(act_key, (obs.shape[0], spec.action_dim), minval=-1.0, maxval=1.0), ()
+
+    @jax.jit
+    def run(key, scenarios):
+        reset_key, unroll_key = jax.random.split(key)
+        envs = reset_envs(spec, scenarios, reset_key, num_envs)
+        _, rollout, _ = unroll(spec, scenarios, random_policy, scale_action(spec), envs, unroll_key, steps)
+        return replay.flatten_time(rollout.transition)
+
+    return {name: np.asarray(value) for name, value in run(key, scenarios)._asdict().items()}
+
+
+def no_prefill(spec: EnvSpec) -> dict[str, np.ndarray]:
+    """An empty set of prefill transitions (a resumed run takes its buffer from the checkpoint)."""
+    empty = replay.init_buffer(0, spec.obs_dim, spec.action_dim).data
+    return {name: np.asarray(value) for name, value in empty._asdict().items()}
+
+
+# ---------------------------------------------------------------------------------------------------- plugin
+class SACAlgorithm:
+    """Soft Actor-Critic with twin critics, target networks and an auto-tuned entropy temperature."""
+
+    name = "sac"
+    config_class = SACConfig
+    metric_names = METRICS
+    progress_labels = (("critic_loss", "critic"), ("actor_loss", "actor"), ("temperature", "alpha"))
+
+    def check_config(self, config: SACConfig, key: str, num_devices: int) -> None:
+        sac_config.check(config, key, num_devices)
+
+    def steps_per_iteration(self, config: SACConfig) -> tuple[int, int]:
+        t = config.train
+        return t.num_envs * t.unroll_length, t.grad_updates_per_iter
+
+    def env_steps_before_training(self, config: SACConfig) -> int:
+        return prefill_steps_per_env(config) * config.train.num_envs
+
+    def init_training_state(self, config: SACConfig, spec: EnvSpec, key: jax.Array) -> TrainingState:
+        """Fresh networks (targets = critics), optimizer states and temperature (one compiled call, not op by op)."""
+        return jax.jit(lambda k: _init_training_state(config, spec, k))(key)
+
+    def init_device_state(self, config: SACConfig, spec: EnvSpec, scenarios: ScenarioBatch, key: jax.Array,
+                          num_devices: int, device_data: dict[str, jax.Array]) -> DeviceState:
+        """Its share of freshly reset envs, and a buffer shard of ``capacity / devices`` holding its prefill slice."""
+        empty = replay.init_buffer(config.buffer.capacity // num_devices, spec.obs_dim, spec.action_dim)
+        return DeviceState(reset_envs(spec, scenarios, key, config.train.num_envs // num_devices),
+                           replay.insert(empty, Transition(**device_data)))
+
+    def make_iteration(self, config: SACConfig, spec: EnvSpec, num_devices: int):
+        t = config.train
+        nets = SACNetworks.build(config, spec)
+        update = make_update_step(nets, make_optimizer(config), t.gamma, t.tau, target_entropy(config, spec))
+        batch_per_device = t.batch_size // num_devices
+        to_env = scale_action(spec)
+
+        def iteration(scenarios: ScenarioBatch, training: TrainingState, device: DeviceState, key: jax.Array):
+            unroll_key, update_key = jax.random.split(key)
+
+            def policy(obs, act_key):
+                mean, log_std = nets.actor.apply(training.actor_params, obs)
+                return sample_tanh_gaussian(mean, log_std, act_key)[0], ()
+
+            envs, rollout, episodes = unroll(spec, scenarios, policy, to_env, device.envs, unroll_key,
+                                             t.unroll_length)
+            buffer = replay.insert(device.buffer, replay.flatten_time(rollout.transition))
+
+            def sgd_step(training, step_key):
+                sample_key, loss_key = jax.random.split(step_key)
+                return update(training, replay.sample(buffer, sample_key, batch_per_device), loss_key)
+
+            training, metrics = jax.lax.scan(sgd_step, training,
+                                             jax.random.split(update_key, t.grad_updates_per_iter))
+            return IterationOutput(training, DeviceState(envs, buffer), {k: jnp.mean(metrics[k]) for k in METRICS},
+                                   episodes)
+
+        return iteration
+
+    def redistribute_device_state(self, device: dict[str, Any], old_devices: int, new_devices: int) -> dict[str, Any]:
+        """Environments re-split as they are (each env is independent); the buffer's transitions are re-dealt so
+        every new shard is a valid ring buffer (see ``rlpipe.rl.buffer.redistribute``)."""
+        return {**device, "buffer": replay.redistribute(device["buffer"], old_devices, new_devices)}
+
+    def policy_meta(self, config: SACConfig, spec: EnvSpec) -> dict[str, Any]:
+        return policies.describe(self.name, spec, config.network.hidden_sizes, config.network.activation)
+
+    def policy_params(self, training: Any) -> Any:
+        return serialization.to_state_dict(training)["actor_params"]
+
+    def make_policy(self, meta: dict[str, Any]):
+        """tanh of the Gaussian mean, scaled to the action bounds."""
+        actor = Actor(tuple(meta["hidden_sizes"]), meta["action_dim"], meta["activation"])
+        low, high = jnp.asarray(meta["action_low"]), jnp.asarray(meta["action_high"])
+
+        def act(params, obs):
+            return scale_to_bounds(deterministic_action(actor.apply(params, obs)[0]), low, high)
+
+        return act
+
+
+SAC = SACAlgorithm()

@@ -1,0 +1,220 @@
+"""The training core every algorithm shares: its state on the device mesh, the compiled chunk, and ``train``.
+
+The compiled chunk is ``jit(shard_map(...))`` over the mesh of all devices of all processes: many iterations of
+the algorithm's per-device ``iteration`` in one ``fori_loop``, the training state replicated, the per-device state
+(environments, buffer shards) split along the mesh axis, the state donated. The host wakes only between chunks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import serialization, struct
+
+from rlpipe.rl import loop, mesh, policies
+from rlpipe.rl.acting import EpisodeStats, make_evaluator
+from rlpipe.rl.algorithm import Algorithm
+from rlpipe.rl.early_stopping import EarlyStopping
+from rlpipe.rl.envs import EnvSpec, ScenarioBatch, max_episode_steps
+
+logger = logging.getLogger(__name__)
+
+
+@struct.dataclass
+class RunState:
+    training: Any  # identical on every device (replicated)
+    device: Any  # each device's own: leading axis split over the mesh; scalars replicated
+    key: jax.Array  # replicated; every iteration splits it and folds in the device's global index
+    iteration: jax.Array  # replicated int32: iterations done
+
+
+class TrainResult(NamedTuple):
+    state: dict[str, Any]  # the final run state in checkpoint form (global arrays)
+    history: list[dict[str, Any]]  # one row per chunk
+    final_evaluation: dict[str, np.ndarray] | None  # per-eval-scenario "returns" and "lengths" of the final policy
+
+
+def checkpoint_tree(run: RunState) -> dict[str, Any]:
+    """What a checkpoint holds: the whole run state, each part once (the mesh layout is not a copy per device)."""
+    return {"training": run.training, "device": run.device, "key": run.key, "iteration": run.iteration}
+
+
+def _specs(device_specs: Any) -> RunState:
+    replicated = mesh.replicated_spec()
+    return RunState(training=replicated, device=device_specs, key=replicated, iteration=replicated)
+
+
+def make_chunk(algorithm: Algorithm, config: Any, spec: EnvSpec, specs: RunState):
+    """``chunk(run, scenarios, num_iters) -> (run, metrics)``: ``num_iters`` iterations (traced, so every chunk
+    length shares one program), metrics averaged over iterations and devices, episode statistics summed.
+
+    Divergence is caught inside the loop at the cost of a few scalar checks: ``nonfinite_iteration`` is the first
+    iteration whose metrics were not finite (-1 if none), ``nonfinite/<metric>`` flags which (1.0) at that
+    iteration, and ``nonfinite/parameters`` whether the training state's floating-point leaves are finite at the end.
+    """
+    names = algorithm.metric_names
+    iteration = algorithm.make_iteration(config, spec, mesh.device_count())
+    axis = mesh.AXIS
+
+    def per_device(run: RunState, scenarios: ScenarioBatch, num_iters):
+        def body(_, carry):
+            run, sums, episodes, bad_at, bad_flags = carry
+            key, iteration_key = jax.random.split(run.key)
+            out = iteration(scenarios, run.training, run.device,
+                            jax.random.fold_in(iteration_key, jax.lax.axis_index(axis)))
+            run = RunState(out.training, out.device, key, run.iteration + 1)
+            flags = jnp.stack([jnp.logical_not(jnp.isfinite(out.metrics[k])) for k in names])
+            first = jnp.logical_and(bad_at < 0, jnp.any(flags))
+            bad_at = jnp.where(first, run.iteration, bad_at)
+            bad_flags = jnp.where(first, flags, bad_flags)
+            return run, {k: sums[k] + out.metrics[k] for k in names}, episodes + out.episodes, bad_at, bad_flags
+
+        zero = {k: jnp.float32(0.0) for k in names}
+        init = (run, zero, EpisodeStats.zero(), jnp.int32(-1), jnp.zeros(len(names), bool))
+        run, sums, episodes, bad_at, bad_flags = jax.lax.fori_loop(0, num_iters, body, init)
+        n = jnp.maximum(num_iters, 1).astype(jnp.float32)
+        metrics = {k: jax.lax.pmean(sums[k] / n, axis) for k in names}
+        episodes = jax.lax.psum(episodes, axis)
+        metrics["episode_return"] = episodes.return_sum / jnp.maximum(episodes.count, 1.0)
+        metrics["episode_length"] = episodes.length_sum / jnp.maximum(episodes.count, 1.0)
+        metrics["episodes"] = episodes.count
+        metrics["nonfinite_iteration"] = jax.lax.pmax(bad_at, axis)
+        bad_counts = jax.lax.psum(bad_flags.astype(jnp.int32), axis)
+        for i, k in enumerate(names):
+            metrics[f"nonfinite/{k}"] = (bad_counts[i] > 0).astype(jnp.float32)
+        finite = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(run.training)
+                  if jnp.issubdtype(x.dtype, jnp.floating)]
+        metrics["nonfinite/parameters"] = jnp.logical_not(jnp.all(jnp.stack(finite))).astype(jnp.float32)
+        return run, metrics
+
+    replicated = mesh.replicated_spec()
+    # check_vma=False: algorithms write plain JAX (zero-initialized scan carries and all); that the training state
+    # really stays identical on every device is the algorithm's pmean, and a test of each algorithm checks it.
+    sharded = jax.shard_map(per_device, mesh=mesh.make_mesh(), in_specs=(specs, replicated, replicated),
+                            out_specs=(specs, replicated), check_vma=False)
+    return jax.jit(sharded, donate_argnums=(0,))
+
+
+def _device_init(algorithm: Algorithm, config: Any, spec: EnvSpec, keys: jax.Array, scenarios: ScenarioBatch,
+                 data: Any):
+    """The compiled per-device state init for these inputs, and the partition specs of what it returns."""
+    num_devices = mesh.device_count()
+
+    def per_device(keys, scenarios, data):
+        return algorithm.init_device_state(config, spec, scenarios, keys[0], num_devices, data)
+
+    def local(x):  # one device's slice of a split global array
+        return jax.ShapeDtypeStruct((x.shape[0] // num_devices,) + x.shape[1:], x.dtype)
+
+    specs = mesh.per_device_specs(jax.eval_shape(per_device, local(keys), scenarios, jax.tree.map(local, data)))
+    init = jax.shard_map(per_device, mesh=mesh.make_mesh(), out_specs=specs, check_vma=False,
+                         in_specs=(mesh.sharded_spec(), mesh.replicated_spec(), mesh.sharded_spec()))
+    return jax.jit(init), specs
+
+
+def initial_state(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: ScenarioBatch, training: Any,
+                  key: jax.Array, device_data: Any = None,
+                  resume: loop.Resume | None = None) -> tuple[RunState, RunState]:
+    """The run state on the mesh and its partition specs: fresh (the replicated ``training``, per-device state
+    built on every device from ``key`` and its slice of ``device_data``), or restored from ``resume``."""
+    num_devices = mesh.device_count()
+    init_key, run_key = jax.random.split(key)
+    keys = mesh.put(np.asarray(mesh.device_keys(init_key, num_devices)), mesh.sharded_spec())
+    data = mesh.put(device_data, mesh.sharded_spec()) if device_data is not None else None
+    init, device_specs = _device_init(algorithm, config, spec, keys, scenarios, data)
+    specs = _specs(device_specs)
+    if resume is None:
+        return RunState(mesh.put_replicated(mesh.host_copy(training)), init(keys, scenarios, data),
+                        mesh.put_replicated(np.asarray(run_key)), mesh.put_replicated(np.int32(0))), specs
+    abstract = RunState(jax.eval_shape(lambda: training), jax.eval_shape(init, keys, scenarios, data),
+                        jax.ShapeDtypeStruct(run_key.shape, run_key.dtype), jax.ShapeDtypeStruct((), jnp.int32))
+    return restore_state(algorithm, abstract, specs, resume), specs
+
+
+def restore_state(algorithm: Algorithm, abstract: RunState, specs: RunState, resume: loop.Resume) -> RunState:
+    """A run state on this mesh from a checkpoint tree (numpy, as loaded). Written on another device count, the
+    per-device state is redistributed by the algorithm over the devices present."""
+    tree = dict(resume.tree)
+    num_devices = mesh.device_count()
+    if resume.num_devices != num_devices:
+        logger.warning("resuming a checkpoint written on %d device(s) on %d: per-device state is redistributed over "
+                       "the new devices, so this continuation is not bitwise identical to an uninterrupted run",
+                       resume.num_devices, num_devices)
+        tree["device"] = algorithm.redistribute_device_state(tree["device"], resume.num_devices, num_devices)
+    restored = serialization.from_state_dict(checkpoint_tree(abstract), tree)
+    for path, want, got in zip(jax.tree_util.tree_leaves_with_path(checkpoint_tree(abstract)),
+                               jax.tree.leaves(checkpoint_tree(abstract)), jax.tree.leaves(restored)):
+        if tuple(np.shape(got)) != tuple(want.shape):
+            raise ValueError(f"checkpoint leaf {jax.tree_util.keystr(path[0])} has shape {np.shape(got)}, this run "
+                             f"needs {want.shape}: the checkpoint is from another config")
+    as_dtype = lambda x, a: np.asarray(x, a.dtype)  # noqa: E731
+    restored = jax.tree.map(as_dtype, restored, checkpoint_tree(abstract))
+    return RunState(training=mesh.put(restored["training"], jax.tree.map(lambda _: specs.training,
+                                                                         restored["training"])),
+                    device=mesh.put(restored["device"], specs.device),
+                    key=mesh.put_replicated(restored["key"]), iteration=mesh.put_replicated(restored["iteration"]))
+
+
+def compile_chunk(chunk, state: RunState, scenarios: ScenarioBatch, num_iters: int, alongside=None):
+    """Compile ``chunk`` ahead of time for these shapes: ``(run(state, n) -> (state, metrics), seconds)``.
+
+    ``alongside`` (a no-argument callable, e.g. an evaluator's ``precompile``) runs on a second thread meanwhile:
+    XLA compiles without holding the GIL, so two compilations share the cores instead of queueing.
+    """
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        side = pool.submit(alongside) if alongside is not None else None
+        compiled = chunk.lower(state, scenarios, jnp.int32(num_iters)).compile()
+        if side is not None:
+            side.result()
+    seconds = time.perf_counter() - started
+    return (lambda s, n: compiled(s, scenarios, jnp.int32(n))), seconds
+
+
+def train(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: ScenarioBatch, training: Any, key: jax.Array,
+          *, device_data: Any = None, eval_scenarios: ScenarioBatch | None = None,
+          on_progress: loop.ProgressFn | None = None, on_checkpoint: loop.CheckpointFn | None = None,
+          resume: loop.Resume | None = None) -> TrainResult:
+    """Train to ``total_env_steps`` (or until early stopping, where the config has it) on every device of every
+    process.
+
+    ``training`` is the initial training state, ``device_data`` host arrays split over the devices for their state
+    init (SAC's prefill transitions). With ``eval_scenarios`` the deterministic policy is evaluated on them every
+    ``eval_every_env_steps`` and at the end (the final evaluation is returned); rows without one carry NaN. With
+    ``resume`` training continues from that checkpoint exactly as it would have without the interruption (on the
+    same device count).
+    """
+    t = config.train
+    env_steps, grad_steps = algorithm.steps_per_iteration(config)
+    schedule = loop.Schedule.build(t, env_steps, grad_steps, algorithm.env_steps_before_training(config))
+    global_scenarios = mesh.put_replicated(mesh.host_copy(scenarios))
+    run, specs = initial_state(algorithm, config, spec, global_scenarios, training, key, device_data, resume)
+    evaluate, precompile = None, None
+    if eval_scenarios is not None:
+        meta = algorithm.policy_meta(config, spec)
+        evaluator = make_evaluator(spec, lambda p: policies.jax_policy({"meta": meta, "params": p}),
+                                   max_episode_steps(eval_scenarios))
+        # host copies: one placement for the ahead-of-time compile and every later call
+        params_of = lambda run: mesh.host_copy(algorithm.policy_params(run.training))  # noqa: E731
+        evaluate = lambda run: evaluator(params_of(run), eval_scenarios)  # noqa: E731
+        precompile = lambda: evaluator.precompile(params_of(run), eval_scenarios)  # noqa: E731
+    chunk, compile_s = compile_chunk(make_chunk(algorithm, config, spec, specs), run, global_scenarios,
+                                     schedule.iters_per_chunk, alongside=precompile)
+    logger.info("train step compiled in %.1f s; up to %d iterations of %d env steps and %d gradient steps on %d "
+                "device(s) in %d process(es)", compile_s, schedule.total_iters, schedule.env_steps_per_iter,
+                schedule.grad_steps_per_iter, mesh.device_count(), mesh.process_count())
+    e = getattr(config, "early_stopping", None)
+    stopper = EarlyStopping(e.target_return, e.monitor, e.window, e.patience) if e is not None else None
+    run, history, final = loop.run(schedule, run, chunk, evaluate=evaluate, checkpoint_tree=checkpoint_tree,
+                                   on_progress=on_progress, on_checkpoint=on_checkpoint, stopper=stopper,
+                                   resume=resume)
+    if stopper is not None and stopper.stopped_at is not None:
+        logger.info("early stop at %d env steps: windowed %s return %.1f >= target %.1f for %d checks",
+                    stopper.stopped_at, e.monitor, stopper.values[-1], e.target_return, e.patience)
+    return TrainResult(checkpoint_tree(run), history, final)

@@ -1,0 +1,218 @@
+"""Issue 9: the same `kedro run` in two processes (one CPU device each, gloo collectives) against one process
+with two devices; a process killed mid-run; a checkpoint resumed on another device count.
+
+Every wait here is for a line of output or a process exit, bounded by a timeout; every process started is
+killed at the end if it is still running."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+import yaml
+
+from rlpipe.rl.checkpoint import load_checkpoint
+from tests.conftest import TINY_SAC
+from tests.test_ppo import TINY_PPO
+
+KEDRO = str(Path(sys.executable).with_name("kedro"))
+PYTHON = sys.executable
+LAUNCH = [PYTHON, "-m", "rlpipe.launch", "--processes", "2", "--devices-per-process", "1", "--grace", "90", "--",
+          KEDRO, "run"]
+TINY = {"sac": TINY_SAC, "ppo": TINY_PPO}
+# long enough that a checkpoint comes well before the end (the pause makes the kill independent of speed anyway)
+LONG_SAC = {**TINY_SAC, "buffer": {"capacity": 2048, "prefill_steps": 64},
+            "train": {**TINY_SAC["train"], "total_env_steps": 2560, "log_every_env_steps": 128,
+                      "checkpoint_every_env_steps": 256, "keep_checkpoints": 10}}
+
+
+class Watched:
+    """A process whose merged output is read line by line on a thread, so a test can wait for a line."""
+
+    def __init__(self, command: list[str], cwd: Path, env: dict[str, str]):
+        self.proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
+        self.lines: list[str] = []
+        self._queue: queue.Queue = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in iter(self.proc.stdout.readline, ""):
+            self.lines.append(line)
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match:
+        """The first line (from now on, or already seen) matching ``pattern``; fails after ``timeout`` seconds."""
+        regex = re.compile(pattern)
+        for line in list(self.lines):
+            if match := regex.search(line):
+                return match
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"no line matching {pattern!r} within {timeout} s:\n{self.text[-4000:]}")
+            if line is None:
+                pytest.fail(f"the process ended without a line matching {pattern!r}:\n{self.text[-4000:]}")
+            if match := regex.search(line):
+                return match
+
+    def finish(self, timeout: float) -> int:
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"still running after {timeout} s:\n{self.text[-4000:]}")
+        self._reader.join(timeout=10)
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+
+@pytest.fixture
+def started():
+    """Processes a test starts; any still running at the end are killed (with their children)."""
+    running: list[Watched] = []
+    yield running
+    for watched in running:
+        watched.kill()
+    for pid in _launched_children(running):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _launched_children(running: list[Watched]) -> list[int]:
+    return [int(m) for w in running for m in re.findall(r"rlpipe\.launch: process \d+ of \d+ is pid (\d+)", w.text)]
+
+
+def start(started: list, project: Path, command: list[str], devices: int | None = None, **env: str) -> Watched:
+    environ = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "400", **env}  # rich: no wrapped log lines
+    if devices is not None:
+        environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    watched = Watched(command, project, environ)
+    started.append(watched)
+    return watched
+
+
+def write_params(project: Path, algo: str, params: dict) -> None:
+    (project / "conf" / "local" / f"parameters_{algo}.yml").write_text(yaml.safe_dump({algo: params}))
+
+
+def versions(project: Path, rel: str) -> list[str]:
+    folder = project / rel
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def training_state(project: Path, algo: str, version: str):
+    state, meta = load_checkpoint(project / f"data/06_models/{algo}/agent" / version / "agent", ["training"])
+    return state["training"], meta
+
+
+def mlflow_runs(project: Path) -> list:
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project}/mlflow.db")
+    return client.search_runs([client.get_experiment_by_name("rlpipe").experiment_id])
+
+
+@pytest.mark.parametrize("algo", ["sac", "ppo"])
+def test_two_processes_train_as_one_process_with_two_devices(project, started, algo):
+    write_params(project, algo, TINY[algo])
+    two = start(started, project, LAUNCH + [f"--pipeline={algo}"])
+    assert two.finish(timeout=600) == 0, two.text[-4000:]
+
+    # the same training state in both processes (a hash of each process's replica, logged by each)
+    prints = dict((int(p), h) for h, p in re.findall(r"final training state (\w+) in process (\d) of 2", two.text))
+    assert set(prints) == {0, 1} and prints[0] == prints[1], two.text[-3000:]
+    # one set of catalog versions and one MLflow run: process 1 wrote nothing
+    for rel in (f"data/06_models/{algo}/agent", f"data/06_models/{algo}/policy",
+                f"data/07_model_output/{algo}/eval_summary.json", f"data/02_intermediate/{algo}/scenarios_train.parquet"):
+        assert len(versions(project, rel)) == 1, rel
+    runs = mlflow_runs(project)
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert len(list((project / f"data/06_models/{algo}_checkpoints").iterdir())) == 1
+
+    one = start(started, project, [KEDRO, "run", f"--pipeline={algo}"], devices=2)
+    assert one.finish(timeout=600) == 0, one.text[-4000:]
+    multi, single = versions(project, f"data/06_models/{algo}/agent")  # timestamps: the 2-process run first
+    state_multi, meta_multi = training_state(project, algo, multi)
+    state_single, meta_single = training_state(project, algo, single)
+    assert (meta_multi["num_processes"], meta_multi["num_devices"]) == (2, 2)
+    assert (meta_single["num_processes"], meta_single["num_devices"]) == (1, 2)
+    leaves_multi, leaves_single = jax.tree.leaves(state_multi), jax.tree.leaves(state_single)
+    assert len(leaves_multi) == len(leaves_single)
+    largest = max(float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+                  for a, b in zip(leaves_multi, leaves_single))
+    print(f"\n{algo}: largest difference between 2 processes x 1 device and 1 process x 2 devices: {largest}")
+    assert largest == 0.0  # two devices' pmean is one addition either way: bitwise equal
+    summaries = [json.loads((project / f"data/07_model_output/{algo}/eval_summary.json" / v /
+                             "eval_summary.json").read_text())
+                 for v in versions(project, f"data/07_model_output/{algo}/eval_summary.json")]
+    assert summaries[0] == summaries[1]
+
+
+def test_a_killed_process_stops_the_other_with_its_name_and_the_run_resumes(project, started):
+    write_params(project, "sac", LONG_SAC)
+    run = start(started, project, LAUNCH + ["--pipeline=sac"], RLPIPE_FAULT_PAUSE_AFTER_CHECKPOINTS="2",
+                RLPIPE_FAULT_PROCESS="1")
+    pid = int(run.wait_for(r"rlpipe\.launch: process 1 of 2 is pid (\d+)", timeout=60).group(1))
+    run.wait_for(r"RLPIPE_FAULT: paused after checkpoint 2 in process 1", timeout=420)
+    os.kill(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    run.wait_for(r"rlpipe\.launch: process 0 exited with status 75", timeout=120)
+    seconds = time.monotonic() - killed_at
+    assert run.finish(timeout=120) != 0
+    assert re.search(r"\[p0\] rlpipe: process 0: process 1 of 2 was lost", run.text), run.text[-3000:]
+    print(f"\nthe survivor stopped {seconds:.1f} s after the kill")
+    assert seconds < 60
+    assert not versions(project, "data/06_models/sac/agent")  # nothing finished
+
+    resumed = start(started, project, LAUNCH + ["--pipeline=sac", "--params", "sac.train.resume=true"])
+    assert resumed.finish(timeout=600) == 0, resumed.text[-4000:]
+    resumed_at = re.search(r"resuming \S+ from \S+ \((\d+) env steps\)", " ".join(resumed.text.split()))
+    assert resumed_at and 0 < int(resumed_at.group(1)) < 2560, resumed.text[-3000:]
+    state, meta = training_state(project, "sac", versions(project, "data/06_models/sac/agent")[0])
+    assert meta["env_steps"] == 2560 and (meta["num_processes"], meta["num_devices"]) == (2, 2)
+
+
+def test_a_two_device_checkpoint_resumes_on_one_device(project, started):
+    write_params(project, "sac", LONG_SAC)
+    first = start(started, project, [KEDRO, "run", "--pipeline=sac"], devices=2,
+                  RLPIPE_FAULT_PAUSE_AFTER_CHECKPOINTS="1")
+    first.wait_for(r"RLPIPE_FAULT: paused after checkpoint 1 in process 0", timeout=420)
+    first.kill()
+    checkpoint = sorted((project / "data/06_models/sac_checkpoints").glob("*/step_*"))[-1]
+    saved, _ = load_checkpoint(checkpoint, ["device"])
+    assert saved["device"]["buffer"]["data"]["obs"].shape == (2048, 3)
+
+    resumed = start(started, project, [KEDRO, "run", "--pipeline=sac", "--params", "sac.train.resume=true"],
+                    devices=1)
+    assert resumed.finish(timeout=600) == 0, resumed.text[-4000:]
+    log = " ".join(resumed.text.split())
+    assert "written on 2 device(s) on 1" in log and "not bitwise identical" in log
+    state, meta = training_state(project, "sac", versions(project, "data/06_models/sac/agent")[0])
+    assert meta["env_steps"] == 2560 and meta["num_devices"] == 1
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(state) if np.asarray(x).dtype.kind == "f")
