@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import re
 import signal
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -24,6 +21,7 @@ import yaml
 
 from rlpipe.rl.checkpoint import load_checkpoint
 from tests.conftest import TINY_SAC
+from tests.support import Watched
 from tests.test_ppo import TINY_PPO
 
 KEDRO = str(Path(sys.executable).with_name("kedro"))
@@ -35,59 +33,6 @@ TINY = {"sac": TINY_SAC, "ppo": TINY_PPO}
 LONG_SAC = {**TINY_SAC, "buffer": {"capacity": 2048, "prefill_steps": 64},
             "train": {**TINY_SAC["train"], "total_env_steps": 2560, "log_every_env_steps": 128,
                       "checkpoint_every_env_steps": 256, "keep_checkpoints": 10}}
-
-
-class Watched:
-    """A process whose merged output is read line by line on a thread, so a test can wait for a line."""
-
-    def __init__(self, command: list[str], cwd: Path, env: dict[str, str]):
-        self.proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True)
-        self.lines: list[str] = []
-        self._queue: queue.Queue = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in iter(self.proc.stdout.readline, ""):
-            self.lines.append(line)
-            self._queue.put(line)
-        self._queue.put(None)
-
-    def wait_for(self, pattern: str, timeout: float) -> re.Match:
-        """The first line (from now on, or already seen) matching ``pattern``; fails after ``timeout`` seconds."""
-        regex = re.compile(pattern)
-        for line in list(self.lines):
-            if match := regex.search(line):
-                return match
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                pytest.fail(f"no line matching {pattern!r} within {timeout} s:\n{self.text[-4000:]}")
-            if line is None:
-                pytest.fail(f"the process ended without a line matching {pattern!r}:\n{self.text[-4000:]}")
-            if match := regex.search(line):
-                return match
-
-    def finish(self, timeout: float) -> int:
-        try:
-            code = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail(f"still running after {timeout} s:\n{self.text[-4000:]}")
-        self._reader.join(timeout=10)
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-
-    @property
-    def text(self) -> str:
-        return "".join(self.lines)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -26,16 +25,17 @@ from rlpipe.rl.config import ConfigError, to_dict
 from rlpipe.rl.envs import ScenarioError, generate_scenarios, make_env, scenarios_to_batch
 from rlpipe.rl.loop import NonFiniteError
 from tests.conftest import TINY_SAC
+from tests.support import Watched
 
 KEDRO = Path(sys.executable).with_name("kedro")
 
 KILL_SAC = {"seed": 11, "scenarios": {"num_train": 8, "num_eval": 4}, "network": {"hidden_sizes": [32, 32]},
             "buffer": {"capacity": 4096, "prefill_steps": 64},
-            "train": {"total_env_steps": 24_000, "num_envs": 4, "batch_size": 32, "grad_updates_per_iter": 2,
+            "train": {"total_env_steps": 6_000, "num_envs": 4, "batch_size": 32, "grad_updates_per_iter": 2,
                       "log_every_env_steps": 400, "eval_every_env_steps": 4000, "checkpoint_every_env_steps": 1200,
                       "keep_checkpoints": 5}}
 KILL_PPO = {"seed": 12, "scenarios": {"num_train": 8, "num_eval": 4}, "network": {"hidden_sizes": [32, 32]},
-            "train": {"total_env_steps": 262_144, "num_envs": 4, "num_steps": 64, "update_epochs": 2,
+            "train": {"total_env_steps": 65_536, "num_envs": 4, "num_steps": 64, "update_epochs": 2,
                       "num_minibatches": 2, "log_every_env_steps": 2048, "eval_every_env_steps": 16384,
                       "checkpoint_every_env_steps": 8192, "keep_checkpoints": 5, "normalize_observations": True},
             "early_stopping": {"target_return": None}}
@@ -64,16 +64,18 @@ def checkpoints(project: Path, algo: str) -> list[Path]:
 
 
 def kill_after_checkpoints(project: Path, algo: str, count: int) -> None:
-    """Start a run, SIGKILL it once ``count`` periodic checkpoints exist (the run must not have finished)."""
-    proc = kedro_run(project, f"--pipeline={algo}", background=True)
-    deadline = time.time() + 300
-    while len([p for p in checkpoints(project, algo) if (p / "meta.json").exists()]) < count:
-        assert proc.poll() is None, f"the run ended before it could be killed:\n{proc.stdout.read()[-3000:]}"
-        assert time.time() < deadline, "no checkpoint appeared"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+    """Run until the ``count``-th periodic checkpoint is written, then SIGKILL the run. The run pauses there itself
+    (``RLPIPE_FAULT_PAUSE_AFTER_CHECKPOINTS``) and says so: the kill waits for that line, never for time to pass,
+    so a fast run cannot finish first."""
+    run = Watched([str(KEDRO), "run", f"--pipeline={algo}"], project,
+                  {**os.environ, "PYTHONUNBUFFERED": "1", "RLPIPE_FAULT_PAUSE_AFTER_CHECKPOINTS": str(count)})
+    try:
+        run.wait_for(rf"RLPIPE_FAULT: paused after checkpoint {count} in process 0", timeout=300)
+        run.proc.send_signal(signal.SIGKILL)
+        assert run.finish(timeout=30) == -signal.SIGKILL
+    finally:
+        run.kill()
+    assert len([p for p in checkpoints(project, algo) if (p / "meta.json").exists()]) == count
     assert not versions(project, f"data/06_models/{algo}/agent")  # it really died mid-training
 
 
