@@ -242,21 +242,19 @@ def put_replicated(tree: Any) -> Any:
 
 
 def host_copy(tree: Any) -> Any:
-    """Global arrays -> numpy, in every process: a replicated array from the local copy, a split one gathered."""
+    """Global arrays -> numpy, in every process: what this process can read (replicated arrays, its own devices'
+    arrays) in one transfer, arrays split over other processes' devices gathered from them."""
     import jax
 
-    def fetch(x):
-        if not isinstance(x, jax.Array):
-            return np.asarray(x)
-        if x.is_fully_replicated:
-            return np.asarray(x.addressable_data(0))
-        if x.is_fully_addressable:
-            return np.asarray(x)
+    leaves, structure = jax.tree.flatten(tree)
+    gather = [isinstance(x, jax.Array) and not x.is_fully_replicated and not x.is_fully_addressable for x in leaves]
+    local = jax.device_get([x for x, g in zip(leaves, gather) if not g])
+    if any(gather):
         from jax.experimental import multihost_utils
 
-        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-
-    return jax.tree.map(fetch, tree)
+        gathered = iter(multihost_utils.process_allgather([x for x, g in zip(leaves, gather) if g], tiled=True))
+    local = iter(local)
+    return jax.tree.unflatten(structure, [np.asarray(next(gathered) if g else next(local)) for g in gather])
 
 
 def device_keys(key: Any, num_devices: int) -> Any:

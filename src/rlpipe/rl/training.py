@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 class RunState:
     training: Any  # identical on every device (replicated)
     device: Any  # each device's own: leading axis split over the mesh; scalars replicated
-    key: jax.Array  # replicated; every iteration splits it and folds in the device's global index
+    key: jax.Array  # replicated, fixed for the run: folded with a device's global index and the iteration number
     iteration: jax.Array  # replicated int32: iterations done
 
 
@@ -63,21 +63,24 @@ def make_chunk(algorithm: Algorithm, config: Any, spec: EnvSpec, specs: RunState
     axis = mesh.AXIS
 
     def per_device(run: RunState, scenarios: ScenarioBatch, num_iters):
+        # this device's stream: the run's key folded with the device's global index, then with the iteration
+        # number (so the keys depend neither on how iterations are grouped into chunks nor on a resume)
+        device_key = jax.random.fold_in(run.key, jax.lax.axis_index(axis))
+
         def body(_, carry):
-            run, sums, episodes, bad_at, bad_flags = carry
-            key, iteration_key = jax.random.split(run.key)
-            out = iteration(scenarios, run.training, run.device,
-                            jax.random.fold_in(iteration_key, jax.lax.axis_index(axis)))
-            run = RunState(out.training, out.device, key, run.iteration + 1)
+            run, device_key, sums, episodes, bad_at, bad_flags = carry
+            out = iteration(scenarios, run.training, run.device, jax.random.fold_in(device_key, run.iteration))
+            run = RunState(out.training, out.device, run.key, run.iteration + 1)
             flags = jnp.stack([jnp.logical_not(jnp.isfinite(out.metrics[k])) for k in names])
             first = jnp.logical_and(bad_at < 0, jnp.any(flags))
             bad_at = jnp.where(first, run.iteration, bad_at)
             bad_flags = jnp.where(first, flags, bad_flags)
-            return run, {k: sums[k] + out.metrics[k] for k in names}, episodes + out.episodes, bad_at, bad_flags
+            return (run, device_key, {k: sums[k] + out.metrics[k] for k in names}, episodes + out.episodes, bad_at,
+                    bad_flags)
 
         zero = {k: jnp.float32(0.0) for k in names}
-        init = (run, zero, EpisodeStats.zero(), jnp.int32(-1), jnp.zeros(len(names), bool))
-        run, sums, episodes, bad_at, bad_flags = jax.lax.fori_loop(0, num_iters, body, init)
+        init = (run, device_key, zero, EpisodeStats.zero(), jnp.int32(-1), jnp.zeros(len(names), bool))
+        run, _, sums, episodes, bad_at, bad_flags = jax.lax.fori_loop(0, num_iters, body, init)
         n = jnp.maximum(num_iters, 1).astype(jnp.float32)
         metrics = {k: jax.lax.pmean(sums[k] / n, axis) for k in names}
         episodes = jax.lax.psum(episodes, axis)
