@@ -114,7 +114,6 @@ def test_sigkill_then_resume_is_bitwise_identical_to_an_uninterrupted_run(projec
     expected = taken[-2] if corrupt_newest else taken[-1]
     assert "resuming" in log and expected.name in log
     if algo == "sac":  # the buffer comes from the checkpoint: the resumed run collected no prefill
-        assert "resuminganinterruptedrun" in log and "noprefill" in log
         prefills = versions(project, "data/03_primary/sac/prefill_transitions.npz")
         with np.load(project / "data/03_primary/sac/prefill_transitions.npz" / prefills[-1] /
                      "prefill_transitions.npz") as resumed_prefill:
