@@ -26,7 +26,7 @@ test: setup
 	$(BIN)/python -m pytest
 
 # Benchmarks against Stable-Baselines3 and rejax (peers in their own venv): writes benchmarks/results/
-# (about 25 minutes; e.g. BENCH_ARGS="--pairs 1 --cases 2,4" for a quick look)
+# (about 50 minutes: case 5 also runs the last pmap commit; e.g. BENCH_ARGS="--pairs 1 --cases 2,4" for a quick look)
 PEERS := .venv-peers
 $(PEERS)/.installed: benchmarks/requirements-peers.txt
 	$(PYTHON) -m venv $(PEERS)

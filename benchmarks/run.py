@@ -7,7 +7,7 @@ ours, theirs, ...) in fresh processes, and reports per-pair ratios with medians 
     .venv/bin/python benchmarks/run.py [--pairs 3] [--cases 1,2,3,4,5,6]
 
 Case 5 also runs the scaling sweep on the code of ``--baseline-rev`` (default 444244e, the last commit on
-jax.pmap; checked out in a temporary git worktree, removed at the end), alternating before/after pair by pair.
+pmap; checked out in a temporary git worktree, removed at the end), alternating before/after pair by pair.
 Case 6 compares 1 process with 2 devices against 2 processes (``python -m rlpipe.launch``) with 1 device each.
 For a quick look at cases 5 and 6: ``--pairs 1 --cases 5,6 --num-envs 64 --iterations 6 --no-save``.
 """
@@ -37,7 +37,7 @@ QUIET = {"KEDRO_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "true", "MLFLOW_DISABLE
 # the JAX coordinates of a multi-process run: never inherited by a benchmark process unless a case sets them
 DISTRIBUTED_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 TIMEOUT = 1800  # seconds any one benchmark process (or group of processes) may take; --timeout
-BASELINE_REV = "444244e"  # the last commit on jax.pmap, before the move to jit(shard_map) on a device mesh
+BASELINE_REV = "444244e"  # the last commit on pmap, before the move to jit(shard_map) on a device mesh
 
 
 def environment(env: dict | None = None) -> dict:
@@ -451,7 +451,7 @@ def report(results: dict) -> str:
             lines += [f"| {r['devices']} | {r['num_envs']} | {fmt(r['env_steps_per_s'])} | {fmt(r['peak_rss_mb'])} |"
                       for r in rows]
         else:
-            lines += [f"Before: `{ba['baseline_rev']}` ({ba['baseline_commit'][:12]}, jax.pmap); after: the working "
+            lines += [f"Before: `{ba['baseline_rev']}` ({ba['baseline_commit'][:12]}, pmap); after: the working "
                       "tree (jit(shard_map) on a device mesh); both run in this invocation, alternately pair by pair. "
                       "Env steps/s are medians (min–max) over pairs; after/before is the per-pair ratio; ⚠ marks a "
                       f"median ratio below {ba['flag_below']}.", "",
