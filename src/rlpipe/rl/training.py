@@ -150,16 +150,14 @@ def restore_state(algorithm: Algorithm, abstract: RunState, specs: RunState, res
                        "the new devices, so this continuation is not bitwise identical to an uninterrupted run",
                        resume.num_devices, num_devices)
         tree["device"] = algorithm.redistribute_device_state(tree["device"], resume.num_devices, num_devices)
-    restored = serialization.from_state_dict(checkpoint_tree(abstract), tree)
-    for path, want, got in zip(jax.tree_util.tree_leaves_with_path(checkpoint_tree(abstract)),
-                               jax.tree.leaves(checkpoint_tree(abstract)), jax.tree.leaves(restored)):
-        if tuple(np.shape(got)) != tuple(want.shape):
-            raise ValueError(f"checkpoint leaf {jax.tree_util.keystr(path[0])} has shape {np.shape(got)}, this run "
-                             f"needs {want.shape}: the checkpoint is from another config")
-    as_dtype = lambda x, a: np.asarray(x, a.dtype)  # noqa: E731
-    restored = jax.tree.map(as_dtype, restored, checkpoint_tree(abstract))
-    return RunState(training=mesh.put(restored["training"], jax.tree.map(lambda _: specs.training,
-                                                                         restored["training"])),
+    want = checkpoint_tree(abstract)
+    restored = serialization.from_state_dict(want, tree)
+    for (path, wanted), got in zip(jax.tree_util.tree_leaves_with_path(want), jax.tree.leaves(restored)):
+        if tuple(np.shape(got)) != tuple(wanted.shape):
+            raise ValueError(f"checkpoint leaf {jax.tree_util.keystr(path)} has shape {np.shape(got)}, this run "
+                             f"needs {wanted.shape}: the checkpoint is from another config")
+    restored = jax.tree.map(lambda x, wanted: np.asarray(x, wanted.dtype), restored, want)
+    return RunState(training=mesh.put(restored["training"], specs.training),
                     device=mesh.put(restored["device"], specs.device),
                     key=mesh.put_replicated(restored["key"]), iteration=mesh.put_replicated(restored["iteration"]))
 
