@@ -1,9 +1,14 @@
 import copy
+import json
+import subprocess
+import sys
 
 import pytest
 
+from rlpipe.rl import config as shared
 from rlpipe.rl.algorithm import load_config
-from rlpipe.rl.config import ConfigError, to_dict
+from rlpipe.rl.config import ConfigError, parse, to_dict
+from rlpipe.rl.ppo.config import PPOConfig
 from rlpipe.rl.sac.config import SACConfig
 
 
@@ -94,3 +99,216 @@ def test_not_a_mapping_at_all():
     with pytest.raises(ConfigError) as err:
         load_sac_config([1, 2], num_devices=1)
     assert err.value.key == "sac"
+
+
+# ------------------------------------------------------------------ pydantic errors in rlpipe's words (no jax needed)
+def problem(cls, raw, key="sac"):
+    with pytest.raises(ConfigError) as err:
+        parse(cls, raw, key)
+    assert str(err.value) == f"{err.value.key}: {err.value.problem}"
+    return err.value.key, err.value.problem
+
+
+ALLOWED_NETWORK = "allowed keys: hidden_sizes, activation"
+
+
+@pytest.mark.parametrize(
+    "raw,key,message",
+    [
+        # unknown keys, with a suggestion when one is close
+        ({"train": {"batchsize": 32}}, "sac.train.batchsize", "unknown key (did you mean 'batch_size'?); allowed keys: "
+                                                              "total_env_steps, num_envs, "),
+        ({"network": {"activaton": "relu"}}, "sac.network.activaton",
+         f"unknown key (did you mean 'activation'?); {ALLOWED_NETWORK}"),
+        ({"network": {"zzz": 1}}, "sac.network.zzz", f"unknown key; {ALLOWED_NETWORK}"),
+        ({"network": {7: 1}}, "sac.network.7", f"unknown key; {ALLOWED_NETWORK}"),
+        # wrong type; a bool is never a number, a string never a number
+        ({"train": {"batch_size": "5"}}, "sac.train.batch_size", "expected an integer, got '5' (str)"),
+        ({"train": {"batch_size": 12.0}}, "sac.train.batch_size", "expected an integer, got 12.0 (float)"),
+        ({"train": {"num_envs": True}}, "sac.train.num_envs", "expected an integer, got True (bool)"),
+        ({"train": {"gamma": False}}, "sac.train.gamma", "expected a number, got False (bool)"),
+        ({"train": {"gamma": "0.9"}}, "sac.train.gamma", "expected a number, got '0.9' (str)"),
+        ({"train": {"resume": 1}}, "sac.train.resume", "expected true or false, got 1 (int)"),
+        ({"train": {"resume": "yes"}}, "sac.train.resume", "expected true or false, got 'yes' (str)"),
+        ({"train": {"checkpoint_dir": ""}}, "sac.train.checkpoint_dir", "expected a non-empty string, got '' (str)"),
+        ({"env": {"id": 3}}, "sac.env.id", "expected a non-empty string, got 3 (int)"),
+        ({"seed": None}, "sac.seed", "expected an integer, got None (NoneType)"),  # None only where Optional
+        ({"env": "Pendulum-v1"}, "sac.env", "expected a mapping of settings, got 'Pendulum-v1' (str)"),
+        ({"scenarios": {"ranges": [1, 2]}}, "sac.scenarios.ranges", "expected a mapping, got [1, 2] (list)"),
+        # out of range (ints are numbers: converted before the bound is shown)
+        ({"buffer": {"capacity": 0}}, "sac.buffer.capacity", "0 is out of range: must be >= 1"),
+        ({"buffer": {"capacity": 2**31}}, "sac.buffer.capacity", "2147483648 is out of range: must be <= 2147483647"),
+        ({"seed": 2**31}, "sac.seed", "2147483648 is out of range: must be < 2147483648"),
+        ({"train": {"learning_rate": 0}}, "sac.train.learning_rate", "0.0 is out of range: must be > 0.0"),
+        ({"train": {"gamma": 2}}, "sac.train.gamma", "2.0 is out of range: must be <= 1.0"),
+        # non-finite numbers
+        ({"train": {"tau": float("inf")}}, "sac.train.tau", "expected a finite number, got inf"),
+        ({"train": {"target_entropy": float("-inf")}}, "sac.train.target_entropy",
+         "expected a finite number, got -inf"),
+        ({"train": {"learning_rate": float("nan")}}, "sac.train.learning_rate", "expected a finite number, got nan"),
+        # choices
+        ({"network": {"activation": "sigmoid"}}, "sac.network.activation",
+         "'sigmoid' is not one of 'relu', 'tanh', 'gelu', 'silu'"),
+        ({"network": {"activation": 1}}, "sac.network.activation", "expected a non-empty string, got 1 (int)"),
+        ({"tracking": {"register": "never"}}, "sac.tracking.register", "'never' is not one of 'always', 'on_target'"),
+        # lists
+        ({"network": {"hidden_sizes": 64}}, "sac.network.hidden_sizes", "expected a list, got 64 (int)"),
+        ({"network": {"hidden_sizes": "64"}}, "sac.network.hidden_sizes", "expected a list, got '64' (str)"),
+        ({"network": {"hidden_sizes": {"a": 1}}}, "sac.network.hidden_sizes", "expected a list, got {'a': 1} (dict)"),
+        ({"network": {"hidden_sizes": []}}, "sac.network.hidden_sizes", "expected a non-empty list"),
+        ({"network": {"hidden_sizes": [64, 0]}}, "sac.network.hidden_sizes[1]", "0 is out of range: must be >= 1"),
+        ({"network": {"hidden_sizes": [2**16 + 1]}}, "sac.network.hidden_sizes[0]",
+         "65537 is out of range: must be <= 65536"),
+        ({"network": {"hidden_sizes": [64, True]}}, "sac.network.hidden_sizes[1]",
+         "expected an integer, got True (bool)"),
+        ({"scenarios": {"ranges": {"m": [1.0]}}}, "sac.scenarios.ranges.m", "expected a list of 2 values, got 1"),
+        ({"scenarios": {"ranges": {"m": [1, 2, 3]}}}, "sac.scenarios.ranges.m", "expected a list of 2 values, got 3"),
+        ({"scenarios": {"ranges": {"m": "1,2"}}}, "sac.scenarios.ranges.m", "expected a list, got '1,2' (str)"),
+        ({"scenarios": {"ranges": {"m": [1, "x"]}}}, "sac.scenarios.ranges.m[1]", "expected a number, got 'x' (str)"),
+    ],
+)
+def test_each_kind_of_error_in_rlpipe_words(raw, key, message):
+    got_key, got_problem = problem(SACConfig, raw)
+    assert got_key == key
+    assert got_problem.startswith(message) if message.endswith(", ") else got_problem == message
+
+
+def test_a_sections_unknown_keys_come_first_and_keys_in_order():
+    """As a depth-first walk meets them: a section's unknown keys before its fields' errors, fields in order."""
+    assert problem(SACConfig, {"train": {"batch_size": "x"}, "optimizer": {}})[0] == "sac.optimizer"
+    assert problem(SACConfig, {"train": {"batch_size": "x", "lr_typo": 1}})[0] == "sac.train.lr_typo"
+    assert problem(SACConfig, {"seed": -1, "train": {"lr_typo": 1}})[0] == "sac.seed"
+    assert problem(SACConfig, {"network": {"hidden_sizes": [0, 0]}, "buffer": {"capacity": 0}})[0] == (
+        "sac.network.hidden_sizes[0]")
+
+
+def test_not_a_mapping_or_nothing_at_all():
+    assert problem(SACConfig, "sac") == ("sac", "expected a mapping of settings, got 'sac' (str)")
+    assert parse(SACConfig, None, "sac") == parse(SACConfig, {}, "sac") == SACConfig()
+
+
+def test_conversions_and_none():
+    cfg = parse(SACConfig, {"train": {"learning_rate": 1, "target_entropy": None},
+                            "network": {"hidden_sizes": [32]}, "scenarios": {"ranges": {"m": [1, 2]}},
+                            "tracking": {"registered_model_name": None}}, "sac")
+    assert cfg.train.learning_rate == 1.0 and type(cfg.train.learning_rate) is float
+    assert cfg.network.hidden_sizes == (32,)
+    assert cfg.scenarios.ranges == {"m": (1.0, 2.0)} and type(cfg.scenarios.ranges["m"][0]) is float
+    assert cfg.tracking.registered_model_name is None
+    assert parse(SACConfig, {"train": None, "tracking": None}, "sac") == SACConfig()  # a null section: defaults
+
+
+def test_a_partial_section_keeps_the_defaults_its_parent_declares():
+    cfg = parse(PPOConfig, {"tracking": {"tensorboard": False}, "network": {"hidden_sizes": [8]}, "env": None}, "ppo")
+    assert cfg.tracking.registered_model_name == "rlpipe-ppo"
+    assert cfg.network.activation == "tanh" and cfg.network.hidden_sizes == (8,)
+    assert cfg.env.id == "CartPole-v1"
+    assert parse(PPOConfig, {"network": {"activation": "relu"}}, "ppo").network.activation == "relu"
+
+
+def test_configs_are_immutable_and_plain_dicts_are_json_ready():
+    cfg = SACConfig()
+    with pytest.raises(Exception):
+        cfg.seed = 1
+    with pytest.raises(Exception):
+        cfg.train.num_envs = 2
+    plain = to_dict(cfg)
+    assert plain["network"]["hidden_sizes"] == [64, 64] and plain["train"]["init_from"] is None
+    assert json.loads(json.dumps(plain)) == plain
+    assert hash(cfg.train) == hash(SACConfig().train)
+
+
+def test_config_import_does_not_import_jax():
+    code = ("import sys, time; t = time.perf_counter(); import rlpipe.rl.sac.config, rlpipe.rl.ppo.config, "
+            "rlpipe.rl.algorithm, rlpipe.schemas; assert 'jax' not in sys.modules, 'jax imported'; "
+            "print(time.perf_counter() - t)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert float(out.stdout) < 2.0  # pydantic and the models: about 0.15 s
+
+
+# ---------------------------------------------------------------------------------------------------- new keys
+def test_new_keys_and_their_defaults():
+    t, tr = SACConfig().train, SACConfig().tracking
+    assert (t.init_from, t.init_from_optimizer, t.init_from_buffer) == (None, False, False)
+    assert (tr.video_every_env_steps, tr.register, tr.target_return, tr.system_metrics) == (0, "always", None, True)
+    assert problem(SACConfig, {"train": {"init_from": ""}})[0] == "sac.train.init_from"
+    assert problem(SACConfig, {"tracking": {"video_every_env_steps": -1}}) == (
+        "sac.tracking.video_every_env_steps", "-1 is out of range: must be >= 0")
+    assert problem(SACConfig, {"tracking": {"system_metrics": "on"}})[0] == "sac.tracking.system_metrics"
+    cfg = load_sac_config({"train": {"init_from": "latest", "init_from_optimizer": True, "init_from_buffer": True},
+                           "tracking": {"register": "on_target", "target_return": -200}}, num_devices=1)
+    assert cfg.train.init_from == "latest" and cfg.tracking.target_return == -200.0
+
+
+@pytest.mark.parametrize(
+    "algo,raw,key,fragment",
+    [
+        ("sac", {"train": {"init_from_optimizer": True}}, "sac.train.init_from_optimizer", "needs train.init_from"),
+        ("sac", {"train": {"init_from_buffer": True}}, "sac.train.init_from_buffer", "needs train.init_from"),
+        ("ppo", {"train": {"init_from_optimizer": True}}, "ppo.train.init_from_optimizer", "needs train.init_from"),
+        ("ppo", {"train": {"init_from": "latest", "init_from_buffer": True}}, "ppo.train.init_from_buffer",
+         "PPO has no replay buffer"),
+        ("ppo", {"train": {"init_from_buffer": True}}, "ppo.train.init_from_buffer", "PPO has no replay buffer"),
+        ("sac", {"train": {"init_from": "latest", "resume": True}}, "sac.train.init_from",
+         "a resumed run continues its own checkpoint; init_from starts a new run from another agent"),
+        ("ppo", {"train": {"init_from": "2024-05-01T10.00.00.000Z", "resume": True}}, "ppo.train.init_from",
+         "set one of them"),
+        ("sac", {"tracking": {"register": "on_target"}}, "sac.tracking.register", "needs a target return"),
+        ("ppo", {"tracking": {"register": "on_target"}, "early_stopping": {"target_return": None}},
+         "ppo.tracking.register", "early_stopping.target_return"),
+    ],
+)
+def test_new_keys_rules(algo, raw, key, fragment):
+    with pytest.raises(ConfigError) as err:
+        load_config(algo, raw, num_devices=1)
+    assert err.value.key == key
+    assert fragment in err.value.problem
+
+
+def test_on_target_takes_early_stopping_target_where_there_is_one():
+    assert load_config("ppo", {"tracking": {"register": "on_target"}}, num_devices=1).tracking.register == "on_target"
+    cfg = load_config("ppo", {"tracking": {"register": "on_target", "target_return": 400},
+                              "early_stopping": {"target_return": None}}, num_devices=1)
+    assert cfg.tracking.target_return == 400.0
+    assert load_config("ppo", {"train": {"init_from": "latest", "init_from_optimizer": True}},
+                       num_devices=1).train.init_from_optimizer
+
+
+def test_evaluation_section():
+    ev = parse(shared.EvaluationConfig, None, "evaluation")
+    assert (ev.scenarios, ev.seed, ev.num_scenarios, ev.animation, ev.animation_scenario) == ("stored", None, None,
+                                                                                               True, 0)
+    ev = parse(shared.EvaluationConfig, {"scenarios": "fresh", "seed": 7, "num_scenarios": 16}, "evaluation")
+    assert (ev.scenarios, ev.seed, ev.num_scenarios) == ("fresh", 7, 16)
+    for raw, key, message in [
+        ({"scenarios": "new"}, "evaluation.scenarios", "'new' is not one of 'stored', 'fresh'"),
+        ({"seed": -1}, "evaluation.seed", "-1 is out of range: must be >= 0"),
+        ({"seed": 2**31}, "evaluation.seed", "2147483648 is out of range: must be < 2147483648"),
+        ({"seed": True}, "evaluation.seed", "expected an integer, got True (bool)"),
+        ({"num_scenarios": 0}, "evaluation.num_scenarios", "0 is out of range: must be >= 1"),
+        ({"animation": None}, "evaluation.animation", "expected true or false, got None (NoneType)"),
+        ({"animation_scenario": -1}, "evaluation.animation_scenario", "-1 is out of range: must be >= 0"),
+        ({"num_scenario": 3}, "evaluation.num_scenario", "unknown key (did you mean 'num_scenarios'?)"),
+    ]:
+        got_key, got_problem = problem(shared.EvaluationConfig, raw, "evaluation")
+        assert got_key == key and got_problem.startswith(message), (raw, got_key, got_problem)
+
+
+def test_evaluation_rules():
+    ok = parse(shared.EvaluationConfig, {"scenarios": "fresh", "seed": 1, "animation_scenario": 3}, "evaluation")
+    shared.check_evaluation(ok, num_scenarios=4)
+    with pytest.raises(ConfigError, match="not a row of the 3 evaluated scenarios") as err:
+        shared.check_evaluation(ok, num_scenarios=3)
+    assert err.value.key == "evaluation.animation_scenario"
+    shared.check_evaluation(ok.model_copy(update={"animation": False}), num_scenarios=3)  # no animation: no row
+    stored_with_seed = parse(shared.EvaluationConfig, {"seed": 1}, "evaluation")
+    with pytest.raises(ConfigError, match="applies to fresh scenarios only") as err:
+        shared.check_evaluation(stored_with_seed, num_scenarios=64)
+    assert err.value.key == "evaluation.seed"
+
+
+def test_distributed_section_still_validates():
+    assert parse(shared.DistributedConfig, None, "distributed").heartbeat_timeout_seconds == 15
+    assert problem(shared.DistributedConfig, {"heartbeat_timeout_seconds": 1}, "distributed") == (
+        "distributed.heartbeat_timeout_seconds", "1 is out of range: must be >= 2")
+    assert problem(shared.DistributedConfig, {"process_id": "0"}, "distributed")[0] == "distributed.process_id"

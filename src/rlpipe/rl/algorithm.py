@@ -2,8 +2,9 @@
 
 An algorithm is a plugin: everything generic (the device mesh, the compiled chunk, the host loop, checkpoints,
 evaluation, policies, progress, the Kedro stages) talks to it through :class:`Algorithm` and finds it here by
-name. Adding one is a folder ``rl/<name>/`` with an object satisfying the protocol, one line in ``REGISTRY``,
-and its pipeline wiring (see docs/adding-an-algorithm.md).
+name. Adding one is a folder ``rl/<name>/`` with an object satisfying the protocol and a config module, one line in
+``REGISTRY``, and its pipeline wiring (see docs/adding-an-algorithm.md). Configs are found without importing the
+plugin (nor JAX): a bad key is reported before anything heavy is loaded.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ from typing import Any, NamedTuple, Protocol
 
 from rlpipe.rl.config import parse
 
-# name -> "module:attribute" of the plugin object; imported on first use.
-REGISTRY: dict[str, str] = {
-    "sac": "rlpipe.rl.sac.algorithm:SAC",
-    "ppo": "rlpipe.rl.ppo.algorithm:PPO",
+class Plugin(NamedTuple):
+    algorithm: str  # "module:attribute" of the object satisfying :class:`Algorithm` (imported on first use)
+    config: str  # "module:class" of its config; the module's ``check(config, key, num_devices)`` holds its rules
+
+
+REGISTRY: dict[str, Plugin] = {
+    "sac": Plugin("rlpipe.rl.sac.algorithm:SAC", "rlpipe.rl.sac.config:SACConfig"),
+    "ppo": Plugin("rlpipe.rl.ppo.algorithm:PPO", "rlpipe.rl.ppo.config:PPOConfig"),
 }
 
 
@@ -32,12 +37,12 @@ class Algorithm(Protocol):
     """What the generic training core needs from an algorithm."""
 
     name: str  # registry name, pipeline namespace and the policy bundle's "algorithm"
-    config_class: type  # a frozen dataclass tree (see rlpipe.rl.config.parse)
+    config_class: type  # its config (an rlpipe.rl.config.Config; the one REGISTRY names)
     metric_names: tuple[str, ...]  # per-iteration metrics, averaged over a chunk's iterations and over devices
     progress_labels: tuple[tuple[str, str], ...]  # (metric, short label) shown on progress lines
-
-    def check_config(self, config: Any, key: str, num_devices: int) -> None:
-        """Cross-field rules; raise ``ConfigError`` naming the key. ``num_devices`` counts every process's."""
+    # training-state fields a run started with ``train.init_from`` takes from the stored agent: "params" always,
+    # "optimizer" with ``train.init_from_optimizer`` (the rest, e.g. counters, start fresh)
+    inheritable: dict[str, tuple[str, ...]]
 
     def steps_per_iteration(self, config: Any) -> tuple[int, int]:
         """(env steps, gradient steps) of one iteration over all devices."""
@@ -92,19 +97,32 @@ def for_config(config: Any) -> Algorithm:
     raise TypeError(f"{type(config).__name__} is the config of no registered algorithm ({', '.join(REGISTRY)})")
 
 
-def load_config(name: str, raw: Any, num_devices: int, key: str | None = None) -> Any:
+def load_config(name: str, raw: Any, num_devices: int | None, key: str | None = None) -> Any:
     """``raw`` (what Kedro hands over as ``params:<name>``) validated into the algorithm's typed config for
-    ``num_devices`` devices; any bad key or value is a ``ConfigError`` naming it (prefixed with ``key``)."""
-    algorithm = _load(name)
+    ``num_devices`` devices; any bad key or value is a ``ConfigError`` naming it (prefixed with ``key``).
+
+    With ``num_devices`` None only the rules that need neither the environment nor the device count are checked,
+    and nothing heavy is imported (no JAX, no environments): what runs before a pipeline starts."""
+    config_class, check = config_of(name)
     key = key or name
-    config = parse(algorithm.config_class, raw, key)
-    algorithm.check_config(config, key, num_devices)
+    config = parse(config_class, raw, key)
+    check(config, key, num_devices)
     return config
 
 
-def _load(name: str) -> Algorithm:
-    target = REGISTRY.get(name)
-    if target is None:
+def config_of(name: str) -> tuple[type, Callable[..., None]]:
+    """The config class of algorithm ``name`` and its module's ``check`` (imports neither the plugin nor JAX)."""
+    plugin = REGISTRY.get(name)
+    if plugin is None:
         raise ValueError(f"unknown algorithm {name!r}; registered: {', '.join(REGISTRY)}")
-    module, _, attribute = target.partition(":")
+    module_name, _, attribute = plugin.config.partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, attribute), module.check
+
+
+def _load(name: str) -> Algorithm:
+    plugin = REGISTRY.get(name)
+    if plugin is None:
+        raise ValueError(f"unknown algorithm {name!r}; registered: {', '.join(REGISTRY)}")
+    module, _, attribute = plugin.algorithm.partition(":")
     return getattr(importlib.import_module(module), attribute)

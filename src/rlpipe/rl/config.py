@@ -1,64 +1,146 @@
 """Typed run configuration and its validation.
 
-A raw mapping (what Kedro hands over as ``params:sac``) becomes a frozen dataclass tree. Every problem is
-reported as a :class:`ConfigError` naming the dotted key, the offending value and what is allowed, before
-any expensive work starts.
+A raw mapping (what Kedro hands over as ``params:sac``) becomes a frozen tree of pydantic models (:class:`Config`).
+Every problem is reported as a :class:`ConfigError` naming the dotted key, the offending value and what is allowed,
+before any expensive work starts. The same models give each pipeline's parameters a JSON Schema
+(``python -m rlpipe.schemas`` writes them to ``conf/schemas/``).
+
+Validation is strict: a bool is not an integer or a number, a string is not a number, None is accepted only where
+the type is Optional; an integer is accepted as a number (converted), a list as a tuple. A missing or null section
+means that section's defaults (the ones its parent declares for it: PPO's ``tracking`` keeps ``rlpipe-ppo`` as its
+registered model name when only other tracking keys are given).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
-import math
+import functools
 import types
 import typing
+import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError, PydanticUndefined
 
 from rlpipe.rl.errors import ConfigError
 
-__all__ = ["ConfigError", "parse", "spec", "to_dict"]
+__all__ = ["Config", "ConfigError", "parse", "spec", "to_dict"]
 
 
-def spec(default: Any = dataclasses.MISSING, *, ge=None, gt=None, le=None, lt=None, choices=None,
-         doc: str = "", default_factory: Any = dataclasses.MISSING):
-    """A dataclass field carrying its validation rules (bounds, allowed values) and a one-line doc."""
-    metadata = {"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "doc": doc}
-    if default_factory is not dataclasses.MISSING:
-        return field(default_factory=default_factory, metadata=metadata)
-    return field(default=default, metadata=metadata)
+class Config(BaseModel):
+    """Base of every config section: frozen, strict, unknown keys are errors."""
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="forbid", allow_inf_nan=False, str_min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_mapping(cls, data: Any) -> Any:
+        """None means all defaults; any mapping is accepted (names as strings); a section given in part keeps the
+        other values its parent declares as that section's default."""
+        if data is None:
+            return {}
+        if not isinstance(data, Mapping):
+            return data  # an instance passes; anything else is reported as "expected a mapping of settings"
+        data = {k if isinstance(k, str) else str(k): v for k, v in data.items()}
+        for name, defaults in _section_defaults(cls).items():
+            if name not in data:
+                continue
+            if data[name] is None:
+                del data[name]  # the section's declared default
+            elif defaults and isinstance(data[name], Mapping):
+                given = {k if isinstance(k, str) else str(k): v for k, v in data[name].items()}
+                data[name] = {**defaults, **given}
+        return data
+
+
+@functools.cache
+def _section_defaults(cls: type[Config]) -> dict[str, dict[str, Any]]:
+    """For each section field of ``cls``: the values in which its declared default differs from the section
+    class's own defaults (e.g. PPO's ``tracking.registered_model_name``)."""
+    out = {}
+    for name, info in cls.model_fields.items():
+        section = _strip(info.annotation)
+        if not (isinstance(section, type) and issubclass(section, Config)):
+            continue
+        declared = info.get_default(call_default_factory=True)
+        plain = section()
+        out[name] = {k: getattr(declared, k) for k in type(declared).model_fields
+                     if getattr(declared, k) != getattr(plain, k)} if isinstance(declared, Config) else {}
+    return out
+
+
+def spec(default: Any = PydanticUndefined, *, ge=None, gt=None, le=None, lt=None, choices=None, doc: str = "",
+         default_factory: Any = None):
+    """A config field with its validation rules (bounds, allowed values) and a one-line doc (the schema's
+    description). Prefer a ``Literal[...]`` type to ``choices``: both are checked, the Literal is also typed."""
+    if default_factory is not None:
+        kwargs = {"default_factory": default_factory}
+    else:
+        kwargs = {"default": default}
+    info = Field(**kwargs, ge=ge, gt=gt, le=le, lt=lt, description=doc or None,
+                 json_schema_extra={"enum": list(choices)} if choices else None)
+    if choices:
+        allowed = tuple(choices)
+
+        def one_of(value):
+            if value not in allowed:
+                raise PydanticCustomError("config_choice", "{value} is not one of {allowed}",
+                                          {"value": value, "allowed": allowed})
+            return value
+
+        info.metadata.append(AfterValidator(one_of))
+    return info
+
+
+def _as_tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _as_dict(value: Any) -> Any:
+    return {k if isinstance(k, str) else str(k): v for k, v in value.items()} if isinstance(value, Mapping) else value
+
+
+# list values are accepted for tuples, any mapping for dicts
+HiddenSizes = Annotated[tuple[Annotated[int, Field(ge=1, le=2**16)], ...], Field(min_length=1),
+                        BeforeValidator(_as_tuple)]
+Interval = Annotated[tuple[float, float], BeforeValidator(_as_tuple)]
+Ranges = Annotated[dict[str, Interval], BeforeValidator(_as_dict)]
+Activation = Literal["relu", "tanh", "gelu", "silu"]
 
 
 # --------------------------------------------------------------------------------------------------- sections
-@dataclass(frozen=True)
-class EnvConfig:
+class EnvConfig(Config):
+    """The environment."""
+
     id: str = spec("Pendulum-v1", doc="gymnax environment id, or 'package.module:ClassName' of a user env")
 
 
 def env_config(default_id: str):
     """An ``env`` section default for an algorithm whose usual environment is ``default_id``."""
-    return spec(default_factory=lambda: EnvConfig(id=default_id))
+    return spec(default_factory=lambda: EnvConfig(id=default_id), doc="the environment")
 
 
-@dataclass(frozen=True)
-class ScenarioConfig:
+class ScenarioConfig(Config):
+    """Training and held-out evaluation scenarios: environment parameters drawn per scenario."""
+
     num_train: int = spec(256, ge=1, le=10**7, doc="training scenarios (sampled at every episode reset)")
     num_eval: int = spec(64, ge=1, le=10**7, doc="held-out evaluation scenarios (each run once, deterministically)")
-    ranges: dict[str, tuple[float, float]] = spec(
+    ranges: Ranges = spec(
         default_factory=dict,
         doc="env parameter -> [low, high] drawn uniformly per scenario; parameters not named keep their defaults",
     )
 
 
-@dataclass(frozen=True)
-class NetworkConfig:
-    hidden_sizes: tuple[int, ...] = spec((64, 64), doc="hidden layer widths of actor and critics")
-    activation: str = spec("relu", choices=("relu", "tanh", "gelu", "silu"), doc="hidden activation")
+class NetworkConfig(Config):
+    """The networks' shape."""
+
+    hidden_sizes: HiddenSizes = spec((64, 64), doc="hidden layer widths of actor and critics")
+    activation: Activation = spec("relu", doc="hidden activation")
 
 
-@dataclass(frozen=True)
-class LoopConfig:
+class LoopConfig(Config):
     """What every training loop has: budget, env count, and the cadence of logs, evaluations and checkpoints."""
 
     total_env_steps: int = spec(20_000, ge=1, le=2**53, doc="env steps in all")
@@ -69,26 +151,45 @@ class LoopConfig:
     checkpoint_dir: str = spec("data/06_models/checkpoints", doc="where periodic checkpoints go, one folder a run")
     keep_checkpoints: int = spec(3, ge=1, doc="periodic checkpoints kept per run (newest)")
     resume: bool = spec(False, doc="continue the newest interrupted run from its newest intact checkpoint")
+    init_from: str | None = spec(None, doc="version of this pipeline's stored agent (catalog version string of "
+                                           "<algo>.agent, or 'latest') whose parameters the run starts from; "
+                                           "null: fresh init")
+    init_from_optimizer: bool = spec(False, doc="also take the stored agent's optimizer state")
+    init_from_buffer: bool = spec(False, doc="also take its replay buffer contents (SAC)")
 
 
-@dataclass(frozen=True)
-class EarlyStoppingConfig:
+class EarlyStoppingConfig(Config):
+    """When training stops before its budget."""
+
     target_return: float | None = spec(475.0, doc="stop once the windowed return reaches this; null: never stop")
-    monitor: str = spec("eval", choices=("eval", "train"), doc="held-out evaluations, or training episodes")
+    monitor: Literal["eval", "train"] = spec("eval", doc="held-out evaluations, or training episodes")
     window: int = spec(1, ge=1, doc="values averaged")
     patience: int = spec(1, ge=1, doc="consecutive checks at or above target before stopping")
 
 
-@dataclass(frozen=True)
-class TrackingConfig:
+# ``register`` is also the name of a method of BaseModel's metaclass (abc.ABCMeta.register), which instances do not
+# see: the field works, pydantic's warning about the name is moot.
+warnings.filterwarnings("ignore", message='Field name "register" in "TrackingConfig" shadows', category=UserWarning)
+
+
+class TrackingConfig(Config):
+    """What goes to MLflow (and TensorBoard) besides the pipeline's datasets."""
+
     registered_model_name: str | None = spec("rlpipe-sac", doc="MLflow registry name of the policy; null: log only")
     tensorboard: bool = spec(False, doc="also write TensorBoard scalars (needs the 'tensorboard' extra)")
     tensorboard_dir: str = spec("data/08_reporting/tensorboard", doc="TensorBoard logs, one folder a run")
     animation_scenario: int = spec(0, ge=0, doc="row of the eval scenarios whose episode is animated")
+    video_every_env_steps: int = spec(0, ge=0, doc="env steps between short videos of the current policy on the "
+                                                   "animation scenario during training; 0: none")
+    register: Literal["always", "on_target"] = spec("always", doc="register the policy model in the MLflow registry "
+                                                                  "always, or only when the final evaluation's mean "
+                                                                  "return reaches the target")
+    target_return: float | None = spec(None, doc="the eval mean return that 'on_target' registration needs; null: "
+                                                 "early_stopping.target_return where the algorithm has one")
+    system_metrics: bool = spec(True, doc="log MLflow system metrics (CPU, memory; GPU when present) during the run")
 
 
-@dataclass(frozen=True)
-class DistributedConfig:
+class DistributedConfig(Config):
     """How this process joins the others of a multi-process run (the top-level ``distributed`` parameters)."""
 
     coordinator_address: str | None = spec(None, doc="host:port of process 0's coordinator; null: "
@@ -102,106 +203,133 @@ class DistributedConfig:
     shutdown_timeout_seconds: int = spec(300, ge=1, doc="how long a finished process waits for the others at exit")
 
 
+class EvaluationConfig(Config):
+    """How the evaluation pipelines evaluate a stored agent (the top-level ``evaluation`` parameters)."""
+
+    scenarios: Literal["stored", "fresh"] = spec("stored", doc="the agent's own held-out eval scenarios (regenerated "
+                                                               "exactly from its config), or fresh ones drawn with "
+                                                               "evaluation.seed")
+    seed: int | None = spec(None, ge=0, lt=2**31, doc="seed of fresh scenarios; null: the agent's seed + 1")
+    num_scenarios: int | None = spec(None, ge=1, le=10**7, doc="number of fresh scenarios; null: the agent's "
+                                                               "scenarios.num_eval")
+    animation: bool = spec(True, doc="render the animation scenario's episode (GIF, and MP4 when ffmpeg is on PATH)")
+    animation_scenario: int = spec(0, ge=0, doc="row of the evaluated scenarios whose episode is animated")
+
+
 # ------------------------------------------------------------------------------------------ mapping -> typed
-def parse(cls: type, data: Any, key: str):
-    """Build dataclass ``cls`` from a mapping, checking every key, type and bound; ``key`` is the dotted prefix."""
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise ConfigError(key, f"expected a mapping of settings, got {_show(data)}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = [k for k in data if k not in fields]
-    if unknown:
-        name = str(unknown[0])
-        close = difflib.get_close_matches(name, fields, n=1)
+def parse(cls: type[Config], data: Any, key: str):
+    """Build config ``cls`` from a mapping, checking every key, type and bound; ``key`` is the dotted prefix.
+    The first problem found (in the order of the keys, a section's unknown keys first) is a ConfigError."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as error:
+        raise _config_error(cls, data, key, _first(error.errors(include_url=False))) from None
+
+
+def _first(errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """The error a depth-first walk in key order meets first: pydantic lists a section's unknown keys after its
+    fields' errors, while a section's unknown keys are reported before anything inside it."""
+    first = errors[0]
+    enclosing = [e for e in errors if e["type"] == "extra_forbidden"
+                 and tuple(first["loc"][:len(e["loc"]) - 1]) == tuple(e["loc"][:-1])]
+    return min(enclosing, key=lambda e: len(e["loc"])) if enclosing else first
+
+
+_BOUNDS = {"greater_than_equal": ("ge", ">="), "greater_than": ("gt", ">"),
+           "less_than_equal": ("le", "<="), "less_than": ("lt", "<")}
+
+
+def _config_error(cls: type[Config], data: Any, key: str, error: dict[str, Any]) -> ConfigError:
+    """One pydantic error as a ConfigError in rlpipe's words."""
+    kind, value, ctx = error["type"], error["input"], error.get("ctx") or {}
+    loc = tuple(error["loc"])
+    if loc and loc[-1] == "[key]":  # a mapping's key (not its value) is bad
+        loc = loc[:-1]
+
+    def at(path):
+        return key + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
+
+    if kind == "extra_forbidden":
+        allowed = list(_type_at(cls, loc[:-1]).model_fields)
+        name = str(loc[-1])
+        close = difflib.get_close_matches(name, allowed, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(f"{key}.{name}", f"unknown key{hint}; allowed keys: {', '.join(fields)}")
-    values = {}
-    for name, f in fields.items():
-        if name in data:
-            values[name] = _convert(hints[name], data[name], f"{key}.{name}", f.metadata)
-    return cls(**values)
-
-
-def _convert(hint: Any, value: Any, key: str, rules: Mapping[str, Any]):
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        options = [a for a in typing.get_args(hint) if a is not type(None)]
-        if value is None:
-            return None
-        return _convert(options[0], value, key, rules)
-    if dataclasses.is_dataclass(hint):
-        return parse(hint, value, key)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(key, f"expected true or false, got {_show(value)}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(key, f"expected an integer, got {_show(value)}")
-        _check_bounds(value, key, rules)
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(key, f"expected a number, got {_show(value)}")
-        value = float(value)
-        if not math.isfinite(value):
-            raise ConfigError(key, f"expected a finite number, got {value}")
-        _check_bounds(value, key, rules)
-        return value
-    if hint is str:
+        return ConfigError(at(loc), f"unknown key{hint}; allowed keys: {', '.join(allowed)}")
+    if kind in ("model_type", "model_attributes_type"):
+        return ConfigError(at(loc), f"expected a mapping of settings, got {_show(value)}")
+    if kind == "dict_type":
+        return ConfigError(at(loc), f"expected a mapping, got {_show(value)}")
+    if kind == "bool_type":
+        return ConfigError(at(loc), f"expected true or false, got {_show(value)}")
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return ConfigError(at(loc), f"expected an integer, got {_show(value)}")
+    if kind in ("float_type", "float_parsing"):
+        return ConfigError(at(loc), f"expected a number, got {_show(value)}")
+    if kind == "finite_number":
+        return ConfigError(at(loc), f"expected a finite number, got {float(value)}")
+    if kind in ("string_type", "string_too_short"):
+        return ConfigError(at(loc), f"expected a non-empty string, got {_show(value)}")
+    if kind in ("literal_error", "config_choice"):
         if not isinstance(value, str) or not value:
-            raise ConfigError(key, f"expected a non-empty string, got {_show(value)}")
-        choices = rules.get("choices")
-        if choices and value not in choices:
-            raise ConfigError(key, f"{value!r} is not one of {', '.join(map(repr, choices))}")
-        return value
-    if origin is tuple:
-        args = typing.get_args(hint)
-        if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (list, tuple)):
-            raise ConfigError(key, f"expected a list, got {_show(value)}")
+            return ConfigError(at(loc), f"expected a non-empty string, got {_show(value)}")
+        choices = ctx["allowed"] if kind == "config_choice" else typing.get_args(_type_at(cls, loc))
+        return ConfigError(at(loc), f"{value!r} is not one of {', '.join(map(repr, choices))}")
+    if kind in ("tuple_type", "list_type"):
+        return ConfigError(at(loc), f"expected a list, got {_show(value)}")
+    if kind in ("too_short", "too_long") or (kind == "missing" and loc and isinstance(loc[-1], int)):
+        where = loc[:-1] if kind == "missing" else loc
+        args = typing.get_args(_type_at(cls, where))
         if len(args) == 2 and args[1] is Ellipsis:
-            if not value:
-                raise ConfigError(key, "expected a non-empty list")
-            items = [_convert(args[0], v, f"{key}[{i}]", {"ge": 1, "le": 2**16}) for i, v in enumerate(value)]
+            return ConfigError(at(where), "expected a non-empty list")
+        got = len(value) if hasattr(value, "__len__") else ctx.get("actual_length")
+        return ConfigError(at(where), f"expected a list of {len(args)} values, got {got}")
+    if kind in _BOUNDS:
+        name, symbol = _BOUNDS[kind]
+        if _type_at(cls, loc) is float:
+            value = float(value)
+        return ConfigError(at(loc), f"{value!r} is out of range: must be {symbol} {ctx[name]}")
+    return ConfigError(at(loc), f"{error['msg']}, got {_show(value)}")  # no such error type is known to occur
+
+
+def _strip(hint: Any) -> Any:
+    """``hint`` without Annotated metadata and without its Optional."""
+    while True:
+        origin = typing.get_origin(hint)
+        if origin is Annotated:
+            hint = typing.get_args(hint)[0]
+        elif origin in (typing.Union, types.UnionType):
+            options = [a for a in typing.get_args(hint) if a is not type(None)]
+            if len(options) != 1:
+                return hint
+            hint = options[0]
         else:
-            if len(value) != len(args):
-                raise ConfigError(key, f"expected a list of {len(args)} values, got {len(value)}")
-            items = [_convert(a, v, f"{key}[{i}]", {}) for i, (a, v) in enumerate(zip(args, value))]
-        return tuple(items)
-    if origin is dict:
-        key_type, value_type = typing.get_args(hint)
-        if not isinstance(value, Mapping):
-            raise ConfigError(key, f"expected a mapping, got {_show(value)}")
-        return {str(k): _convert(value_type, v, f"{key}.{k}", {}) for k, v in value.items()}
-    raise TypeError(f"config type {hint!r} of {key} is not supported")  # a bug in this module, not user input
+            return hint
 
 
-def _check_bounds(value: float, key: str, rules: Mapping[str, Any]) -> None:
-    checks = (("ge", lambda a, b: a >= b, ">="), ("gt", lambda a, b: a > b, ">"),
-              ("le", lambda a, b: a <= b, "<="), ("lt", lambda a, b: a < b, "<"))
-    for name, ok, symbol in checks:
-        bound = rules.get(name)
-        if bound is not None and not ok(value, bound):
-            raise ConfigError(key, f"{value!r} is out of range: must be {symbol} {bound}")
+def _type_at(cls: type[Config], loc: tuple) -> Any:
+    """The type that the value at ``loc`` (a pydantic error location) is validated as."""
+    hint: Any = cls
+    for part in loc:
+        hint = _strip(hint)
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+        if isinstance(hint, type) and issubclass(hint, BaseModel):
+            hint = hint.model_fields[part].annotation
+        elif origin is tuple:
+            hint = args[0] if len(args) == 2 and args[1] is Ellipsis else args[part]
+        elif origin is dict:
+            hint = args[1]
+        else:
+            return None
+    return _strip(hint)
 
 
 def _show(value: Any) -> str:
     return f"{value!r} ({type(value).__name__})"
 
 
-def to_dict(config: Any) -> dict:
+def to_dict(config: Config) -> dict:
     """The plain nested-dict form of a config (JSON-ready: tuples become lists)."""
-
-    def plain(v):
-        if isinstance(v, tuple):
-            return [plain(x) for x in v]
-        if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
-        return v
-
-    return plain(dataclasses.asdict(config))
+    return config.model_dump(mode="json")
 
 
 # ------------------------------------------------------------------------------------------ cross-field rules
@@ -211,10 +339,17 @@ def check_divisible(value: int, key: str, num_devices: int) -> None:
                                "processes): each device gets an equal share")
 
 
-def check_tracking(tracking: TrackingConfig, scenarios: ScenarioConfig, key: str) -> None:
+def check_tracking(tracking: TrackingConfig, scenarios: ScenarioConfig, key: str,
+                   early_stopping: EarlyStoppingConfig | None = None) -> None:
+    """``key``: the tracking section's; ``early_stopping``: the algorithm's section, if it has one."""
     if tracking.animation_scenario >= scenarios.num_eval:
         raise ConfigError(f"{key}.animation_scenario", f"{tracking.animation_scenario} is not a row of the "
                                                        f"{scenarios.num_eval} eval scenarios (0 .. {scenarios.num_eval - 1})")
+    if tracking.register == "on_target" and tracking.target_return is None and (
+            early_stopping is None or early_stopping.target_return is None):
+        where = ("tracking.target_return or early_stopping.target_return" if early_stopping is not None
+                 else "tracking.target_return")
+        raise ConfigError(f"{key}.register", f"'on_target' needs a target return: set {where}")
     if tracking.tensorboard:
         import importlib.util
 
@@ -223,17 +358,59 @@ def check_tracking(tracking: TrackingConfig, scenarios: ScenarioConfig, key: str
                                                     "pip install -e '.[tensorboard]'")
 
 
-def check_common(config: Any, key: str, num_devices: int, continuous: bool | None, steps_per_iter: int):
-    """Rules every algorithm's config obeys (``num_devices``: all devices of all processes); returns the
-    environment's EnvSpec."""
-    from rlpipe.rl.envs import check_env_id, check_scenario_ranges  # envs import jax: keep config import light
+def registration_target(config: Any) -> float | None:
+    """The eval mean return that ``tracking.register: on_target`` asks for: ``tracking.target_return``, else the
+    algorithm's ``early_stopping.target_return`` (None if neither is set)."""
+    if config.tracking.target_return is not None:
+        return config.tracking.target_return
+    early_stopping = getattr(config, "early_stopping", None)
+    return early_stopping.target_return if early_stopping is not None else None
 
+
+def check_init_from(train: LoopConfig, key: str) -> None:
+    """``key``: the train section's."""
+    if train.init_from is not None and train.resume:
+        raise ConfigError(f"{key}.init_from", "a resumed run continues its own checkpoint; init_from starts a new "
+                                              "run from another agent — set one of them")
+    for name in ("init_from_optimizer", "init_from_buffer"):
+        if getattr(train, name) and train.init_from is None:
+            raise ConfigError(f"{key}.{name}", "true needs train.init_from (the stored agent to take it from)")
+
+
+def check_evaluation(evaluation: EvaluationConfig, num_scenarios: int, key: str = "evaluation") -> None:
+    """The ``evaluation`` section against the scenarios actually evaluated (``num_scenarios`` rows: the agent's
+    scenarios.num_eval, or evaluation.num_scenarios)."""
+    if evaluation.scenarios == "stored":
+        for name in ("seed", "num_scenarios"):
+            if getattr(evaluation, name) is not None:
+                raise ConfigError(f"{key}.{name}", f"applies to fresh scenarios only; set {key}.scenarios: fresh, "
+                                                   "or null")
+    if evaluation.animation and evaluation.animation_scenario >= num_scenarios:
+        raise ConfigError(f"{key}.animation_scenario",
+                          f"{evaluation.animation_scenario} is not a row of the {num_scenarios} evaluated scenarios "
+                          f"(0 .. {num_scenarios - 1})")
+
+
+def check_common(config: Any, key: str, num_devices: int | None, continuous: bool | None, steps_per_iter: int):
+    """Rules every algorithm's config obeys (``num_devices``: all devices of all processes); returns the
+    environment's EnvSpec. With ``num_devices`` None only the rules that need neither the environment nor the
+    device count (nothing heavy is imported), and None is returned."""
     t = config.train
-    env_spec = check_env_id(config.env.id, f"{key}.env.id", continuous=continuous)
-    check_scenario_ranges(config.scenarios.ranges, env_spec, f"{key}.scenarios.ranges")
-    check_tracking(config.tracking, config.scenarios, f"{key}.tracking")
-    check_divisible(t.num_envs, f"{key}.train.num_envs", num_devices)
+    check_tracking(config.tracking, config.scenarios, f"{key}.tracking", getattr(config, "early_stopping", None))
     if t.log_every_env_steps < steps_per_iter:
         raise ConfigError(f"{key}.train.log_every_env_steps",
                           f"{t.log_every_env_steps} is below one iteration ({steps_per_iter} env steps)")
+    check_init_from(t, f"{key}.train")
+    every = config.tracking.video_every_env_steps
+    if every and every < t.log_every_env_steps:
+        raise ConfigError(f"{key}.tracking.video_every_env_steps",
+                          f"{every} is below {key}.train.log_every_env_steps ({t.log_every_env_steps}): videos are "
+                          "made between compiled calls, at most one per progress line; raise this or lower that")
+    if num_devices is None:
+        return None
+    from rlpipe.rl.envs import check_env_id, check_scenario_ranges  # envs import jax: keep config import light
+
+    env_spec = check_env_id(config.env.id, f"{key}.env.id", continuous=continuous)
+    check_scenario_ranges(config.scenarios.ranges, env_spec, f"{key}.scenarios.ranges")
+    check_divisible(t.num_envs, f"{key}.train.num_envs", num_devices)
     return env_spec

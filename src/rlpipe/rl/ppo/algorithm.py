@@ -21,7 +21,6 @@ from rlpipe.rl.algorithm import IterationOutput
 from rlpipe.rl.envs import EnvSpec, ScenarioBatch
 from rlpipe.rl.mesh import AXIS
 from rlpipe.rl.normalization import RunningStats
-from rlpipe.rl.ppo import config as ppo_config
 from rlpipe.rl.ppo import networks as nets
 from rlpipe.rl.ppo.config import PPOConfig
 from rlpipe.rl.ppo.losses import clipped_surrogate, explained_variance, gae, normalize_advantages, value_loss
@@ -154,9 +153,7 @@ class PPOAlgorithm:
     config_class = PPOConfig
     metric_names = METRICS
     progress_labels = (("value_loss", "value"), ("policy_loss", "policy"))
-
-    def check_config(self, config: PPOConfig, key: str, num_devices: int) -> None:
-        ppo_config.check(config, key, num_devices)
+    inheritable = {"params": ("params", "obs_norm"), "optimizer": ("opt_state",)}
 
     def steps_per_iteration(self, config: PPOConfig) -> tuple[int, int]:
         t = config.train

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from rlpipe.rl import config as shared
 from rlpipe.rl.config import spec
 from rlpipe.rl.errors import ConfigError
 
 
-@dataclass(frozen=True)
 class PPOTrainConfig(shared.LoopConfig):
+    """PPO's training loop."""
+
     total_env_steps: int = spec(100_000, ge=1, le=2**53, doc="env step budget (early stopping may end sooner)")
     num_envs: int = spec(16, ge=1, le=2**20, doc="parallel environments over all devices")
     log_every_env_steps: int = spec(8_192, ge=1, doc="env steps between progress lines (one compiled call)")
@@ -34,27 +33,36 @@ class PPOTrainConfig(shared.LoopConfig):
     init_log_std: float = spec(0.0, doc="initial log std of the Gaussian policy (continuous actions)")
 
 
-@dataclass(frozen=True)
-class PPOConfig:
+class PPOConfig(shared.Config):
+    """Proximal Policy Optimization: the `ppo` parameters."""
+
     seed: int = spec(0, ge=0, lt=2**31, doc="the one seed every RNG key is split from")
     env: shared.EnvConfig = shared.env_config("CartPole-v1")
-    scenarios: shared.ScenarioConfig = spec(default_factory=shared.ScenarioConfig)
-    network: shared.NetworkConfig = spec(default_factory=lambda: shared.NetworkConfig(activation="tanh"))
-    train: PPOTrainConfig = spec(default_factory=PPOTrainConfig)
-    early_stopping: shared.EarlyStoppingConfig = spec(default_factory=shared.EarlyStoppingConfig)
+    scenarios: shared.ScenarioConfig = spec(default_factory=shared.ScenarioConfig,
+                                            doc="training and held-out evaluation scenarios")
+    network: shared.NetworkConfig = spec(default_factory=lambda: shared.NetworkConfig(activation="tanh"),
+                                         doc="policy and value networks")
+    train: PPOTrainConfig = spec(default_factory=PPOTrainConfig, doc="the training loop")
+    early_stopping: shared.EarlyStoppingConfig = spec(default_factory=shared.EarlyStoppingConfig,
+                                                      doc="stopping before the budget is spent")
     tracking: shared.TrackingConfig = spec(
-        default_factory=lambda: shared.TrackingConfig(registered_model_name="rlpipe-ppo"))
+        default_factory=lambda: shared.TrackingConfig(registered_model_name="rlpipe-ppo"), doc="MLflow and TensorBoard")
 
 
-def check(config: PPOConfig, key: str, num_devices: int) -> None:
-    """PPO's rules on top of the typed fields, for ``num_devices`` devices over all processes."""
+def check(config: PPOConfig, key: str, num_devices: int | None) -> None:
+    """PPO's rules on top of the typed fields, for ``num_devices`` devices over all processes (None: only the rules
+    that need neither the environment nor the device count)."""
     t, e = config.train, config.early_stopping
+    if t.init_from_buffer:
+        raise ConfigError(f"{key}.train.init_from_buffer", "true, but PPO has no replay buffer")
     shared.check_common(config, key, num_devices, continuous=None, steps_per_iter=t.num_envs * t.num_steps)
+    if e.target_return is not None and e.monitor == "eval" and not t.eval_every_env_steps:
+        raise ConfigError(f"{key}.early_stopping.monitor", f"'eval' needs evaluations during training, but "
+                                                           f"{key}.train.eval_every_env_steps is 0")
+    if num_devices is None:
+        return
     per_device = t.num_envs // num_devices * t.num_steps
     if per_device % t.num_minibatches:
         raise ConfigError(f"{key}.train.num_minibatches",
                           f"{t.num_minibatches} does not divide a device's rollout of {per_device} transitions "
                           f"(num_envs / devices x num_steps)")
-    if e.target_return is not None and e.monitor == "eval" and not t.eval_every_env_steps:
-        raise ConfigError(f"{key}.early_stopping.monitor", f"'eval' needs evaluations during training, but "
-                                                           f"{key}.train.eval_every_env_steps is 0")

@@ -24,7 +24,6 @@ from rlpipe.rl.algorithm import IterationOutput
 from rlpipe.rl.buffer import BufferState
 from rlpipe.rl.envs import EnvSpec, ScenarioBatch
 from rlpipe.rl.mesh import AXIS
-from rlpipe.rl.sac import config as sac_config
 from rlpipe.rl.sac.config import SACConfig
 from rlpipe.rl.sac.losses import actor_loss, critic_loss, critic_target, temperature_loss
 from rlpipe.rl.sac.networks import Actor, TwinCritic, deterministic_action, sample_tanh_gaussian
@@ -177,6 +176,18 @@ def no_prefill(spec: EnvSpec) -> dict[str, np.ndarray]:
     return {name: np.asarray(value) for name, value in empty._asdict().items()}
 
 
+def stored_transitions(buffer: dict[str, Any], stored_devices: int, capacity: int, num_devices: int
+                       ) -> dict[str, np.ndarray]:
+    """The transitions of a checkpointed replay buffer (written on ``stored_devices`` devices), oldest first, as
+    prefill transitions for a new run: the newest ones that fit ``capacity``, a multiple of ``num_devices`` of
+    them (each device's shard takes an equal slice)."""
+    whole = replay.redistribute(buffer, stored_devices, 1)
+    size = int(whole["size"])
+    keep = min(size, capacity)
+    keep -= keep % num_devices
+    return {name: np.asarray(value)[size - keep:size] for name, value in whole["data"].items()}
+
+
 # ---------------------------------------------------------------------------------------------------- plugin
 class SACAlgorithm:
     """Soft Actor-Critic with twin critics, target networks and an auto-tuned entropy temperature."""
@@ -185,9 +196,8 @@ class SACAlgorithm:
     config_class = SACConfig
     metric_names = METRICS
     progress_labels = (("critic_loss", "critic"), ("actor_loss", "actor"), ("temperature", "alpha"))
-
-    def check_config(self, config: SACConfig, key: str, num_devices: int) -> None:
-        sac_config.check(config, key, num_devices)
+    inheritable = {"params": ("actor_params", "critic_params", "target_critic_params", "log_alpha"),
+                   "optimizer": ("actor_opt_state", "critic_opt_state", "alpha_opt_state")}
 
     def steps_per_iteration(self, config: SACConfig) -> tuple[int, int]:
         t = config.train

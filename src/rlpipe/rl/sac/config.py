@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from rlpipe.rl import config as shared
 from rlpipe.rl.config import spec
 from rlpipe.rl.errors import ConfigError
 
 
-@dataclass(frozen=True)
-class BufferConfig:
+class BufferConfig(shared.Config):
+    """The replay buffer."""
+
     capacity: int = spec(100_000, ge=1, le=2**31 - 1, doc="replay buffer transitions, over all devices")
     prefill_steps: int = spec(1_000, ge=1, doc="env steps of uniformly random actions before training")
 
 
-@dataclass(frozen=True)
 class SACTrainConfig(shared.LoopConfig):
+    """SAC's training loop."""
+
     total_env_steps: int = spec(12_000, ge=1, le=2**53, doc="env steps in all, prefill included")
     checkpoint_dir: str = spec("data/06_models/sac_checkpoints", doc="where periodic checkpoints go, one folder a run")
     unroll_length: int = spec(1, ge=1, le=2**20, doc="env steps per environment per iteration")
@@ -30,29 +31,25 @@ class SACTrainConfig(shared.LoopConfig):
     target_entropy: float | None = spec(None, doc="entropy target; null means -action_dim")
 
 
-@dataclass(frozen=True)
-class SACConfig:
+class SACConfig(shared.Config):
+    """Soft Actor-Critic: the `sac` parameters."""
+
     seed: int = spec(0, ge=0, lt=2**31, doc="the one seed every RNG key is split from")
-    env: shared.EnvConfig = spec(default_factory=shared.EnvConfig)
-    scenarios: shared.ScenarioConfig = spec(default_factory=shared.ScenarioConfig)
-    network: shared.NetworkConfig = spec(default_factory=shared.NetworkConfig)
-    buffer: BufferConfig = spec(default_factory=BufferConfig)
-    train: SACTrainConfig = spec(default_factory=SACTrainConfig)
-    tracking: shared.TrackingConfig = spec(default_factory=shared.TrackingConfig)
+    env: shared.EnvConfig = spec(default_factory=shared.EnvConfig, doc="the environment")
+    scenarios: shared.ScenarioConfig = spec(default_factory=shared.ScenarioConfig,
+                                            doc="training and held-out evaluation scenarios")
+    network: shared.NetworkConfig = spec(default_factory=shared.NetworkConfig, doc="actor and critic networks")
+    buffer: BufferConfig = spec(default_factory=BufferConfig, doc="the replay buffer")
+    train: SACTrainConfig = spec(default_factory=SACTrainConfig, doc="the training loop")
+    tracking: shared.TrackingConfig = spec(default_factory=shared.TrackingConfig, doc="MLflow and TensorBoard")
 
 
-def check(config: SACConfig, key: str, num_devices: int) -> None:
-    """SAC's rules on top of the typed fields, for ``num_devices`` devices over all processes."""
+def check(config: SACConfig, key: str, num_devices: int | None) -> None:
+    """SAC's rules on top of the typed fields, for ``num_devices`` devices over all processes (None: only the rules
+    that need neither the environment nor the device count)."""
     t, b = config.train, config.buffer
     env_spec = shared.check_common(config, key, num_devices, continuous=True,
                                    steps_per_iter=t.num_envs * t.unroll_length)
-    for name, value in (("train.batch_size", t.batch_size), ("buffer.capacity", b.capacity)):
-        shared.check_divisible(value, f"{key}.{name}", num_devices)
-    buffer_bytes = b.capacity * 4 * (2 * env_spec.obs_dim + env_spec.action_dim + 2)
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if buffer_bytes > 0.5 * memory:
-        raise ConfigError(f"{key}.buffer.capacity", f"{b.capacity} transitions need {buffer_bytes / 2**30:.1f} GiB, "
-                                                    f"more than half of this machine's {memory / 2**30:.1f} GiB")
     if t.batch_size > b.capacity:
         raise ConfigError(f"{key}.train.batch_size", f"{t.batch_size} is larger than {key}.buffer.capacity "
                                                      f"({b.capacity}): a batch must fit in the buffer")
@@ -66,3 +63,12 @@ def check(config: SACConfig, key: str, num_devices: int) -> None:
         raise ConfigError(f"{key}.train.total_env_steps",
                           f"{t.total_env_steps} leaves no training after {key}.buffer.prefill_steps "
                           f"({b.prefill_steps}) random steps; it counts prefill steps too")
+    if num_devices is None:
+        return
+    for name, value in (("train.batch_size", t.batch_size), ("buffer.capacity", b.capacity)):
+        shared.check_divisible(value, f"{key}.{name}", num_devices)
+    buffer_bytes = b.capacity * 4 * (2 * env_spec.obs_dim + env_spec.action_dim + 2)
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if buffer_bytes > 0.5 * memory:
+        raise ConfigError(f"{key}.buffer.capacity", f"{b.capacity} transitions need {buffer_bytes / 2**30:.1f} GiB, "
+                                                    f"more than half of this machine's {memory / 2**30:.1f} GiB")
