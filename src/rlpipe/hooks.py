@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
@@ -14,6 +15,23 @@ logger = logging.getLogger(__name__)
 CACHE_ENV = "RLPIPE_JAX_CACHE_DIR"
 # Plugins whose hooks write files of their own (an MLflow run, kedro-viz's run statistics): process 0's alone.
 PRIMARY_ONLY_PLUGINS = ("kedro_mlflow", "kedro_viz")
+
+
+class ConfigCheckHooks:
+    @hook_impl(tryfirst=True)  # registered last: the first hook of all, before JAX, the envs or MLflow's store
+    def after_context_created(self, context) -> None:
+        """Every parameter section the project has (``distributed``, ``evaluation`` and each algorithm's) checked
+        before anything heavy is loaded: a bad key or value stops the run here with a ``ConfigError`` naming it.
+        The rules that need the environment or the device count follow in each pipeline's ``load_config``."""
+        from rlpipe.rl import algorithm
+        from rlpipe.rl.config import DistributedConfig, EvaluationConfig, parse
+
+        params = context.config_loader["parameters"]  # runtime --params merged
+        parse(DistributedConfig, params.get("distributed"), "distributed")
+        parse(EvaluationConfig, params.get("evaluation"), "evaluation")
+        for name in algorithm.names():
+            if name in params:
+                algorithm.load_config(name, params[name], None)
 
 
 class JaxRuntimeHooks:
@@ -51,3 +69,23 @@ def _unregister_primary_only_plugins(context) -> None:
     for plugin in list(manager.get_plugins()):
         if type(plugin).__module__.split(".")[0] in PRIMARY_ONLY_PLUGINS:
             manager.unregister(plugin)
+
+
+class LineageHooks:
+    """MLflow tags that tie a run to the stored agents it came from: ``rlpipe.parent_agent`` for a run started
+    with ``train.init_from``, ``rlpipe.evaluated_agent`` for an evaluation pipeline's run."""
+
+    @hook_impl
+    def after_node_run(self, outputs: dict[str, Any]) -> None:
+        import sys
+
+        mlflow = sys.modules.get("mlflow")
+        if mlflow is None or mlflow.active_run() is None:
+            return
+        for name, value in outputs.items():
+            namespace, _, entry = name.rpartition(".")
+            if entry == "lineage" and value:
+                mlflow.set_tags({"rlpipe.parent_agent": f"{value['parent_algorithm']}.agent@{value['parent_version']}",
+                                 "rlpipe.parent_agent_env_steps": str(value["parent_env_steps"])})
+            elif entry == "agent_info" and isinstance(value, dict):
+                mlflow.set_tags({"rlpipe.evaluated_agent": f"{value['algorithm']}.agent@{value['agent_version']}"})

@@ -5,7 +5,8 @@ from pathlib import Path
 from kedro.utils import find_kedro_project
 
 from rlpipe.catalog import ProcessAwareCatalog
-from rlpipe.hooks import JaxRuntimeHooks
+from rlpipe.console import ConsoleHooks
+from rlpipe.hooks import ConfigCheckHooks, JaxRuntimeHooks, LineageHooks
 from rlpipe.tracking import MlflowArtifactHooks, MlflowConfigParamsHooks, MlflowRunIsolationHooks
 
 
@@ -14,9 +15,10 @@ def _project_root() -> str:
     return str(find_kedro_project(Path.cwd()) or Path.cwd())
 
 
-# Registered last, called first (pluggy is LIFO): JaxRuntimeHooks joins the processes of a multi-process run before
-# any other hook asks which process this is.
-HOOKS = (MlflowRunIsolationHooks(), MlflowConfigParamsHooks(), MlflowArtifactHooks(), JaxRuntimeHooks())
+# Registered last, called first (pluggy is LIFO): ConfigCheckHooks stops a bad config before anything heavy is loaded;
+# JaxRuntimeHooks then joins the processes of a multi-process run before any other hook asks which process this is.
+HOOKS = (ConsoleHooks(), LineageHooks(), MlflowRunIsolationHooks(), MlflowConfigParamsHooks(), MlflowArtifactHooks(), JaxRuntimeHooks(),
+         ConfigCheckHooks())
 
 # In a multi-process run, process 0 alone writes catalog artifacts; the others keep their outputs in memory.
 DATA_CATALOG_CLASS = ProcessAwareCatalog

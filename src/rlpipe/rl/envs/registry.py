@@ -10,12 +10,41 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
+import importlib.util
+import sys
+import types
 from dataclasses import dataclass
 from typing import Any
 
-import gymnax
 import numpy as np
-from gymnax.environments import spaces
+
+
+class _LazyModule(types.ModuleType):
+    """Stands in for a module until something reads one of its attributes; then imports it for real."""
+
+    def __getattr__(self, attribute: str):
+        del sys.modules[self.__name__]
+        real = importlib.import_module(self.__name__)
+        self.__dict__.update(real.__dict__)
+        return getattr(real, attribute)
+
+
+def _import_lazily(name: str) -> None:
+    """Register module ``name`` so that it is imported on first attribute access, not on import. (The standard
+    library's LazyLoader does not help here: the import system reads ``__spec__`` on every import, which loads it.)"""
+    if name in sys.modules or (spec := importlib.util.find_spec(name)) is None:
+        return
+    stub = _LazyModule(name)
+    stub.__spec__ = spec
+    sys.modules[name] = stub
+
+
+# gymnax imports every env it ships, and its Pong imports seaborn (with scipy.stats: 0.7 s here) for rendering
+# alone; seaborn is loaded only if something uses it.
+_import_lazily("seaborn")
+
+import gymnax  # noqa: E402
+from gymnax.environments import spaces  # noqa: E402
 
 from rlpipe.rl.errors import ConfigError
 
