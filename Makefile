@@ -10,7 +10,7 @@ export KEDRO_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: setup run test bench ui serve viz clean-cache
+.PHONY: setup run test bench ui serve viz clean-cache schemas
 
 setup: $(VENV)/.installed
 
@@ -26,7 +26,7 @@ test: setup
 	$(BIN)/python -m pytest
 
 # Benchmarks against Stable-Baselines3 and rejax (peers in their own venv): writes benchmarks/results/
-# (about 50 minutes: case 5 also runs the last pmap commit; e.g. BENCH_ARGS="--pairs 1 --cases 2,4" for a quick look)
+# (about 65 minutes: case 5 also runs the last pmap commit, case 7 the commit before the quiet console; e.g. BENCH_ARGS="--pairs 1 --cases 2,4" for a quick look)
 PEERS := .venv-peers
 $(PEERS)/.installed: benchmarks/requirements-peers.txt
 	$(PYTHON) -m venv $(PEERS)
@@ -51,3 +51,7 @@ viz: setup
 
 clean-cache:
 	rm -rf .jax_cache
+
+# conf/schemas/*.json (the parameter files' JSON Schemas) from the typed configs; run after changing a config class
+schemas: setup
+	$(BIN)/python -m rlpipe.schemas

@@ -1,7 +1,9 @@
 """Issue 3: MLflow tracking, the served policy, plots, the notebook, kedro-viz's DAG and progress output."""
 
+import contextlib
 import io
 import json
+import logging
 import os
 import socket
 import struct
@@ -23,12 +25,35 @@ from rlpipe.rl.policies import make_policy_fn
 from tests.conftest import PROJECT_ROOT, TINY_SAC
 
 BIN = Path(sys.executable).parent
+SYSTEM_METRICS_SETTING = os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING")  # before this module's runs
 
 
-@pytest.fixture(scope="module")
-def tracked_project(tmp_path_factory):
-    """A tiny project run twice in this one process (as a notebook user or pytest would)."""
-    root = tmp_path_factory.mktemp("tracked") / "project"
+CAPTURED = {}  # tracked_project's stderr and rlpipe.tracking's log lines
+
+
+class Tee(io.StringIO):
+    """Keeps what is written and passes it on (so a failing run still shows its output)."""
+
+    def __init__(self, stream):
+        super().__init__()
+        self._stream = stream
+
+    def write(self, text):
+        self._stream.write(text)
+        return super().write(text)
+
+
+class Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def make_project(tmp_path_factory, label: str, tracking: dict, notebooks: bool = False) -> Path:
+    root = tmp_path_factory.mktemp(label) / "project"
     root.mkdir()
     for name in ("pyproject.toml",):
         (root / name).write_bytes((PROJECT_ROOT / name).read_bytes())
@@ -37,22 +62,59 @@ def tracked_project(tmp_path_factory):
     shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
     (root / "conf" / "local").mkdir()
     (root / "src").mkdir()
-    shutil.copytree(PROJECT_ROOT / "notebooks", root / "notebooks")
-    tiny = {**TINY_SAC, "tracking": {"tensorboard": True, "registered_model_name": "tiny-sac"}}
+    if notebooks:
+        shutil.copytree(PROJECT_ROOT / "notebooks", root / "notebooks")
+    tiny = {**TINY_SAC, "tracking": tracking}
     (root / "conf" / "local" / "parameters_sac.yml").write_text(yaml.safe_dump({"sac": tiny}))
+    return root
+
+
+def run_sessions(root: Path, runtime_params: list[dict | None]) -> tuple[list[str], str, list[str]]:
+    """One `kedro run --pipeline=sac` per entry (its runtime --params) in this process: the session ids, what went
+    to stderr, and rlpipe.tracking's log lines."""
     cwd = os.getcwd()
     os.chdir(root)
+    records = Records()
+    tracking_logger = logging.getLogger("rlpipe.tracking")
+    tracking_logger.addHandler(records)
+    level = tracking_logger.level
+    tracking_logger.setLevel(logging.INFO)
+    stderr = Tee(sys.stderr)
     try:
         bootstrap_project(root)
-        outputs = []
-        for _ in range(2):
-            with KedroSession.create(project_path=root) as session:
-                session.run(pipeline_name="sac")
-                outputs.append(session.session_id)
+        session_ids = []
+        with contextlib.redirect_stderr(stderr):
+            for params in runtime_params:
+                with KedroSession.create(project_path=root, runtime_params=params) as session:
+                    session.run(pipeline_name="sac")
+                    session_ids.append(session.session_id)
         assert mlflow.active_run() is None  # nothing left open for the next session
     finally:
+        tracking_logger.removeHandler(records)
+        tracking_logger.setLevel(level)
         os.chdir(cwd)
+    return session_ids, stderr.getvalue(), records.lines
+
+
+@pytest.fixture(scope="module")
+def tracked_project(tmp_path_factory):
+    """A tiny project run twice in this one process (as a notebook user or pytest would)."""
+    root = make_project(tmp_path_factory, "tracked", {"tensorboard": True, "registered_model_name": "tiny-sac"},
+                        notebooks=True)
+    outputs, stderr, lines = run_sessions(root, [None, None])
+    CAPTURED.update(stderr=stderr, lines=lines)
     return root, outputs
+
+
+@pytest.fixture(scope="module")
+def gated_project(tracked_project, tmp_path_factory):
+    """Two runs registering on_target, the first with a target any policy meets, the second with one none does;
+    no system metrics. After tracked_project's runs (which had them) in this same process."""
+    root = make_project(tmp_path_factory, "gated", {"registered_model_name": "tiny-gated", "register": "on_target",
+                                                    "system_metrics": False})
+    session_ids, _, lines = run_sessions(root, [{"sac": {"tracking": {"target_return": -1e9}}},
+                                                {"sac": {"tracking": {"target_return": 1e9}}}])
+    return root, session_ids, lines, mlflow.MlflowClient(tracking_uri=f"sqlite:///{root}/mlflow.db")
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +126,10 @@ def client(tracked_project):
 def runs_of(client):
     exp = client.get_experiment_by_name("rlpipe")
     return sorted(client.search_runs([exp.experiment_id]), key=lambda r: r.info.start_time)
+
+
+def logged_models(client, run):
+    return client.search_logged_models([run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'")
 
 
 def versions(root: Path, rel: str) -> list[str]:
@@ -129,10 +195,51 @@ def test_tensorboard_scalars_written(tracked_project):
     assert {"train/critic_loss", "train/temperature", "train/env_steps_per_s"} <= tags
 
 
+def test_policy_registered_once_evaluated_quietly(tracked_project, client):
+    """register: always (the default): each run's policy model is a new version, registered without mlflow's
+    prints; the run's tags and rlpipe's log line say which."""
+    runs = runs_of(client)
+    by_version = {int(v.version): v for v in client.search_model_versions("name='tiny-sac'")}
+    assert sorted(by_version) == [1, 2]
+    for number, run in enumerate(runs, start=1):
+        assert by_version[number].run_id == run.info.run_id
+        assert run.data.tags["rlpipe.registered"] == "true"
+        assert run.data.tags["rlpipe.registered_version"] == str(number)
+        (logged,) = logged_models(client, run)
+        model_id = logged.model_id  # the version is the run's logged model (the SQLite registry keeps no model_id)
+        assert logged.name == "sac_policy" and by_version[number].source == f"models:/{model_id}"
+        assert (f"registered policy model models:/{model_id} as 'tiny-sac' version {number}"
+                in CAPTURED["lines"])
+    assert "already exists" not in CAPTURED["stderr"] and "Created version" not in CAPTURED["stderr"]
+
+
+def test_on_target_registers_only_a_policy_that_meets_the_target(gated_project):
+    root, session_ids, lines, gated_client = gated_project
+    met, missed = runs_of(gated_client)
+    assert [r.data.tags["run_id"] for r in (met, missed)] == session_ids
+    versions_ = gated_client.search_model_versions("name='tiny-gated'")
+    assert [(int(v.version), v.run_id) for v in versions_] == [(1, met.info.run_id)]
+    assert met.data.tags["rlpipe.registered"] == "true" and met.data.tags["rlpipe.registered_version"] == "1"
+    assert missed.data.tags["rlpipe.registered"] == "false" and "rlpipe.registered_version" not in missed.data.tags
+
+    logged = logged_models(gated_client, missed)
+    assert [m.name for m in logged] == ["sac_policy"]  # logged all the same, only not registered
+    mean = missed.data.metrics["sac.eval.final.return_mean"]
+    assert any(line.startswith(f"policy model models:/{logged[0].model_id} not registered as 'tiny-gated'")
+               and f"{mean:.2f}" in line and "1000000000.00" in line for line in lines), lines
+
+
+def test_system_metrics_logged_when_asked_for(tracked_project, client, gated_project):
+    for run in runs_of(client):  # tracking.system_metrics: true, the default
+        assert client.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage"), run.info.run_id
+    _, _, _, gated_client = gated_project
+    for run in runs_of(gated_client):  # false, in later runs of the same process
+        assert not [k for k in run.data.metrics if k.startswith("system/")], run.data.metrics
+    assert os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING") == SYSTEM_METRICS_SETTING  # as it was
+
+
 def test_registered_policy_matches_in_process_policy_in_a_fresh_process(tracked_project, client, tmp_path):
     root, session_ids = tracked_project
-    versions_ = client.search_model_versions("name='tiny-sac'")
-    assert sorted(int(v.version) for v in versions_) == [1, 2]
     bundle_dir = root / "data/06_models/sac/policy" / session_ids[-1] / "policy"
     from rlpipe.rl.policies import read_policy
 
@@ -242,3 +349,33 @@ def test_progress_is_plain_lines_off_a_terminal_and_a_bar_on_one():
     finally:
         rich._console = saved if isinstance(saved, Console) else None
     assert "500/1000" in terminal.getvalue() and "\x1b[" in terminal.getvalue()  # a rich (ANSI) display
+
+
+def test_registration_decision():
+    from rlpipe.tracking import registration_decision
+
+    assert registration_decision("always", None, None) == (True, "")
+    assert registration_decision("on_target", -200.0, {"return_mean": -200.0}) == (True, "")
+    register, reason = registration_decision("on_target", -200.0, {"return_mean": -250.0})
+    assert not register and reason == "eval mean return -250.00 is below the target -200.00"
+    assert not registration_decision("on_target", -200.0, {"return_mean": float("nan")})[0]
+    assert not registration_decision("on_target", None, {"return_mean": 0.0})[0]
+    assert not registration_decision("on_target", -200.0, None)[0]  # the run evaluated nothing
+
+
+def test_a_failed_registration_is_a_warning(monkeypatch, caplog):
+    import rlpipe.serving.mlflow_model as mlflow_model
+    import rlpipe.tracking as tracking
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("registry unreachable")
+
+    tags = []
+    monkeypatch.setattr(mlflow_model, "register_policy_model", fail)
+    monkeypatch.setattr(tracking, "_set_tags", lambda run_id, values: tags.append(values))
+    policy = tracking.LoggedPolicy("models:/m-1", "m-1", "run-1", "tiny", "always", None)
+    with caplog.at_level(logging.INFO, logger="rlpipe.tracking"):
+        tracking.MlflowArtifactHooks()._decide(policy, {"return_mean": 0.0})
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "models:/m-1 was logged but not registered as 'tiny': registry unreachable" in caplog.text
+    assert tags == []  # rlpipe.registered stays "false", as set when the model was logged

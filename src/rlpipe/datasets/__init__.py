@@ -3,6 +3,9 @@
 from rlpipe.datasets.array_tree_dataset import ArrayTreeDataset
 from rlpipe.datasets.bytes_dataset import BytesDataset
 from rlpipe.datasets.checkpoint_dataset import CheckpointDataset
+from rlpipe.datasets.checkpoint_store_dataset import CheckpointStore, CheckpointStoreDataset
+from rlpipe.datasets.files_dataset import FilesDataset
 from rlpipe.datasets.policy_dataset import PolicyDataset
 
-__all__ = ["ArrayTreeDataset", "BytesDataset", "CheckpointDataset", "PolicyDataset"]
+__all__ = ["ArrayTreeDataset", "BytesDataset", "CheckpointDataset", "CheckpointStore", "CheckpointStoreDataset",
+           "FilesDataset", "PolicyDataset"]

@@ -83,7 +83,8 @@ def _next_multiple(value: int, every: int) -> int:
 def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: EvaluateFn | None = None,
         checkpoint_tree: Callable[[Any], Any] = lambda s: s, on_progress: ProgressFn | None = None,
         on_checkpoint: CheckpointFn | None = None, stopper: EarlyStopping | None = None,
-        resume: Resume | None = None) -> tuple[Any, list[dict[str, Any]], dict[str, np.ndarray] | None]:
+        resume: Resume | None = None, periodic: tuple[tuple[int, Callable[[int, Any], None]], ...] = ()
+        ) -> tuple[Any, list[dict[str, Any]], dict[str, np.ndarray] | None]:
     """Advance ``state`` chunk by chunk to ``schedule.total_iters``; returns the state, one history row a chunk, and
     the evaluation of the final state (``{"returns", "lengths"}`` per scenario; None without ``evaluate``).
 
@@ -91,7 +92,8 @@ def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: EvaluateFn 
     final state (rows without an evaluation carry NaN). ``stopper`` may end training early, in which case the final
     row has ``early_stopped = 1``. With ``resume``, ``state`` is the restored state and the loop carries on from
     where the checkpoint was taken. A chunk whose losses or parameters are not finite raises
-    :class:`NonFiniteError` before anything of it is checkpointed.
+    :class:`NonFiniteError` before anything of it is checkpointed. Each ``(every, fn)`` of ``periodic`` calls
+    ``fn(env_steps, state)`` at the first chunk end at or past every multiple of ``every`` env steps, and at the end.
     """
     s = schedule
     history: list[dict[str, Any]] = list(resume.history) if resume else []
@@ -104,6 +106,8 @@ def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: EvaluateFn 
     train_seconds = history[-1]["train_seconds"] if history else 0.0
     eval_seconds = history[-1]["eval_seconds"] if history else 0.0
     final = None
+    start = s.env_steps_before + done_iters * s.env_steps_per_iter
+    next_periodic = [_next_multiple(start, every) for every, _ in periodic]
 
     def evaluate_now() -> tuple[float, float]:
         nonlocal eval_seconds, final
@@ -160,6 +164,10 @@ def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: EvaluateFn 
                         "stopper": stopper.state_dict() if stopper is not None else None}
             on_checkpoint(env_steps, checkpoint_tree(state), progress)
             next_checkpoint = _next_multiple(env_steps, s.checkpoint_every_env_steps)
+        for i, (every, fn) in enumerate(periodic):
+            if env_steps >= next_periodic[i] or last or stop:
+                fn(env_steps, state)
+                next_periodic[i] = _next_multiple(env_steps, every)
         if stop:
             break
     if evaluate is not None and final is None:  # resumed from the final checkpoint: nothing left to train

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -181,7 +182,8 @@ def compile_chunk(chunk, state: RunState, scenarios: ScenarioBatch, num_iters: i
 def train(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: ScenarioBatch, training: Any, key: jax.Array,
           *, device_data: Any = None, eval_scenarios: ScenarioBatch | None = None,
           on_progress: loop.ProgressFn | None = None, on_checkpoint: loop.CheckpointFn | None = None,
-          resume: loop.Resume | None = None) -> TrainResult:
+          resume: loop.Resume | None = None,
+          on_policy: tuple[int, Callable[[int, dict[str, Any]], None]] | None = None) -> TrainResult:
     """Train to ``total_env_steps`` (or until early stopping, where the config has it) on every device of every
     process.
 
@@ -189,7 +191,8 @@ def train(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: ScenarioB
     init (SAC's prefill transitions). With ``eval_scenarios`` the deterministic policy is evaluated on them every
     ``eval_every_env_steps`` and at the end (the final evaluation is returned); rows without one carry NaN. With
     ``resume`` training continues from that checkpoint exactly as it would have without the interruption (on the
-    same device count).
+    same device count). With ``on_policy = (every, fn)``, ``fn(env_steps, policy)`` gets the current deterministic
+    policy as a bundle (``rlpipe.rl.policies``) every ``every`` env steps and at the end (e.g. to film it).
     """
     t = config.train
     env_steps, grad_steps = algorithm.steps_per_iteration(config)
@@ -212,10 +215,64 @@ def train(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: ScenarioB
                 schedule.grad_steps_per_iter, mesh.device_count(), mesh.process_count())
     e = getattr(config, "early_stopping", None)
     stopper = EarlyStopping(e.target_return, e.monitor, e.window, e.patience) if e is not None else None
+    periodic = ()
+    if on_policy is not None:
+        every, deliver = on_policy
+        meta = algorithm.policy_meta(config, spec)
+
+        def deliver_policy(env_steps: int, run: RunState) -> None:
+            params = policies.bundle_params(mesh.host_copy(algorithm.policy_params(run.training)))
+            deliver(env_steps, {"meta": {**meta, "env_steps": env_steps}, "params": params})
+
+        periodic = ((every, deliver_policy),)
     run, history, final = loop.run(schedule, run, chunk, evaluate=evaluate, checkpoint_tree=checkpoint_tree,
                                    on_progress=on_progress, on_checkpoint=on_checkpoint, stopper=stopper,
-                                   resume=resume)
+                                   resume=resume, periodic=periodic)
     if stopper is not None and stopper.stopped_at is not None:
         logger.info("early stop at %d env steps: windowed %s return %.1f >= target %.1f for %d checks",
                     stopper.stopped_at, e.monitor, stopper.values[-1], e.target_return, e.patience)
     return TrainResult(checkpoint_tree(run), history, final)
+
+
+def inherit(algorithm: Algorithm, fresh: Any, stored: dict[str, Any], *, optimizer: bool, key: str) -> Any:
+    """``fresh`` (a new training state) with the parameters (``algorithm.inheritable["params"]``) and, with
+    ``optimizer``, the optimizer states of ``stored`` (a checkpoint's training part, as dicts); counters stay
+    fresh: it is a new run. A part whose tree or shapes differ from this config's is a ``ConfigError`` on ``key``
+    naming the first difference."""
+    from rlpipe.rl.errors import ConfigError
+
+    fields = list(algorithm.inheritable["params"])
+    if optimizer:
+        fields += algorithm.inheritable["optimizer"]
+    ours = serialization.to_state_dict(fresh)
+    taken = {}
+    for field in fields:
+        if field not in stored:
+            raise ConfigError(key, f"the stored agent has no {field!r}: it was not written by this version of "
+                                   f"{algorithm.name}")
+        mine, theirs = _leaves(ours[field]), _leaves(stored[field])
+        for path in sorted(mine.keys() | theirs.keys()):
+            a, b = mine.get(path), theirs.get(path)
+            if a is None or b is None or np.shape(a) != np.shape(b):
+                shape = lambda x: "absent" if x is None else f"shape {tuple(np.shape(x))}"  # noqa: E731
+                raise ConfigError(key, f"the stored agent does not fit this config: {field}/{path} has "
+                                       f"{shape(b)} there but {shape(a)} here (network sizes, env or algorithm "
+                                       f"settings differ)")
+        taken[field] = jax.tree.map(lambda mine_leaf, stored_leaf: np.asarray(stored_leaf, np.asarray(mine_leaf).dtype),
+                                    ours[field], _like(ours[field], stored[field]))
+    return serialization.from_state_dict(fresh, {**ours, **taken})
+
+
+def _leaves(tree: Any) -> dict[str, Any]:
+    """A nested dict's array leaves by their slash-joined path."""
+    if isinstance(tree, dict):
+        return {f"{k}/{p}" if p else str(k): v for k, sub in tree.items() for p, v in _leaves(sub).items()}
+    return {"": tree}
+
+
+def _like(template: Any, tree: Any) -> Any:
+    """``tree`` (dicts, as a checkpoint holds them) in the container types of ``template``."""
+    if isinstance(template, dict):
+        return {k: _like(template[k], tree[k]) for k in template}
+    return tree
+

@@ -1,4 +1,4 @@
-"""Log a policy bundle directory as an MLflow pyfunc model (and register it)."""
+"""Log a policy bundle directory as an MLflow pyfunc model, and register a logged one in the model registry."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from rlpipe.rl.policies import make_policy_fn, read_policy
 MODEL_CODE = Path(__file__).with_name("policy_model.py")
 
 
-def log_policy_model(policy_dir: str | Path, registered_model_name: str | None, name: str = "policy") -> Any:
-    """Log the bundle at ``policy_dir`` into the active MLflow run; returns mlflow's ModelInfo."""
+def log_policy_model(policy_dir: str | Path, name: str = "policy") -> Any:
+    """Log the bundle at ``policy_dir`` into the active MLflow run, without registering it; returns mlflow's
+    ModelInfo (``model_uri``, ``model_id``, ``run_id``: what ``register_policy_model`` needs)."""
     import mlflow
     from mlflow.models import infer_signature
 
@@ -28,9 +29,26 @@ def log_policy_model(policy_dir: str | Path, registered_model_name: str | None, 
         code_paths=[str(Path(rlpipe.__file__).parent)],  # the served model carries the rlpipe code it runs
         signature=signature,
         input_example=example,
-        registered_model_name=registered_model_name,
         pip_requirements=_requirements(),
     )
+
+
+def register_policy_model(model_uri: str, registered_model_name: str, run_id: str | None = None,
+                          model_id: str | None = None) -> Any:
+    """A new version of registered model ``registered_model_name`` (created if missing) from the logged model at
+    ``model_uri``; returns mlflow's ModelVersion. Unlike ``registered_model_name=`` of ``log_model`` (or
+    ``mlflow.register_model``), prints nothing."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import ALREADY_EXISTS, RESOURCE_ALREADY_EXISTS, ErrorCode
+
+    client = mlflow.MlflowClient()
+    try:
+        client.create_registered_model(registered_model_name)
+    except MlflowException as error:
+        if error.error_code not in (ErrorCode.Name(RESOURCE_ALREADY_EXISTS), ErrorCode.Name(ALREADY_EXISTS)):
+            raise
+    return client.create_model_version(registered_model_name, source=model_uri, run_id=run_id, model_id=model_id)
 
 
 def _requirements() -> list[str]:

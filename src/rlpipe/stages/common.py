@@ -13,11 +13,13 @@ from kedro.pipeline import Node, Pipeline
 
 from rlpipe.rl import algorithm as algorithms
 from rlpipe.rl import mesh, policies
-from rlpipe.rl.config import parse
+from rlpipe.rl.config import parse, registration_target
+from rlpipe.rl.errors import ConfigError
 from rlpipe.rl.envs import generate_scenarios as sample_scenarios
 from rlpipe.rl.envs import make_env
 from rlpipe.rl.evaluation import summarize_returns
 from rlpipe.rl.keys import stage_key
+from rlpipe.rl.training import inherit
 
 logger = logging.getLogger(__name__)
 
@@ -36,23 +38,66 @@ def generate_scenarios(config: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     return sample_scenarios(make_env(config.env.id), s.ranges, s.num_train, s.num_eval, config.seed)
 
 
-def init_agent(config: Any) -> Any:
-    """The algorithm's fresh training state: networks, optimizers, counters."""
+def init_agent(config: Any, agent_store: Any) -> tuple[Any, dict[str, Any]]:
+    """The algorithm's fresh training state (networks, optimizers, counters), or with ``train.init_from`` one that
+    starts from a stored agent's parameters (and, if asked, its optimizer state); and the run's lineage: the
+    parent agent's version, or an empty dict."""
     algorithm = algorithms.for_config(config)
-    return algorithm.init_training_state(config, make_env(config.env.id), stage_key(config.seed, "init"))
+    spec = make_env(config.env.id)
+    fresh = algorithm.init_training_state(config, spec, stage_key(config.seed, "init"))
+    t = config.train
+    if t.init_from is None:
+        return fresh, {}
+    key = f"{algorithm.name}.train.init_from"
+    parent, version = agent_store.open(t.init_from, key)
+    parent_algorithm = parent["meta"].get("algorithm")
+    if parent_algorithm != algorithm.name:
+        raise ConfigError(key, f"{version!r} is a {parent_algorithm} agent; a {algorithm.name} run starts only from "
+                               f"a {algorithm.name} agent")
+    training = inherit(algorithm, fresh, parent.part("training"), optimizer=t.init_from_optimizer, key=key)
+    lineage = {"parent_algorithm": parent_algorithm, "parent_version": version,
+               "parent_env_steps": int(parent["meta"]["env_steps"]), "optimizer": t.init_from_optimizer,
+               "buffer": t.init_from_buffer}
+    logger.info("%s starts from stored agent %s (%d env steps): parameters%s%s", algorithm.name, version,
+                lineage["parent_env_steps"], ", optimizer state" if t.init_from_optimizer else "",
+                ", replay buffer" if t.init_from_buffer else "")
+    return training, lineage
+
+
+def policy_of_agent(agent: Any, key: str) -> tuple[dict[str, Any], Any]:
+    """A stored agent's deterministic policy bundle (built from its own config; the replay buffer is not read)
+    and that config. ``key`` names the agent entry in errors."""
+    meta = agent["meta"]
+    algorithm = algorithms.get(meta["algorithm"])
+    agent_config = parse(algorithm.config_class, meta["config"], f"{key}.meta.config")
+    training = agent.part("training") if hasattr(agent, "part") else agent["state"]["training"]
+    policy_meta = algorithm.policy_meta(agent_config, make_env(agent_config.env.id))
+    return {"meta": {**policy_meta, "env_steps": int(meta["env_steps"])},
+            "params": policies.bundle_params(algorithm.policy_params(training))}, agent_config
 
 
 def export_policy(config: Any, agent: Any) -> dict[str, Any]:
     """The deterministic policy alone, self-described (``rlpipe.rl.policies``), for evaluation, serving (MLflow
     model) and inspection. Reads only the agent's training state, never its buffers."""
-    meta = agent["meta"]
-    algorithm = algorithms.get(meta["algorithm"])
-    agent_config = parse(algorithm.config_class, meta["config"], f"{algorithm.name}.agent.meta.config")
-    training = agent.part("training") if hasattr(agent, "part") else agent["state"]["training"]
-    policy_meta = algorithm.policy_meta(agent_config, make_env(agent_config.env.id))
-    return {"meta": {**policy_meta, "registered_model_name": config.tracking.registered_model_name,
-                     "env_steps": int(meta["env_steps"])},
-            "params": policies.bundle_params(algorithm.policy_params(training))}
+    policy, _ = policy_of_agent(agent, f"{algorithms.for_config(config).name}.agent")
+    policy["meta"].update(registered_model_name=config.tracking.registered_model_name,
+                          register=config.tracking.register, target_return=registration_target(config))
+    return policy
+
+
+def tabulate_evaluation(returns: Any, lengths: Any, scenarios_eval: pd.DataFrame, env_id: str,
+                        policy: dict[str, Any]) -> tuple[pd.DataFrame, dict]:
+    """Per-scenario table and summary of one deterministic episode per eval scenario."""
+    if len(returns) != len(scenarios_eval):
+        raise ValueError(f"the evaluation has {len(returns)} episodes but scenarios_eval {len(scenarios_eval)}")
+    episodes = pd.DataFrame({"scenario_id": scenarios_eval["scenario_id"].to_numpy(), "return": returns,
+                             "length": lengths})
+    summary = {**summarize_returns(returns, lengths), "env_id": env_id,
+               "algorithm": policy["meta"]["algorithm"], "agent_env_steps": int(policy["meta"].get("env_steps", -1))}
+    logger.info("evaluation on %d held-out scenarios: mean return %.1f +- %.1f (min %.1f, max %.1f)",
+                summary["num_episodes"], summary["return_mean"], summary["return_std"], summary["return_min"],
+                summary["return_max"])
+    return episodes, summary
 
 
 def evaluate(config: Any, policy: dict[str, Any], scenarios_eval: pd.DataFrame,
@@ -62,16 +107,11 @@ def evaluate(config: Any, policy: dict[str, Any], scenarios_eval: pd.DataFrame,
     The episodes were run at the end of training by the same compiled program the policy bundle builds
     (``final_evaluation``), so they are not run twice; this stage checks they belong to this policy and tabulates.
     """
-    returns, lengths = final_evaluation["returns"], final_evaluation["lengths"]
-    if len(returns) != len(scenarios_eval):
-        raise ValueError(f"the final evaluation has {len(returns)} episodes but scenarios_eval {len(scenarios_eval)}")
-    episodes = pd.DataFrame({"scenario_id": scenarios_eval["scenario_id"].to_numpy(), "return": returns,
-                             "length": lengths})
-    summary = {**summarize_returns(returns, lengths), "env_id": config.env.id,
-               "algorithm": policy["meta"]["algorithm"], "agent_env_steps": int(policy["meta"].get("env_steps", -1))}
-    logger.info("evaluation on %d held-out scenarios: mean return %.1f +- %.1f (min %.1f, max %.1f)",
-                summary["num_episodes"], summary["return_mean"], summary["return_std"], summary["return_min"],
-                summary["return_max"])
+    episodes, summary = tabulate_evaluation(final_evaluation["returns"], final_evaluation["lengths"], scenarios_eval,
+                                            config.env.id, policy)
+    target = registration_target(config)
+    if target is not None:
+        summary.update(target_return=target, target_met=bool(summary["return_mean"] >= target))
     return episodes, summary
 
 
@@ -88,7 +128,7 @@ def algorithm_pipeline(algorithm: str, specific: list[Node]) -> Pipeline:
     head = [
         Node(load_config, f"params:{algorithm}", "config", name="load_config"),
         Node(generate_scenarios, "config", ["scenarios_train", "scenarios_eval"], name="generate_scenarios"),
-        Node(init_agent, "config", "initial_state", name="init_agent"),
+        Node(init_agent, ["config", "agent_store"], ["initial_state", "lineage"], name="init_agent"),
     ]
     tail = [
         Node(export_policy, ["config", "agent"], "policy", name="export_policy"),

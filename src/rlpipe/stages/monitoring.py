@@ -64,7 +64,7 @@ class TrainingRun:
         path = self.checkpoints.save(env_steps, state, {**self.meta, "progress": progress})
         self.last_checkpoint = path
         self.checkpoints_written += 1
-        logger.info("%s: checkpoint at %d env steps in %.2f s: %s", self.label, env_steps,
+        logger.debug("%s: checkpoint at %d env steps in %.2f s: %s", self.label, env_steps,
                     time.perf_counter() - started, path)
         _injected_pause(self.checkpoints_written)
 
@@ -75,12 +75,16 @@ class TrainingRun:
         return StoredCheckpoint(self.last_checkpoint), pd.DataFrame(history, columns=list(history[-1]))
 
 
-def train(config: Any, initial_state: Any, scenarios_train: pd.DataFrame, scenarios_eval: pd.DataFrame,
-          device_data: dict[str, Any] | None = None) -> tuple[StoredCheckpoint, pd.DataFrame, dict[str, Any]]:
+def train(config: Any, initial_state: Any, lineage: dict[str, Any], scenarios_train: pd.DataFrame,
+          scenarios_eval: pd.DataFrame, device_data: dict[str, Any] | None = None
+          ) -> tuple[StoredCheckpoint, pd.DataFrame, dict[str, Any], dict[str, bytes]]:
     """Train to ``total_env_steps`` with periodic checkpoints and evaluations, on every device of every process;
-    returns the agent (the final checkpoint), the history and the evaluation of the final policy.
+    returns the agent (the final checkpoint), the history, the evaluation of the final policy and the videos of
+    the policy during training (``tracking.video_every_env_steps``; none when 0).
 
-    ``device_data`` are host arrays split over the devices for their initial state (SAC's prefill transitions).
+    ``lineage`` names the stored agent the run started from (``train.init_from``; empty otherwise): the agent's
+    meta keeps it. ``device_data`` are host arrays split over the devices for their initial state (SAC's prefill
+    transitions).
     """
     from rlpipe.rl import training
     from rlpipe.rl.envs import make_env, scenarios_to_batch
@@ -90,15 +94,60 @@ def train(config: Any, initial_state: Any, scenarios_train: pd.DataFrame, scenar
     spec = make_env(config.env.id)
     train_batch = scenarios_to_batch(scenarios_train, spec, f"{name}.scenarios_train")
     eval_batch = scenarios_to_batch(scenarios_eval, spec, f"{name}.scenarios_eval")
-    with training_run(algorithm, config) as run:
+    videos = TrainingVideos(config, scenarios_eval) if config.tracking.video_every_env_steps else None
+    with training_run(algorithm, config, lineage) as run:
         result = training.train(algorithm, config, spec, train_batch, initial_state,
                                 stage_key(config.seed, "train"), device_data=device_data,
                                 eval_scenarios=eval_batch, on_progress=run.on_progress,
-                                on_checkpoint=run.on_checkpoint, resume=run.resume)
-    logger.info("%s.train: final training state %s in process %d of %d", name,
-                _fingerprint(result.state["training"]), mesh.process_index(), mesh.process_count())
+                                on_checkpoint=run.on_checkpoint, resume=run.resume,
+                                on_policy=(config.tracking.video_every_env_steps, videos) if videos else None)
+    if mesh.process_count() > 1:  # the processes agree if their lines show one hash
+        logger.info("%s.train: final training state %s in process %d of %d", name,
+                    _fingerprint(result.state["training"]), mesh.process_index(), mesh.process_count())
     agent, history = run.outputs(result.history)
-    return agent, history, result.final_evaluation
+    return agent, history, result.final_evaluation, videos.files if videos else {}
+
+
+class TrainingVideos:
+    """``on_policy`` callback of the training core: a short film of the current deterministic policy on the
+    animation scenario (``tracking.animation_scenario`` of the eval scenarios), kept as ``step_<env steps>.gif``
+    (and ``.mp4`` when an ffmpeg is at hand) and logged to the active MLflow run at once, so a run that fails
+    later keeps the videos made so far there. Process 0 films; the others do nothing."""
+
+    def __init__(self, config: Any, scenarios_eval: pd.DataFrame):
+        from rlpipe.stages.reporting import EpisodeFilm
+
+        self.label = f"{algorithms.for_config(config).name}.train"
+        self.film = EpisodeFilm(config.env.id, scenarios_eval, config.tracking.animation_scenario) \
+            if mesh.is_primary() else None
+        self.files: dict[str, bytes] = {}
+
+    def __call__(self, env_steps: int, policy: dict[str, Any]) -> None:
+        if self.film is None:
+            return
+        from rlpipe.stages.reporting import encode
+
+        started = time.perf_counter()
+        title = f"{self.film.env_id} scenario {self.film.scenario_id}, {env_steps:,} env steps"
+        frames, stride = self.film.frames(policy, title)
+        made = {f"step_{env_steps:010d}.{kind}": data for kind, data in encode(frames, stride, mp4=True).items()}
+        self.files.update(made)
+        _log_to_mlflow(made, f"{self.label.split('.')[0]}/training_videos")
+        logger.debug("%s: video at %d env steps in %.2f s", self.label, env_steps, time.perf_counter() - started)
+
+
+def _log_to_mlflow(files: dict[str, bytes], artifact_path: str) -> None:
+    """Files into the active MLflow run (if there is one), as they are made."""
+    import sys
+    import tempfile
+
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is None or mlflow.active_run() is None:
+        return
+    with tempfile.TemporaryDirectory(prefix="rlpipe-mlflow-") as tmp:
+        for name, data in files.items():
+            (Path(tmp) / name).write_bytes(data)
+        mlflow.log_artifacts(tmp, artifact_path=artifact_path)
 
 
 def _fingerprint(tree: Any) -> str:
@@ -123,7 +172,7 @@ def will_resume(config: Any) -> bool:
 
 
 @contextmanager
-def training_run(algorithm: Any, config: Any) -> Iterator[TrainingRun]:
+def training_run(algorithm: Any, config: Any, lineage: dict[str, Any] | None = None) -> Iterator[TrainingRun]:
     """Set up checkpoints (``<checkpoint_dir>/<run>/step_N``), progress and optional TensorBoard; with
     ``train.resume``, find the checkpoint to continue from. The run is marked complete when the block finishes.
     Every process of a multi-process run takes part (the checkpoints are written together); process 0 decides
@@ -132,6 +181,8 @@ def training_run(algorithm: Any, config: Any) -> Iterator[TrainingRun]:
     base = project_path(config.train.checkpoint_dir)
     meta = {"algorithm": name, "config": to_dict(config), "num_devices": mesh.device_count(),
             "num_processes": mesh.process_count()}
+    if lineage:
+        meta["parent"] = dict(lineage)
     resume, run_dir = None, None
     if config.train.resume:
         resume, run_dir = _resume_point(name, config, base)
@@ -211,7 +262,8 @@ def _injected_pause(checkpoints_written: int) -> None:
 
 def _check_same_config(algorithm: str, config: Any, meta: dict[str, Any]) -> None:
     """A run resumes only under the config it started with (``train.resume`` aside)."""
-    now, then = _flat(to_dict(config)), _flat(meta["config"])
+    # keys added since the checkpoint was written count as their defaults
+    now, then = _flat(to_dict(config)), {**_flat(to_dict(type(config)())), **_flat(meta["config"])}
     changed = sorted(k for k in now.keys() | then.keys() if k != "train.resume" and now.get(k) != then.get(k))
     if changed:
         details = "; ".join(f"{k}: checkpoint {then.get(k)!r}, now {now.get(k)!r}" for k in changed[:5])

@@ -15,7 +15,6 @@ from rlpipe.reporting.metrics import metric_histories
 from rlpipe.rl.acting import trajectory
 from rlpipe.rl.envs import make_env, scenarios_to_batch
 from rlpipe.rl.envs.scenarios import take
-from rlpipe.rl.policies import jax_policy
 
 
 def track_metrics(training_history: pd.DataFrame, eval_summary: dict[str, Any]) -> dict[str, list[dict]]:
@@ -33,20 +32,58 @@ def plot_eval_returns(config: Any, eval_episodes: pd.DataFrame) -> Figure:
     return plots.eval_returns(eval_episodes, f"{config.env.id}: {len(eval_episodes)} held-out scenarios")
 
 
+class EpisodeFilm:
+    """Frames of a deterministic policy's episode on one scenario of a table. The rollout is compiled once per
+    policy description (every video of a training run shares one program: the parameters are an argument)."""
+
+    def __init__(self, env_id: str, scenarios: pd.DataFrame, row: int, table_name: str = "scenarios_eval"):
+        self.env_id = env_id
+        self.spec = make_env(env_id)
+        self.params, self.reset_key = take(scenarios_to_batch(scenarios, self.spec, table_name), row)
+        self.scenario_id = int(scenarios["scenario_id"].iloc[row])
+        self._steps = int(self.params.max_steps_in_episode)
+        self._rollouts: dict[str, Any] = {}
+
+    def _rollout(self, meta: dict[str, Any]):
+        import json
+
+        from rlpipe.rl.algorithm import get
+
+        described = json.dumps(meta, sort_keys=True, default=str)
+        if described not in self._rollouts:
+            act = get(meta["algorithm"]).make_policy(meta)
+            self._rollouts[described] = jax.jit(
+                lambda params, p, k: trajectory(self.spec, p, k, lambda obs: act(params, obs), self._steps))
+        return self._rollouts[described]
+
+    def frames(self, policy: dict[str, Any], title: str, max_frames: int = 50) -> tuple[list[np.ndarray], int]:
+        run = self._rollout({k: v for k, v in policy["meta"].items() if k != "env_steps"})
+        states, rewards, alive = jax.device_get(run(policy["params"], self.params, self.reset_key))
+        length = int(np.sum(alive))
+        states = {k: np.asarray(v)[: length + 1] for k, v in vars(states).items()}
+        return animation.episode_frames(self.env_id, states, np.asarray(rewards)[:length], self.params, title,
+                                        max_frames)
+
+
+def film(env_id: str, policy: dict[str, Any], scenarios: pd.DataFrame, row: int, title: str,
+         mp4: bool = False, fps: int = 20) -> dict[str, bytes]:
+    """``{"gif": ...}`` (and ``"mp4"`` when asked and an ffmpeg is at hand) of the policy's episode on ``row``."""
+    frames, stride = EpisodeFilm(env_id, scenarios, row).frames(policy, title)
+    return encode(frames, stride, mp4, fps)
+
+
+def encode(frames: list[np.ndarray], stride: int, mp4: bool, fps: int = 20) -> dict[str, bytes]:
+    out = {"gif": animation.gif(frames, int(1000 * stride / fps))}
+    if mp4 and (video := animation.mp4(frames, fps / stride)) is not None:
+        out["mp4"] = video
+    return out
+
+
 def animate_policy(config: Any, policy: dict[str, Any], scenarios_eval: pd.DataFrame) -> bytes:
     """A GIF of the deterministic policy on one eval scenario."""
-    spec = make_env(config.env.id)
-    batch = scenarios_to_batch(scenarios_eval, spec, "scenarios_eval")
     row = config.tracking.animation_scenario
-    params, reset_key = take(batch, row)
-    steps = int(params.max_steps_in_episode)
-    run = jax.jit(lambda p, k: trajectory(spec, p, k, jax_policy(policy), steps))
-    states, rewards, alive = jax.device_get(run(params, reset_key))
-    length = int(np.sum(alive))
-    states = {k: np.asarray(v)[: length + 1] for k, v in vars(states).items()}
     scenario_id = int(scenarios_eval["scenario_id"].iloc[row])
-    return animation.episode_gif(config.env.id, states, np.asarray(rewards)[:length], params,
-                                 f"{config.env.id} scenario {scenario_id}")
+    return film(config.env.id, policy, scenarios_eval, row, f"{config.env.id} scenario {scenario_id}")["gif"]
 
 
 def reporting_pipeline() -> Pipeline:

@@ -8,6 +8,6 @@ from rlpipe.stages.common import algorithm_pipeline
 
 def create_pipeline(**kwargs) -> Pipeline:
     return algorithm_pipeline("ppo", [
-        Node(monitoring.train, ["config", "initial_state", "scenarios_train", "scenarios_eval"],
-             ["agent", "training_history", "final_evaluation"], name="train"),
+        Node(monitoring.train, ["config", "initial_state", "lineage", "scenarios_train", "scenarios_eval"],
+             ["agent", "training_history", "final_evaluation", "training_videos"], name="train"),
     ])

@@ -3,25 +3,35 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from rlpipe.rl import mesh
 from rlpipe.rl.envs import make_env, scenarios_to_batch
 from rlpipe.rl.keys import stage_key
-from rlpipe.rl.sac.algorithm import collect_random, no_prefill
+from rlpipe.rl.sac.algorithm import collect_random, no_prefill, stored_transitions
 from rlpipe.rl.sac.config import SACConfig
 from rlpipe.stages.monitoring import will_resume
 
 logger = logging.getLogger(__name__)
 
 
-def prefill_buffer(config: SACConfig, scenarios_train: pd.DataFrame) -> dict[str, np.ndarray]:
+def prefill_buffer(config: SACConfig, scenarios_train: pd.DataFrame, agent_store: Any,
+                   lineage: dict[str, Any]) -> dict[str, np.ndarray]:
     """Transitions of uniformly random actions on training scenarios; none when resuming (the checkpoint holds the
-    buffer)."""
+    buffer); with ``train.init_from_buffer`` the parent agent's replay buffer (``lineage`` names it) instead."""
     spec = make_env(config.env.id)
     if will_resume(config):
         logger.info("sac.prefill_buffer: resuming an interrupted run, whose buffer is in its checkpoint: no prefill")
         return no_prefill(spec)
+    if config.train.init_from_buffer:
+        parent, version = agent_store.open(lineage["parent_version"], "sac.train.init_from")
+        transitions = stored_transitions(parent.part("device")["buffer"], int(parent["meta"]["num_devices"]),
+                                         config.buffer.capacity, mesh.device_count())
+        logger.info("sac.prefill_buffer: %d transitions from the replay buffer of stored agent %s instead of random "
+                    "ones", len(transitions["reward"]), version)
+        return transitions
     batch = scenarios_to_batch(scenarios_train, spec, "sac.scenarios_train")
     return collect_random(config, spec, batch, stage_key(config.seed, "prefill"))

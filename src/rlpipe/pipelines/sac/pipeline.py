@@ -9,7 +9,9 @@ from rlpipe.stages.common import algorithm_pipeline
 
 def create_pipeline(**kwargs) -> Pipeline:
     return algorithm_pipeline("sac", [
-        Node(nodes.prefill_buffer, ["config", "scenarios_train"], "prefill_transitions", name="prefill_buffer"),
-        Node(monitoring.train, ["config", "initial_state", "scenarios_train", "scenarios_eval", "prefill_transitions"],
-             ["agent", "training_history", "final_evaluation"], name="train"),
+        Node(nodes.prefill_buffer, ["config", "scenarios_train", "agent_store", "lineage"], "prefill_transitions",
+             name="prefill_buffer"),
+        Node(monitoring.train, ["config", "initial_state", "lineage", "scenarios_train", "scenarios_eval",
+                                "prefill_transitions"],
+             ["agent", "training_history", "final_evaluation", "training_videos"], name="train"),
     ])

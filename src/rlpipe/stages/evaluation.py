@@ -1,0 +1,114 @@
+"""Evaluate (and film) any stored agent: the ``<algo>_eval`` pipelines.
+
+``kedro run --pipeline=sac_eval`` evaluates the newest ``sac.agent``; ``--load-versions sac.agent:<version>``
+any other. The ``evaluation`` parameters choose the scenarios: the agent's own held-out eval scenarios
+(regenerated exactly from its config: the same table its training run evaluated) or fresh ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from kedro.pipeline import Node, Pipeline
+
+from rlpipe.rl.config import EvaluationConfig, check_evaluation, parse
+from rlpipe.rl.envs import generate_scenarios as sample_scenarios
+from rlpipe.rl.envs import make_env, max_episode_steps, scenarios_to_batch
+from rlpipe.rl.errors import ConfigError
+from rlpipe.stages.common import policy_of_agent, tabulate_evaluation
+
+logger = logging.getLogger(__name__)
+
+
+def load_agent(algorithm: str, agent: Any) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """The stored agent's config, its deterministic policy, and what identifies it (version, env steps)."""
+    meta = agent["meta"]
+    if meta.get("algorithm") != algorithm:
+        raise ConfigError(f"{algorithm}.agent", f"the loaded agent ({agent.path}) is a {meta.get('algorithm')} agent; "
+                                                f"--pipeline={algorithm}_eval evaluates {algorithm} agents")
+    policy, config = policy_of_agent(agent, f"{algorithm}.agent")
+    version = agent.path.parent.name
+    info = {"algorithm": algorithm, "agent_version": version, "agent_env_steps": int(meta["env_steps"]),
+            "env_id": config.env.id, "seed": config.seed, **({"parent": meta["parent"]} if "parent" in meta else {})}
+    logger.info("%s agent %s (%d env steps, %s, seed %d)", algorithm.upper(), version, info["agent_env_steps"],
+                config.env.id, config.seed)
+    return config, policy, info
+
+
+def eval_scenarios(config: Any, evaluation: dict[str, Any]) -> pd.DataFrame:
+    """The scenarios to evaluate on: the agent's own eval scenarios (``evaluation.scenarios: stored``), or fresh
+    ones from ``evaluation.seed`` (default: the agent's seed + 1) that share no reset seed with its training
+    scenarios."""
+    e = parse(EvaluationConfig, evaluation, "evaluation")
+    s = config.scenarios
+    spec = make_env(config.env.id)
+    train, table = sample_scenarios(spec, s.ranges, s.num_train, s.num_eval, config.seed)
+    if e.scenarios == "fresh":
+        seed = config.seed + 1 if e.seed is None else e.seed
+        wanted = e.num_scenarios or s.num_eval
+        _, table = sample_scenarios(spec, s.ranges, s.num_train, wanted + s.num_train, seed)
+        table = table[~table["reset_seed"].isin(set(train["reset_seed"]))].head(wanted).reset_index(drop=True)
+        table["scenario_id"] = np.arange(len(table), dtype=np.int64)
+    check_evaluation(e, len(table))
+    return table
+
+
+def evaluate_agent(config: Any, agent_policy: dict[str, Any], agent_info: dict[str, Any],
+                   scenarios_eval: pd.DataFrame, evaluation: dict[str, Any]) -> tuple[pd.DataFrame, dict]:
+    """Every scenario once with the stored agent's deterministic policy (the program training's final evaluation
+    ran: on the agent's own scenarios the summary is that of its training run, exactly)."""
+    from rlpipe.rl.acting import make_evaluator
+    from rlpipe.rl.policies import jax_policy
+
+    spec = make_env(config.env.id)
+    batch = scenarios_to_batch(scenarios_eval, spec, f"{agent_info['algorithm']}_eval.scenarios_eval")
+    meta = agent_policy["meta"]
+    evaluator = make_evaluator(spec, lambda p: jax_policy({"meta": meta, "params": p}), max_episode_steps(batch))
+    returns, lengths = evaluator(agent_policy["params"], batch)
+    episodes, summary = tabulate_evaluation(returns, lengths, scenarios_eval, config.env.id, agent_policy)
+    e = parse(EvaluationConfig, evaluation, "evaluation")
+    summary.update(agent_version=agent_info["agent_version"], scenarios=e.scenarios,
+                   scenarios_seed=config.seed if e.scenarios == "stored" else
+                   (config.seed + 1 if e.seed is None else e.seed))
+    return episodes, summary
+
+
+def film_agent(config: Any, agent_policy: dict[str, Any], agent_info: dict[str, Any], scenarios_eval: pd.DataFrame,
+               evaluation: dict[str, Any]) -> dict[str, bytes]:
+    """The episode of ``evaluation.animation_scenario``: ``episode.gif``, and ``episode.mp4`` when an ffmpeg is
+    at hand; nothing with ``evaluation.animation: false``."""
+    from rlpipe.stages.reporting import film
+
+    e = parse(EvaluationConfig, evaluation, "evaluation")
+    if not e.animation:
+        return {}
+    row = e.animation_scenario
+    scenario_id = int(scenarios_eval["scenario_id"].iloc[row])
+    title = f"{config.env.id} scenario {scenario_id}, agent {agent_info['agent_version'][:19]}"
+    media = film(config.env.id, agent_policy, scenarios_eval, row, title, mp4=True)
+    return {f"episode.{kind}": data for kind, data in media.items()}
+
+
+def evaluation_pipeline(algorithm: str) -> Pipeline:
+    """``<algorithm>_eval``: a stored ``<algorithm>.agent`` evaluated on its own or fresh scenarios, with its own
+    versioned tables, plot and film."""
+    from rlpipe.stages.reporting import plot_eval_returns
+
+    def load(agent: Any) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+        """The stored agent's config, deterministic policy and identity (version, env steps)."""
+        return load_agent(algorithm, agent)
+
+    nodes = [
+        Node(load, "agent", ["config", "agent_policy", "agent_info"], name="load_agent"),
+        Node(eval_scenarios, ["config", "params:evaluation"], "scenarios_eval", name="eval_scenarios"),
+        Node(evaluate_agent, ["config", "agent_policy", "agent_info", "scenarios_eval", "params:evaluation"],
+             ["eval_episodes", "eval_summary"], name="evaluate"),
+        Node(plot_eval_returns, ["config", "eval_episodes"], "eval_returns_plot", name="plot_eval_returns"),
+        Node(film_agent, ["config", "agent_policy", "agent_info", "scenarios_eval", "params:evaluation"], "videos",
+             name="film_agent"),
+    ]
+    return Pipeline(nodes, namespace=f"{algorithm}_eval", inputs={"agent": f"{algorithm}.agent"},
+                    parameters={"params:evaluation"}, prefix_datasets_with_namespace=True)

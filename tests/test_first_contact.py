@@ -1,0 +1,202 @@
+"""First contact: config errors as short messages, a quiet console, evaluating and continuing stored agents, videos
+during training."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import yaml
+
+from rlpipe.datasets import CheckpointStore
+from rlpipe.rl.algorithm import load_config
+from rlpipe.rl.errors import ConfigError
+from rlpipe.stages.common import init_agent
+from tests.conftest import TINY_SAC
+
+KEDRO = Path(sys.executable).with_name("kedro")
+
+
+def kedro_run(project: Path, *args: str, extra_env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+    env.pop("RLPIPE_VERBOSE", None)
+    return subprocess.run([str(KEDRO), "run", *args], cwd=project, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def write_params(project: Path, algo: str, params: dict) -> None:
+    (project / "conf" / "local" / f"parameters_{algo}.yml").write_text(yaml.safe_dump({algo: params}))
+
+
+def versions(project: Path, rel: str) -> list[str]:
+    folder = project / rel
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def summary_of(project: Path, entry: str, version: str) -> dict:
+    return json.loads((project / "data/07_model_output" / entry / "eval_summary.json" / version /
+                       "eval_summary.json").read_text())
+
+
+BAD = [  # (--params, the key the message must name, a phrase it must contain)
+    ("sac.train.lr_typo=1", "sac.train.lr_typo", "unknown key"),
+    ("sac.train.learning_rat=0.1", "sac.train.learning_rat", "did you mean 'learning_rate'"),
+    ("sac.train.batch_size=true", "sac.train.batch_size", "expected an integer"),
+    ("sac.train.gamma=1.5", "sac.train.gamma", "out of range"),
+    ("sac.network.activation=swish", "sac.network.activation", "is not one of"),
+    ("sac.train.batch_size=1000000", "sac.train.batch_size", "a batch must fit in the buffer"),
+    ("sac.env.id=NoSuchEnv-v0", "sac.env.id", "unknown environment"),
+    ("distributed.num_processes=0", "distributed.num_processes", "out of range"),
+]
+
+
+@pytest.mark.parametrize("params,key,phrase", BAD, ids=[b[1] for b in BAD])
+def test_every_bad_config_class_is_a_short_message_without_traceback(project, params, key, phrase):
+    before = sorted(p.relative_to(project) for p in project.rglob("*"))
+    done = kedro_run(project, "--pipeline=sac", "--params", params)
+    output = done.stdout + done.stderr
+    lines = output.strip().splitlines()
+    assert done.returncode == 2, output
+    assert len(lines) <= 12, output
+    assert "Traceback" not in output and 'File "' not in output, output
+    assert "Configuration error:" in output and f"  {key}: " in output and phrase in output, output
+    # nothing was written: no run, no artifact, no MLflow store
+    after = sorted(p.relative_to(project) for p in project.rglob("*") if "__pycache__" not in p.parts)
+    assert [p for p in after if p.parts[0] in ("data", "mlruns")] == [], after
+    assert not (project / "mlflow.db").exists() or key == "sac.env.id"
+    del before
+
+
+def test_verbose_brings_back_the_traceback(project):
+    done = kedro_run(project, "--pipeline=sac", "--params", "sac.train.lr_typo=1", "-v")
+    assert done.returncode != 0
+    assert "Traceback" in done.stdout + done.stderr
+    quiet = kedro_run(project, "--pipeline=sac", "--params", "sac.train.lr_typo=1",
+                      extra_env={"RLPIPE_VERBOSE": "0"})
+    assert "Traceback" not in quiet.stdout + quiet.stderr
+
+
+def test_a_default_run_prints_at_most_40_lines_and_says_where_everything_is(project):
+    done = kedro_run(project, "--pipeline=sac")
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    lines = output.strip().splitlines()
+    assert len(lines) <= 40, output
+    for node in ("load_config", "train", "evaluate", "export_policy"):
+        assert re.search(rf"sac\.{node} done in \d+\.\d s", output), output
+    assert "evaluation on 64 held-out scenarios: mean return" in output
+    assert re.search(r"artifacts \(version \S+\): .*data/06_models/sac/", output)
+    assert re.search(r"MLflow run [0-9a-f]{32} ", output)
+    assert "Warning" not in output and "WARNING" not in output, output
+    assert max(len(line) for line in lines) > 80  # one line each, not wrapped at a terminal width
+
+
+TINY_EVAL_SAC = {**TINY_SAC, "tracking": {"video_every_env_steps": TINY_SAC["train"]["log_every_env_steps"]}}
+
+
+def test_sac_eval_reproduces_the_stored_summary_and_films_the_episode(project):
+    write_params(project, "sac", TINY_EVAL_SAC)
+    assert kedro_run(project, "--pipeline=sac").returncode == 0
+    first = versions(project, "data/06_models/sac/agent")[-1]
+    assert kedro_run(project, "--pipeline=sac").returncode == 0  # a newer agent: the eval must take the one named
+    done = kedro_run(project, "--pipeline=sac_eval", "--load-versions", f"sac.agent:{first}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    evaluated = summary_of(project, "sac_eval", versions(project, "data/07_model_output/sac_eval/eval_summary.json")[-1])
+    stored = summary_of(project, "sac", first)
+    assert evaluated["agent_version"] == first and evaluated["scenarios"] == "stored"
+    assert {k: evaluated[k] for k in stored} == stored  # exactly: same scenarios, same program, same params
+    eval_version = versions(project, "data/08_reporting/sac_eval/videos")[-1]
+    media = project / "data/08_reporting/sac_eval/videos" / eval_version / "videos"
+    assert (media / "episode.gif").read_bytes()[:6] == b"GIF89a"
+    assert (media / "episode.mp4").read_bytes()[4:8] == b"ftyp"  # the test extras bring an ffmpeg
+    run = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}").search_runs(
+        ["1"], filter_string="tags.`rlpipe.evaluated_agent` != ''")[0]
+    assert run.data.tags["rlpipe.evaluated_agent"] == f"sac.agent@{first}"
+    # fresh scenarios: other reset seeds than the agent's training and eval scenarios
+    done = kedro_run(project, "--pipeline=sac_eval", "--params",
+                     "evaluation.scenarios=fresh,evaluation.num_scenarios=5,evaluation.animation=false")
+    assert done.returncode == 0, done.stdout + done.stderr
+    fresh = summary_of(project, "sac_eval", versions(project, "data/07_model_output/sac_eval/eval_summary.json")[-1])
+    assert fresh["num_episodes"] == 5 and fresh["scenarios"] == "fresh"
+
+
+def test_videos_appear_at_the_configured_interval(project):
+    write_params(project, "sac", TINY_EVAL_SAC)
+    done = kedro_run(project, "--pipeline=sac")
+    assert done.returncode == 0, done.stdout + done.stderr
+    version = versions(project, "data/08_reporting/sac/training_videos")[-1]
+    files = sorted(p.name for p in (project / "data/08_reporting/sac/training_videos" / version /
+                                    "training_videos").glob("step_*"))
+    t, b = TINY_SAC["train"], TINY_SAC["buffer"]
+    every = t["log_every_env_steps"]
+    prefill = -(-b["prefill_steps"] // t["num_envs"]) * t["num_envs"]
+    steps = list(range(prefill + every, t["total_env_steps"] + 1, every))
+    assert steps and files == sorted([f"step_{s:010d}.gif" for s in steps] + [f"step_{s:010d}.mp4" for s in steps])
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    run = client.search_runs(["1"])[0]
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "sac/training_videos")}
+    assert f"sac/training_videos/step_{steps[0]:010d}.gif" in logged
+
+
+def test_init_from_starts_from_the_stored_params_and_records_lineage(project):
+    write_params(project, "sac", TINY_SAC)
+    assert kedro_run(project, "--pipeline=sac").returncode == 0
+    parent = versions(project, "data/06_models/sac/agent")[-1]
+    store = CheckpointStore(project / "data/06_models/sac/agent")
+    stored, _ = store.open(parent, "k")
+
+    config = load_config("sac", {**TINY_SAC, "train": {**TINY_SAC["train"], "init_from": "latest"}}, 2)
+    training, lineage = init_agent(config, store)
+    assert lineage["parent_version"] == parent
+    expected = stored.part("training")
+    for name in ("actor_params", "critic_params", "target_critic_params", "log_alpha"):
+        got = getattr(training, name)
+        flat_got, flat_expected = _leaves(got), _leaves(expected[name])
+        assert flat_got.keys() == flat_expected.keys()
+        for k in flat_got:
+            np.testing.assert_array_equal(np.asarray(flat_got[k]), flat_expected[k])
+    assert int(training.grad_steps) == 0  # a new run: counters start afresh
+    fresh, no_lineage = init_agent(load_config("sac", TINY_SAC, 2), store)
+    assert no_lineage == {}
+    fresh_leaves, stored_leaves = _leaves(fresh.actor_params), _leaves(expected["actor_params"])
+    assert not all(np.array_equal(fresh_leaves[k], stored_leaves[k]) for k in stored_leaves)  # it did train
+
+    done = kedro_run(project, "--pipeline=sac", "--params", f"sac.train.init_from={parent},sac.train.init_from_buffer=true")
+    assert done.returncode == 0, done.stdout + done.stderr
+    child = versions(project, "data/06_models/sac/agent")[-1]
+    meta = json.loads((project / "data/06_models/sac/agent" / child / "agent" / "meta.json").read_text())
+    assert meta["parent"]["parent_version"] == parent and meta["parent"]["buffer"] is True
+    run = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}").search_runs(
+        ["1"], filter_string="tags.`rlpipe.parent_agent` != ''")[0]
+    assert run.data.tags["rlpipe.parent_agent"] == f"sac.agent@{parent}"
+
+
+def test_init_from_refuses_another_shape_or_algorithm_or_version(project):
+    write_params(project, "sac", TINY_SAC)
+    assert kedro_run(project, "--pipeline=sac").returncode == 0
+    store = CheckpointStore(project / "data/06_models/sac/agent")
+    wider = {**TINY_SAC, "network": {"hidden_sizes": [48, 48]}, "train": {**TINY_SAC["train"], "init_from": "latest"}}
+    with pytest.raises(ConfigError, match=r"sac\.train\.init_from: .*does not fit this config.*shape"):
+        init_agent(load_config("sac", wider, 2), store)
+    with pytest.raises(ConfigError, match=r"is not a stored agent version"):
+        init_agent(load_config("sac", {**TINY_SAC, "train": {**TINY_SAC["train"], "init_from": "2000-01-01"}}, 2),
+                   store)
+    ppo = load_config("ppo", {"train": {"init_from": "latest"}}, 2)
+    with pytest.raises(ConfigError, match=r"ppo\.train\.init_from: .*is a sac agent"):
+        init_agent(ppo, store)
+
+
+def _leaves(tree, prefix=""):
+    if isinstance(tree, dict):
+        out = {}
+        for k, v in tree.items():
+            out.update(_leaves(v, f"{prefix}{k}/"))
+        return out
+    return {prefix.rstrip("/"): np.asarray(tree)}
