@@ -4,12 +4,16 @@ Every figure printed is measured in this invocation: each case runs ours and a p
 ours, theirs, ...) in fresh processes, and reports per-pair ratios with medians and spread. Results go to
 ``benchmarks/results/<timestamp>.json`` and ``.md`` (and ``latest.md``), or to ``--out``.
 
-    .venv/bin/python benchmarks/run.py [--pairs 3] [--cases 1,2,3,4,5,6]
+    .venv/bin/python benchmarks/run.py [--pairs 3] [--cases 1,2,3,4,5,6,7]
 
 Case 5 also runs the scaling sweep on the code of ``--baseline-rev`` (default 444244e, the last commit on
 pmap; checked out in a temporary git worktree, removed at the end), alternating before/after pair by pair.
 Case 6 compares 1 process with 2 devices against 2 processes (``python -m rlpipe.launch``) with 1 device each.
 For a quick look at cases 5 and 6: ``--pairs 1 --cases 5,6 --num-envs 64 --iterations 6 --no-save``.
+Case 7 (first contact) times whole ``kedro run`` processes with a warm cache (``--pipeline=sac``, ``--pipeline=ppo``,
+a config error) and counts their output lines, on the working tree and on ``--first-contact-baseline-rev`` (default
+f24d691, in a temporary git worktree like case 5's), alternately pair by pair; each tree writes its own data/ and
+mlflow.db (the working tree's are the project's: these are ordinary versioned runs).
 """
 
 from __future__ import annotations
@@ -36,8 +40,13 @@ RESULTS = ROOT / "benchmarks" / "results"
 QUIET = {"KEDRO_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true"}
 # the JAX coordinates of a multi-process run: never inherited by a benchmark process unless a case sets them
 DISTRIBUTED_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+SCALING_ITERATIONS = 600  # 3 logged chunks of 200: at 60 (chunks of 20, ~7 ms at 512 envs) timer and dispatch noise
+# swung the before/after ratio by +-20% on this machine
 TIMEOUT = 1800  # seconds any one benchmark process (or group of processes) may take; --timeout
 BASELINE_REV = "444244e"  # the last commit on pmap, before the move to jit(shard_map) on a device mesh
+# case 7's "before": the last commit before the first-contact work (quiet console, config errors as messages before
+# the heavy imports, the fast exit of a finished run)
+BASELINE_FIRST_CONTACT_REV = "f24d691"
 
 
 def environment(env: dict | None = None) -> dict:
@@ -284,7 +293,7 @@ def baseline_tree(rev: str):
 SCALING_SWEEP = {1: (1, 8, 32, 128, 512, 1024, 4096), 2: (2, 8, 32, 128, 512, 1024, 4096)}
 
 
-def case_scaling(pairs: int, iterations: int = 60, num_envs: list[int] | None = None,
+def case_scaling(pairs: int, iterations: int = SCALING_ITERATIONS, num_envs: list[int] | None = None,
                  baseline_rev: str | None = BASELINE_REV) -> dict:
     """5. Env steps/s of the SAC train node against num_envs, on 1 and 2 (forced) devices; peak RSS. With
     ``baseline_rev``, every point is also run on that revision's code, alternately (before, after, before, ...)."""
@@ -332,7 +341,7 @@ def _no_baseline():
 MULTIPROCESS_NUM_ENVS = (1024, 4096)
 
 
-def case_multiprocess(pairs: int, iterations: int = 60, num_envs: list[int] | None = None) -> dict:
+def case_multiprocess(pairs: int, iterations: int = SCALING_ITERATIONS, num_envs: list[int] | None = None) -> dict:
     """6. The cost of crossing processes: env steps/s of the SAC train node (scaling.py's measurement) on 2
     devices, either 1 process x 2 (forced) devices or 2 processes x 1 device (a jax.distributed run on this
     machine, collectives over gloo), alternately pair by pair."""
@@ -352,9 +361,129 @@ def case_multiprocess(pairs: int, iterations: int = 60, num_envs: list[int] | No
     return {"rows": rows, "iterations": iterations}
 
 
+KEDRO = ROOT / ".venv" / "bin" / "kedro"
+# case 7's commands (arguments of the venv's `kedro`), in the order each pair runs them
+FIRST_CONTACT_COMMANDS = {"sac": ["run", "--pipeline=sac"], "ppo": ["run", "--pipeline=ppo"],
+                          "config_error": ["run", "--pipeline=sac", "--params", "sac.train.lr_typo=1"]}
+FIRST_CONTACT_TIMEOUT = 900  # seconds one case-7 process may take (at most --timeout)
+# never inherited by a case-7 process: another cache folder, verbose output, another conf/ environment or logging
+# config, a console width (rich wraps a non-terminal's lines at 80 columns unless COLUMNS says otherwise)
+FIRST_CONTACT_UNSET = ("RLPIPE_JAX_CACHE_DIR", "RLPIPE_VERBOSE", "KEDRO_ENV", "KEDRO_LOGGING_CONFIG", "COLUMNS",
+                       "LINES", "PYTHONPATH")
+
+
+def declared_entry_points(tree: Path) -> dict[str, dict[str, str]]:
+    """The entry points ``tree``'s pyproject.toml declares, by group (what installing it writes to
+    entry_points.txt)."""
+    import tomllib
+
+    project = tomllib.loads((tree / "pyproject.toml").read_text())["project"]
+    groups = {"console_scripts": project.get("scripts", {}), "gui_scripts": project.get("gui-scripts", {}),
+              **project.get("entry-points", {})}
+    return {group: eps for group, eps in groups.items() if eps}
+
+
+def baseline_metadata(tree: Path, folder: Path) -> Path:
+    """A ``rlpipe`` dist-info in ``folder`` declaring the entry points of ``tree``'s pyproject.toml. First on the
+    PYTHONPATH, it shadows the venv's (installed from the working tree): ``kedro`` loads plugins by entry point, and
+    the working tree's (e.g. a ``kedro.init`` hook) name modules the baseline does not have."""
+    import re
+
+    found = re.search(r"""__version__\s*=\s*["']([^"']+)""", (tree / "src" / "rlpipe" / "__init__.py").read_text())
+    version = found.group(1) if found else "0"
+    info = folder / f"rlpipe-{version}.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: rlpipe\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text("".join(
+        f"[{group}]\n" + "".join(f"{name} = {value}\n" for name, value in eps.items()) + "\n"
+        for group, eps in declared_entry_points(tree).items()))
+    return folder
+
+
+def first_contact_env(pythonpath: list[Path] | None = None) -> dict:
+    env = {k: v for k, v in environment().items() if k not in FIRST_CONTACT_UNSET}
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join(str(p) for p in pythonpath)
+    return env
+
+
+def check_first_contact_tree(tree: Path, env: dict) -> dict:
+    """Which rlpipe (and which rlpipe entry points) a `kedro` in ``tree`` under ``env`` gets: the tree's own (its
+    src/ and the entry points its pyproject.toml declares), checked, not assumed."""
+    probe = ("import importlib.metadata as m, json, rlpipe; d = m.distribution('rlpipe'); "
+             "print(json.dumps({'file': rlpipe.__file__, 'entry_points': sorted([e.group, e.name, e.value] "
+             "for e in d.entry_points)}))")
+    code, out, err = run_captured([str(OURS_PY), "-c", probe], env, cwd=tree, timeout=120)
+    if code != 0:
+        raise RuntimeError(f"importing rlpipe in {tree} failed (exit status {code}): {err.strip()[-2000:]}")
+    found = json.loads(out.strip().splitlines()[-1])
+    if not Path(found["file"]).resolve().is_relative_to((tree / "src").resolve()):
+        raise RuntimeError(f"a kedro run in {tree} would import rlpipe from {found['file']}, not from {tree / 'src'}")
+    wanted = sorted([group, name, value] for group, eps in declared_entry_points(tree).items()
+                    for name, value in eps.items())
+    if found["entry_points"] != wanted:
+        raise RuntimeError(f"a kedro run in {tree} would see rlpipe's entry points {found['entry_points']}, not "
+                           f"those of {tree / 'pyproject.toml'} ({wanted}); reinstall the venv (make setup)")
+    return found
+
+
+def kedro_process(name: str, tree: Path, env: dict, label: str) -> dict:
+    """One whole `kedro` process (a ``FIRST_CONTACT_COMMANDS`` entry) in ``tree``: wall seconds, exit status and
+    the lines it printed (stdout and stderr are pipes: a non-terminal). Only the config error may exit non-zero."""
+    command = [str(KEDRO), *FIRST_CONTACT_COMMANDS[name]]
+    started = time.perf_counter()
+    code, out, err = run_captured(command, env, cwd=tree, timeout=min(FIRST_CONTACT_TIMEOUT, TIMEOUT))
+    seconds = time.perf_counter() - started
+    lines = len(out.splitlines()) + len(err.splitlines())
+    if code != 0 and name != "config_error":
+        raise RuntimeError(f"{label}kedro {' '.join(command[1:])} in {tree} failed (exit status {code}):\n"
+                           f"{(out + err)[-4000:]}")
+    print(f"  {label}kedro {' '.join(command[1:])}: {seconds:.2f} s, exit status {code}, {lines} lines", flush=True)
+    return {"seconds": seconds, "exit_status": code, "lines": lines, "stdout": out[-3000:], "stderr": err[-3000:]}
+
+
+def case_first_contact(pairs: int, baseline_rev: str | None = BASELINE_FIRST_CONTACT_REV) -> dict:
+    """7. First contact: whole-process wall seconds of `kedro run --pipeline=sac`, `--pipeline=ppo` and of a config
+    error (`--params sac.train.lr_typo=1`), with a warm cache (one untimed warm-up run of each command per tree
+    first), and the lines each prints to a non-terminal; on the working tree and, with ``baseline_rev``, on that
+    revision's tree (git worktree, its own conf/, data/, mlflow.db and .jax_cache), alternately pair by pair."""
+    with baseline_tree(baseline_rev) if baseline_rev else _no_baseline() as base:
+        sides = {"after": (ROOT, first_contact_env(), "[after] " if base else "")}
+        check_first_contact_tree(ROOT, sides["after"][1])
+        if base:
+            shadow = baseline_metadata(base["tree"], base["tree"].parent / "metadata")
+            env = first_contact_env([shadow, base["tree"] / "src"])
+            check_first_contact_tree(base["tree"], env)
+            sides = {"before": (base["tree"], env, f"[before: {base['rev']}] "), **sides}
+        runs = {side: {name: [] for name in FIRST_CONTACT_COMMANDS} for side in sides}
+        for side, (tree, env, label) in sides.items():  # warm-up: the tree's .jax_cache and MLflow store filled
+            for name in FIRST_CONTACT_COMMANDS:
+                kedro_process(name, tree, env, f"{label}(warm-up) ")
+        for _ in range(pairs):
+            for name in FIRST_CONTACT_COMMANDS:
+                for side, (tree, env, label) in sides.items():
+                    runs[side][name].append(kedro_process(name, tree, env, label))
+    rows = {}
+    for name, args in FIRST_CONTACT_COMMANDS.items():
+        row = {"command": f"kedro {' '.join(args)}"}
+        for side in ("before", "after"):
+            side_runs = runs.get(side, {}).get(name, [])
+            row[side] = {"seconds": stats([r["seconds"] for r in side_runs]),
+                         "lines": stats([r["lines"] for r in side_runs]),
+                         "exit_statuses": sorted({r["exit_status"] for r in side_runs})}
+        row["after_over_before"] = stats([a["seconds"] / b["seconds"] for a, b in
+                                          zip(runs["after"][name], runs.get("before", {}).get(name, []))])
+        rows[name] = row
+    out = {"rows": rows, "runs": runs, "after": "working tree"}
+    if base:
+        out["baseline_rev"], out["baseline_commit"] = base["rev"], base["commit"]
+    return out
+
+
 CASES = {"1": ("SAC Pendulum-v1 to -200", case_sac_threshold), "2": ("SAC identical hyperparameters", case_sac_throughput),
          "3": ("PPO CartPole-v1 to 475", case_ppo), "4": ("compilation", case_compile), "5": ("scaling", case_scaling),
-         "6": ("multi-process: the cost of crossing processes", case_multiprocess)}
+         "6": ("multi-process: the cost of crossing processes", case_multiprocess),
+         "7": ("first contact: whole-process times", case_first_contact)}
 
 
 # ----------------------------------------------------------------------------------------------------- report
@@ -481,6 +610,47 @@ def report(results: dict) -> str:
         lines += [f"| {r['num_envs']} | {spread(r['one_process'])} | {spread(r['two_processes'])} | "
                   f"{spread(r['two_over_one'])}× |" for r in rows]
         lines.append("")
+    if "7" in results["cases"]:
+        c = results["cases"]["7"]
+        rows = c["rows"]
+        before = (f"`{c['baseline_rev']}` ({c['baseline_commit'][:12]}, in a git worktree with its own conf/, data/, "
+                  "mlflow.db and .jax_cache)" if "baseline_rev" in c else "not run")
+        lines += ["## 7. First contact: whole-process times (warm cache)", "",
+                  f"Wall seconds of whole `kedro` processes after one untimed warm-up run of each command per tree "
+                  f"(JAX compilation cache and MLflow store filled); before: {before}; after: the working tree; "
+                  "alternately pair by pair; after/before is the per-pair ratio. Output lines: stdout and stderr "
+                  "together, to a pipe (not a terminal).", "",
+                  "| command | before s | after s | after/before | exit status (before / after) "
+                  "| output lines (before / after) |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+
+        def statuses(side: dict) -> str:
+            return ", ".join(str(s) for s in side["exit_statuses"]) or "n/a"
+
+        def was(value: str) -> str:
+            return f" (before: {value})" if "baseline_rev" in c else ""
+
+        for r in rows.values():
+            ratio = f"{spread(r['after_over_before'])}×" if r["after_over_before"]["n"] else "n/a"
+            lines.append(f"| `{r['command']}` | {spread(r['before']['seconds'])} | {spread(r['after']['seconds'])} | "
+                         f"{ratio} | {statuses(r['before'])} / {statuses(r['after'])} | "
+                         f"{spread(r['before']['lines'])} / {spread(r['after']['lines'])} |")
+        lines.append("")
+        for name, limit in (("sac", 10), ("ppo", 10)):
+            s, b = rows[name]["after"]["seconds"]["median"], rows[name]["before"]["seconds"]["median"]
+            targets.append((f"7: `{rows[name]['command']}` ≤ {limit} s whole process (warm cache)",
+                            s is not None and s <= limit, f"{fmt(s)} s{was(f'{fmt(b)} s')}"))
+        err = rows["config_error"]
+        s, b = err["after"]["seconds"]["median"], err["before"]["seconds"]["median"]
+        targets += [(f"7: a config error (`{err['command']}`) ends in ≤ 2.5 s", s is not None and s <= 2.5,
+                     f"{fmt(s)} s{was(f'{fmt(b)} s')}"),
+                    ("7: a config error exits non-zero",
+                     bool(err["after"]["exit_statuses"]) and 0 not in err["after"]["exit_statuses"],
+                     f"exit status {statuses(err['after'])}{was(statuses(err['before']))}")]
+        n = rows["sac"]["after"]["lines"]["max"]
+        targets.append(("7: a default `kedro run --pipeline=sac` prints ≤ 40 lines (non-terminal)",
+                        n is not None and n <= 40,
+                        f"{fmt(n)} lines (most of any run){was(fmt(rows['sac']['before']['lines']['max']))}"))
     lines += ["## Targets", "", "| target | met | measured |", "| --- | --- | --- |"]
     lines += [f"| {name} | {'yes' if ok else 'NO'} | {value} |" for name, ok, value in targets]
     return "\n".join(lines) + "\n"
@@ -491,12 +661,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--cases", default=",".join(CASES))
-    parser.add_argument("--iterations", type=int, default=60,
+    parser.add_argument("--iterations", type=int, default=SCALING_ITERATIONS,
                         help="training iterations per scaling run (cases 5 and 6; at least 3); fewer for a quick look")
     parser.add_argument("--num-envs", help="comma-separated num_envs replacing the sweeps of cases 5 and 6 "
                                            "(values not divisible by the device count are skipped there)")
     parser.add_argument("--baseline-rev", default=BASELINE_REV,
                         help="the revision case 5 compares against (git worktree); 'none' skips the comparison")
+    parser.add_argument("--first-contact-baseline-rev", default=BASELINE_FIRST_CONTACT_REV,
+                        help="the revision case 7 compares against (git worktree); 'none' skips its 'before' runs")
     parser.add_argument("--timeout", type=int, default=TIMEOUT, help="seconds any one benchmark process may take")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the .json and .md results go")
     parser.add_argument("--no-save", action="store_true", help="print the table only; write no result files")
@@ -508,9 +680,11 @@ def main():
         parser.error("--iterations must be at least 3 (three logged chunks per scaling run)")
     num_envs = [int(n) for n in args.num_envs.split(",")] if args.num_envs else None
     baseline_rev = None if args.baseline_rev.lower() in ("", "none") else args.baseline_rev
+    first_contact_rev = (None if args.first_contact_baseline_rev.lower() in ("", "none")
+                         else args.first_contact_baseline_rev)
     TIMEOUT = args.timeout
     if not PEERS_PY.exists() and set(cases) & {"1", "2", "3"}:
-        sys.exit("the peers' venv is missing: run `make bench` (it creates .venv-peers), or only --cases 4,5,6")
+        sys.exit("the peers' venv is missing: run `make bench` (it creates .venv-peers), or only --cases 4,5,6,7")
     # a SIGTERM unwinds like Ctrl-C: running benchmark processes are killed, the baseline worktree removed
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     results = {"machine": machine(), "pairs": args.pairs, "cases": {}}
@@ -521,6 +695,8 @@ def main():
             results["cases"][case] = fn(args.pairs, args.iterations, num_envs, baseline_rev)
         elif case == "6":
             results["cases"][case] = fn(args.pairs, args.iterations, num_envs)
+        elif case == "7":
+            results["cases"][case] = fn(args.pairs, first_contact_rev)
         else:
             results["cases"][case] = fn(args.pairs)
     if not args.no_save:  # the figures first: a report that fails loses nothing measured
@@ -530,8 +706,8 @@ def main():
     table = report(results)
     if not args.no_save:
         (args.out / f"{stamp}.md").write_text(table)
-        full = (set(results["cases"]) == set(CASES) and args.pairs >= 3 and args.iterations == 60 and not num_envs
-                and baseline_rev is not None)
+        full = (set(results["cases"]) == set(CASES) and args.pairs >= 3 and args.iterations == SCALING_ITERATIONS and not num_envs
+                and baseline_rev is not None and first_contact_rev is not None)
         if full and args.out.resolve() == RESULTS.resolve():  # only a full invocation becomes the quoted table
             (args.out / "latest.md").write_text(table)
     print(table)

@@ -32,7 +32,7 @@ from rlpipe.rl.sac.algorithm import collect_random  # noqa: E402
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--num-envs", type=int, required=True)
-    parser.add_argument("--iterations", type=int, default=60)
+    parser.add_argument("--iterations", type=int, default=600)
     args = parser.parse_args()
     devices = mesh.device_count()  # over all processes
     n = args.num_envs
