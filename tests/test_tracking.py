@@ -64,7 +64,7 @@ def make_project(tmp_path_factory, label: str, tracking: dict, notebooks: bool =
     (root / "src").mkdir()
     if notebooks:
         shutil.copytree(PROJECT_ROOT / "notebooks", root / "notebooks")
-    tiny = {**TINY_SAC, "tracking": tracking}
+    tiny = {**TINY_SAC, "tracking": {"system_metrics_interval_s": 0.5, **tracking}}  # a tiny run lasts seconds
     (root / "conf" / "local" / "parameters_sac.yml").write_text(yaml.safe_dump({"sac": tiny}))
     return root
 

@@ -14,7 +14,7 @@ saves no ``eval_summary`` registers at its end with ``always`` only. The run's t
 ("true"/"false") and ``rlpipe.registered_version`` say what happened; a failure to register is a warning.
 
 The run also gets MLflow's system metrics (``system/cpu_utilization_percentage``, memory, GPU when present) when its
-algorithm's ``tracking.system_metrics`` is true, sampled every second.
+algorithm's ``tracking.system_metrics`` is true, sampled every ``tracking.system_metrics_interval_s``.
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ class MlflowRunIsolationHooks:
                 self._saved_env = {name: os.environ.get(name) for name in SYSTEM_METRICS_ENV}
                 if wanted:
                     mlflow.enable_system_metrics_logging()
-                    mlflow.set_system_metrics_sampling_interval(1)
+                    mlflow.set_system_metrics_sampling_interval(wanted)
                     mlflow.set_system_metrics_samples_before_logging(1)
                 else:
                     mlflow.disable_system_metrics_logging()
@@ -276,9 +276,10 @@ SYSTEM_METRICS_ENV = ("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "MLFLOW_SYSTEM_MET
 DEFAULT_PIPELINE = "sac"
 
 
-def system_metrics_wanted(run_params: dict[str, Any], parameters: Callable[[str], Any]) -> bool | None:
-    """Whether the run's algorithm sections (``parameters(name)``: the raw section, None if absent) ask for system
-    metrics: any of them, if the run has several; None if the run's pipelines are no algorithm's."""
+def system_metrics_wanted(run_params: dict[str, Any], parameters: Callable[[str], Any]) -> float | bool | None:
+    """The sampling interval (seconds) of the system metrics the run's algorithm sections (``parameters(name)``: the
+    raw section, None if absent) ask for (the shortest, if the run has several), False if none asks, None if the
+    run's pipelines are no algorithm's."""
     from rlpipe.rl import algorithm
 
     names = run_params.get("pipeline_names") or run_params.get("pipeline_name") or []
@@ -291,7 +292,11 @@ def system_metrics_wanted(run_params: dict[str, Any], parameters: Callable[[str]
     wanted = None
     for algo in algorithms:
         config = algorithm.load_config(algo, parameters(algo) or {}, None)  # no section: the defaults
-        wanted = bool(wanted) or config.tracking.system_metrics
+        if config.tracking.system_metrics:
+            interval = config.tracking.system_metrics_interval_s
+            wanted = interval if not wanted else min(wanted, interval)
+        elif wanted is None:
+            wanted = False
     return wanted
 
 

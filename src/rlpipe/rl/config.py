@@ -187,6 +187,9 @@ class TrackingConfig(Config):
     target_return: float | None = spec(None, doc="the eval mean return that 'on_target' registration needs; null: "
                                                  "early_stopping.target_return where the algorithm has one")
     system_metrics: bool = spec(True, doc="log MLflow system metrics (CPU, memory; GPU when present) during the run")
+    system_metrics_interval_s: float = spec(3.0, gt=0.0, le=3600.0,
+                                            doc="seconds between system-metric samples (each is a probe and a "
+                                                "write to the store beside the training)")
 
 
 class DistributedConfig(Config):
