@@ -146,14 +146,14 @@ class ConsoleHooks:
     def __init__(self) -> None:
         self._started: dict[str, float] = {}
         self._run_started = None
-        self._saved: dict[str, str] = {}
+        self._saved: set[str] = set()
         self._mlflow_run = None
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
         self._run_started = time.perf_counter()
         self._version = run_params.get("session_id") or run_params.get("run_id")
-        self._saved, self._mlflow_run = {}, None
+        self._saved, self._mlflow_run = set(), None
 
     @hook_impl
     def before_node_run(self, node) -> None:
@@ -176,7 +176,7 @@ class ConsoleHooks:
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str) -> None:
-        self._saved[dataset_name] = dataset_name
+        self._saved.add(dataset_name)
 
     def _remember_mlflow_run(self) -> None:
         mlflow = sys.modules.get("mlflow")

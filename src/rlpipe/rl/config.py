@@ -94,6 +94,18 @@ def spec(default: Any = PydanticUndefined, *, ge=None, gt=None, le=None, lt=None
     return info
 
 
+def redefault(base: type[BaseModel], name: str, default: Any, doc: str | None = None):
+    """Field ``name`` of ``base`` with another default (and doc), its type rules and bounds kept: how a section
+    subclass (e.g. an algorithm's ``LoopConfig``) changes what it starts from without restating the rules."""
+    import copy
+
+    info = copy.copy(base.model_fields[name])
+    info.default = default
+    if doc is not None:
+        info.description = doc
+    return info
+
+
 def _as_tuple(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 

@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import serialization, struct
+from flax import serialization, struct, traverse_util
 
 from rlpipe.rl import loop, mesh, policies
 from rlpipe.rl.acting import EpisodeStats, make_evaluator
 from rlpipe.rl.algorithm import Algorithm
 from rlpipe.rl.early_stopping import EarlyStopping
 from rlpipe.rl.envs import EnvSpec, ScenarioBatch, max_episode_steps
+from rlpipe.rl.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -239,13 +240,10 @@ def inherit(algorithm: Algorithm, fresh: Any, stored: dict[str, Any], *, optimiz
     ``optimizer``, the optimizer states of ``stored`` (a checkpoint's training part, as dicts); counters stay
     fresh: it is a new run. A part whose tree or shapes differ from this config's is a ``ConfigError`` on ``key``
     naming the first difference."""
-    from rlpipe.rl.errors import ConfigError
-
     fields = list(algorithm.inheritable["params"])
     if optimizer:
         fields += algorithm.inheritable["optimizer"]
     ours = serialization.to_state_dict(fresh)
-    taken = {}
     for field in fields:
         if field not in stored:
             raise ConfigError(key, f"the stored agent has no {field!r}: it was not written by this version of "
@@ -258,21 +256,9 @@ def inherit(algorithm: Algorithm, fresh: Any, stored: dict[str, Any], *, optimiz
                 raise ConfigError(key, f"the stored agent does not fit this config: {field}/{path} has "
                                        f"{shape(b)} there but {shape(a)} here (network sizes, env or algorithm "
                                        f"settings differ)")
-        taken[field] = jax.tree.map(lambda mine_leaf, stored_leaf: np.asarray(stored_leaf, np.asarray(mine_leaf).dtype),
-                                    ours[field], _like(ours[field], stored[field]))
-    return serialization.from_state_dict(fresh, {**ours, **taken})
+    return serialization.from_state_dict(fresh, {**ours, **{field: stored[field] for field in fields}})
 
 
 def _leaves(tree: Any) -> dict[str, Any]:
-    """A nested dict's array leaves by their slash-joined path."""
-    if isinstance(tree, dict):
-        return {f"{k}/{p}" if p else str(k): v for k, sub in tree.items() for p, v in _leaves(sub).items()}
-    return {"": tree}
-
-
-def _like(template: Any, tree: Any) -> Any:
-    """``tree`` (dicts, as a checkpoint holds them) in the container types of ``template``."""
-    if isinstance(template, dict):
-        return {k: _like(template[k], tree[k]) for k in template}
-    return tree
-
+    """A state dict's leaves by their slash-joined path (a bare leaf: path "")."""
+    return traverse_util.flatten_dict(tree, sep="/") if isinstance(tree, dict) and tree else {"": tree}

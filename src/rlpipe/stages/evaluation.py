@@ -47,7 +47,7 @@ def eval_scenarios(config: Any, evaluation: dict[str, Any]) -> pd.DataFrame:
     spec = make_env(config.env.id)
     train, table = sample_scenarios(spec, s.ranges, s.num_train, s.num_eval, config.seed)
     if e.scenarios == "fresh":
-        seed = config.seed + 1 if e.seed is None else e.seed
+        seed = scenarios_seed(config, e)
         wanted = e.num_scenarios or s.num_eval
         _, table = sample_scenarios(spec, s.ranges, s.num_train, wanted + s.num_train, seed)
         table = table[~table["reset_seed"].isin(set(train["reset_seed"]))].head(wanted).reset_index(drop=True)
@@ -71,9 +71,16 @@ def evaluate_agent(config: Any, agent_policy: dict[str, Any], agent_info: dict[s
     episodes, summary = tabulate_evaluation(returns, lengths, scenarios_eval, config.env.id, agent_policy)
     e = parse(EvaluationConfig, evaluation, "evaluation")
     summary.update(agent_version=agent_info["agent_version"], scenarios=e.scenarios,
-                   scenarios_seed=config.seed if e.scenarios == "stored" else
-                   (config.seed + 1 if e.seed is None else e.seed))
+                   scenarios_seed=scenarios_seed(config, e))
     return episodes, summary
+
+
+def scenarios_seed(config: Any, evaluation: EvaluationConfig) -> int:
+    """The seed the evaluated scenarios are drawn from: the agent's own, or for fresh ones ``evaluation.seed``
+    (default: the agent's seed + 1)."""
+    if evaluation.scenarios == "stored":
+        return config.seed
+    return config.seed + 1 if evaluation.seed is None else evaluation.seed
 
 
 def film_agent(config: Any, agent_policy: dict[str, Any], agent_info: dict[str, Any], scenarios_eval: pd.DataFrame,

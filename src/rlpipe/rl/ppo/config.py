@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from rlpipe.rl import config as shared
-from rlpipe.rl.config import spec
+from rlpipe.rl.config import redefault, spec
 from rlpipe.rl.errors import ConfigError
 
 
 class PPOTrainConfig(shared.LoopConfig):
     """PPO's training loop."""
 
-    total_env_steps: int = spec(100_000, ge=1, le=2**53, doc="env step budget (early stopping may end sooner)")
-    num_envs: int = spec(16, ge=1, le=2**20, doc="parallel environments over all devices")
-    log_every_env_steps: int = spec(8_192, ge=1, doc="env steps between progress lines (one compiled call)")
-    eval_every_env_steps: int = spec(8_192, ge=0, doc="env steps between evaluations on the eval scenarios; 0: none")
-    checkpoint_every_env_steps: int = spec(32_768, ge=1, doc="env steps between periodic checkpoints")
-    checkpoint_dir: str = spec("data/06_models/ppo_checkpoints", doc="where periodic checkpoints go, one folder a run")
+    total_env_steps: int = redefault(shared.LoopConfig, "total_env_steps", 100_000,
+                                     doc="env step budget (early stopping may end sooner)")
+    num_envs: int = redefault(shared.LoopConfig, "num_envs", 16)
+    log_every_env_steps: int = redefault(shared.LoopConfig, "log_every_env_steps", 8_192)
+    eval_every_env_steps: int = redefault(shared.LoopConfig, "eval_every_env_steps", 8_192)
+    checkpoint_every_env_steps: int = redefault(shared.LoopConfig, "checkpoint_every_env_steps", 32_768)
+    checkpoint_dir: str = redefault(shared.LoopConfig, "checkpoint_dir", "data/06_models/ppo_checkpoints")
     num_steps: int = spec(128, ge=1, le=2**20, doc="rollout length per environment per iteration")
     update_epochs: int = spec(4, ge=1, le=10**4, doc="passes over each rollout")
     num_minibatches: int = spec(4, ge=1, doc="minibatches per pass (per device share of the rollout)")

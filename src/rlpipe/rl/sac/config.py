@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from rlpipe.rl import config as shared
-from rlpipe.rl.config import spec
+from rlpipe.rl.config import redefault, spec
 from rlpipe.rl.errors import ConfigError
 
 
@@ -19,8 +19,9 @@ class BufferConfig(shared.Config):
 class SACTrainConfig(shared.LoopConfig):
     """SAC's training loop."""
 
-    total_env_steps: int = spec(12_000, ge=1, le=2**53, doc="env steps in all, prefill included")
-    checkpoint_dir: str = spec("data/06_models/sac_checkpoints", doc="where periodic checkpoints go, one folder a run")
+    total_env_steps: int = redefault(shared.LoopConfig, "total_env_steps", 12_000,
+                                     doc="env steps in all, prefill included")
+    checkpoint_dir: str = redefault(shared.LoopConfig, "checkpoint_dir", "data/06_models/sac_checkpoints")
     unroll_length: int = spec(1, ge=1, le=2**20, doc="env steps per environment per iteration")
     batch_size: int = spec(128, ge=1, le=2**24, doc="transitions per gradient step over all devices")
     grad_updates_per_iter: int = spec(8, ge=1, le=2**20, doc="gradient steps per iteration")
