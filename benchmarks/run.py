@@ -580,8 +580,9 @@ def report(results: dict) -> str:
             lines += [f"| {r['devices']} | {r['num_envs']} | {fmt(r['env_steps_per_s'])} | {fmt(r['peak_rss_mb'])} |"
                       for r in rows]
         else:
-            lines += [f"Before: `{ba['baseline_rev']}` ({ba['baseline_commit'][:12]}, pmap); after: the working "
-                      "tree (jit(shard_map) on a device mesh); both run in this invocation, alternately pair by pair. "
+            on_pmap = ba["baseline_rev"] == BASELINE_REV
+            lines += [f"Before: `{ba['baseline_rev']}` ({ba['baseline_commit'][:12]}{', pmap' if on_pmap else ''}); "
+                      "after: the working tree (jit(shard_map) on a device mesh); both run in this invocation, alternately pair by pair. "
                       "Env steps/s are medians (min–max) over pairs; after/before is the per-pair ratio; ⚠ marks a "
                       f"median ratio below {ba['flag_below']}.", "",
                       "| devices | num_envs | env steps/s (after) | env steps/s (before) | after/before "
@@ -593,8 +594,9 @@ def report(results: dict) -> str:
                              f"{spread(b['after_over_before'])}×{flag} | {fmt(r['peak_rss_mb'])} |")
             flagged = [f"{b['devices']} device(s) x {b['num_envs']} envs ({fmt(b['after_over_before']['median'])}×)"
                        for b in ba["rows"] if b["flagged"]]
-            targets.append((f"5: no single-process scaling figure below {ba['flag_below']}× of {ba['baseline_rev']}'s "
-                            "(before the move off pmap)", not flagged, "; ".join(flagged) or "none below"))
+            targets.append((f"5: no single-process scaling figure below {ba['flag_below']}× of {ba['baseline_rev']}'s"
+                            + (" (before the move off pmap)" if on_pmap else ""), not flagged,
+                            "; ".join(flagged) or "none below"))
         lines += ["", f"Replay buffer: {rows[0]['buffer_bytes_per_transition']} bytes per transition (Pendulum: "
                       "float32 obs, action, reward, discount, next obs).", ""]
     if "6" in results["cases"]:
