@@ -287,12 +287,29 @@ def test_two_concurrent_runs_keep_separate_versions_and_mlflow_runs(project):
                 "data/02_intermediate/sac/scenarios_train.parquet", "data/08_reporting/sac/policy_animation.gif"):
         assert len(versions(project, rel)) == 2, rel
     assert len(list((project / "data/06_models/sac_checkpoints").iterdir())) == 2
+    # the two runs were named through the project's version lock (rlpipe.versions), the later one last
+    assert (project / "data/.last_run_version").read_text().strip() == max(versions(project, "data/06_models/sac/agent"))
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("rlpipe").experiment_id])
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
     assert {r.data.tags["run_id"] for r in runs} == set(versions(project, "data/06_models/sac/agent"))
+
+
+def test_processes_naming_runs_in_the_same_millisecond_get_distinct_versions(tmp_path):
+    """Two processes take 200 run versions each, as fast as they can, from one data folder: all 400 differ (Kedro's
+    own millisecond timestamps collided in CI when two runs started together)."""
+    code = ("import sys; from pathlib import Path; from rlpipe.versions import unique_timestamp\n"
+            "print(' '.join(unique_timestamp(Path(sys.argv[1])) for _ in range(200)))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    stamps = [p.communicate(timeout=120)[0].split() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert [len(s) for s in stamps] == [200, 200]
+    assert all(s == sorted(s) for s in stamps)  # each process's versions increase
+    assert len(set(stamps[0]) | set(stamps[1])) == 400
+    assert (tmp_path / ".last_run_version").read_text().strip() == max(stamps[0] + stamps[1])
 
 
 def test_no_catalog_dataset_is_a_pickle():

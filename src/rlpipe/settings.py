@@ -8,12 +8,16 @@ from rlpipe.catalog import ProcessAwareCatalog
 from rlpipe.console import ConsoleHooks
 from rlpipe.hooks import ConfigCheckHooks, JaxRuntimeHooks, LineageHooks
 from rlpipe.tracking import MlflowArtifactHooks, MlflowConfigParamsHooks, MlflowRunIsolationHooks
+from rlpipe.versions import use_unique_run_versions
 
 
 def _project_root() -> str:
     """The Kedro project root, also when the cwd is a subfolder (a notebook in notebooks/)."""
     return str(find_kedro_project(Path.cwd()) or Path.cwd())
 
+
+# Runs started in the same millisecond (a job array, `&` in a shell loop) still get distinct versions.
+use_unique_run_versions(Path(_project_root()) / "data")
 
 # Registered last, called first (pluggy is LIFO): ConfigCheckHooks stops a bad config before anything heavy is loaded;
 # JaxRuntimeHooks then joins the processes of a multi-process run before any other hook asks which process this is.
