@@ -278,7 +278,10 @@ def report_examples():
 
 # -------------------------------------------------------------------------------------------- concurrency, pickle
 def test_two_concurrent_runs_keep_separate_versions_and_mlflow_runs(project):
+    from rlpipe.versions import lock_path
+
     write_params(project, "sac", TINY_SAC)
+    lock = lock_path(project / "data")  # no data/ yet: the temp folder's lock for this project
     first = kedro_run(project, "--pipeline=sac", background=True)
     second = kedro_run(project, "--pipeline=sac", background=True)
     out = [p.communicate(timeout=600)[0] for p in (first, second)]
@@ -288,7 +291,7 @@ def test_two_concurrent_runs_keep_separate_versions_and_mlflow_runs(project):
         assert len(versions(project, rel)) == 2, rel
     assert len(list((project / "data/06_models/sac_checkpoints").iterdir())) == 2
     # the two runs were named through the project's version lock (rlpipe.versions), the later one last
-    assert (project / "data/.last_run_version").read_text().strip() == max(versions(project, "data/06_models/sac/agent"))
+    assert lock.read_text().strip() == max(versions(project, "data/06_models/sac/agent"))
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project}/mlflow.db")
@@ -309,7 +312,7 @@ def test_processes_naming_runs_in_the_same_millisecond_get_distinct_versions(tmp
     assert [len(s) for s in stamps] == [200, 200]
     assert all(s == sorted(s) for s in stamps)  # each process's versions increase
     assert len(set(stamps[0]) | set(stamps[1])) == 400
-    assert (tmp_path / ".last_run_version").read_text().strip() == max(stamps[0] + stamps[1])
+    assert (tmp_path / ".last_run_version").read_text().strip() == max(stamps[0] + stamps[1])  # tmp_path exists
 
 
 def test_no_catalog_dataset_is_a_pickle():

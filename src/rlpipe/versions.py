@@ -3,12 +3,14 @@
 Kedro names a run (its session id, the save version of every versioned catalog entry, and the ``run_id`` tag of
 its MLflow run) by the UTC time to the millisecond. Two runs launched together (a job array, a shell loop with
 ``&``) can get the same name; the second then fails at its first versioned save ("must not exist if versioning
-is enabled"). ``unique_timestamp`` hands out Kedro's timestamps through a lock file in the project's ``data/``
-folder, so each run of the project on this file system gets a later one than the run before it.
+is enabled"). ``unique_timestamp`` hands out Kedro's timestamps through a lock file (``lock_path``), so each run of
+the project gets a later one than the run before it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,15 +20,25 @@ LOCK_NAME = ".last_run_version"  # in data/: holds the last version handed out (
 MAX_WAIT_S = 2.0  # a clock set back by more than this is trusted rather than waited for
 
 
+def lock_path(data_dir: Path) -> Path:
+    """The file that holds the last version handed out: in the project's ``data/`` folder (shared by every host
+    that mounts the project), or, before that folder exists, in the temp folder under a name of the project's path
+    (a run that stops at a config error leaves the project as it found it)."""
+    data_dir = Path(data_dir).absolute()
+    if data_dir.is_dir():
+        return data_dir / LOCK_NAME
+    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"rlpipe{LOCK_NAME}-{digest}"
+
+
 def unique_timestamp(data_dir: Path) -> str:
-    """Kedro's version timestamp, later than the last one handed out in ``data_dir`` (waits a millisecond or two
+    """Kedro's version timestamp, later than the last one handed out for ``data_dir`` (waits a millisecond or two
     when a concurrent run just took the current one). Falls back to the plain timestamp where files cannot be
-    locked (no ``fcntl``, read-only or missing folder)."""
+    locked (no ``fcntl``, a read-only folder)."""
     try:
         import fcntl
 
-        Path(data_dir).mkdir(parents=True, exist_ok=True)  # where the run's artifacts go anyway
-        handle = open(Path(data_dir) / LOCK_NAME, "a+")  # noqa: SIM115 - closed below, after the lock is released
+        handle = open(lock_path(data_dir), "a+")  # noqa: SIM115 - closed below, after the lock is released
     except (ImportError, OSError):
         return generate_timestamp()
     with handle:
