@@ -14,6 +14,7 @@ from kedro.framework.cli.project import run as kedro_run
 from rlpipe import console
 
 CONFIG_ERROR_EXIT_CODE = 2  # like a usage error: fix the command or the conf/ files and run again
+ENV_ERROR_EXIT_CODE = 3  # the environment raised during the run
 
 
 @click.group(name="rlpipe")
@@ -27,11 +28,15 @@ def _run(verbose: bool, **kwargs):
     try:
         result = kedro_run.callback(**kwargs)
     except Exception as exc:
-        error = console.config_error_in(exc)
-        if error is None or verbose:
+        if verbose:
             raise
-        click.echo(console.config_error_block(error), err=True)
-        sys.exit(CONFIG_ERROR_EXIT_CODE)
+        if (error := console.config_error_in(exc)) is not None:
+            click.echo(console.config_error_block(error), err=True)
+            sys.exit(CONFIG_ERROR_EXIT_CODE)
+        if (error := console.env_error_in(exc)) is not None:
+            click.echo(console.env_error_block(error), err=True)
+            sys.exit(ENV_ERROR_EXIT_CODE)
+        raise
     if _own_process():
         _exit_now(0)
     return result

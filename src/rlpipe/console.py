@@ -116,22 +116,47 @@ QUIET_LOGGERS = ("kedro_mlflow", "mlflow")
 
 
 def _not_about_a_config_error(record: logging.LogRecord) -> bool:
-    """Kedro's own lines about a node that failed with a ConfigError ("Node ... failed with error", "No nodes
-    ran. Repeat the previous command"): the error block says it once, with what to do."""
-    return not (record.name.startswith("kedro") and config_error_in(sys.exc_info()[1]) is not None)
+    """Kedro's own lines about a node that failed with a ConfigError or an environment's error ("Node ... failed
+    with error", "No nodes ran. Repeat the previous command"): the error block says it once, with what to do."""
+    if record.name == "jax._src.callback":  # "jax.io_callback failed" and the env's traceback: the block says it
+        return env_error_in(record.exc_info[1] if record.exc_info else None) is None
+    if not record.name.startswith("kedro"):
+        return True
+    error = sys.exc_info()[1]
+    return config_error_in(error) is None and env_error_in(error) is None
 
 
 def config_error_in(exc: BaseException | None) -> Any:
     """The ConfigError that caused ``exc`` (itself, or one in its chain of causes), or None."""
     from rlpipe.rl.errors import ConfigError
 
+    return _cause_of_type(exc, ConfigError)
+
+
+def env_error_in(exc: BaseException | None) -> Any:
+    """The error a host environment raised that caused ``exc``, or None."""
+    if exc is None:
+        return None
+    from rlpipe.rl.envs.host import HostEnvError
+
+    return _cause_of_type(exc, HostEnvError)
+
+
+def _cause_of_type(exc: BaseException | None, kind: type) -> Any:
     seen = set()
     while exc is not None and id(exc) not in seen:
-        if isinstance(exc, ConfigError):
+        if isinstance(exc, kind):
             return exc
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+def env_error_block(error: Any) -> str:
+    """A failing environment for people: what raised where, and that the checkpoints are kept."""
+    return (f"Environment error:\n  {error}\n"
+            "The run stopped there; checkpoints written before it are kept (train.resume=true continues from the "
+            f"last one). (For the traceback: kedro run -v ..., or {VERBOSE_ENV}=1)")
 
 
 def config_error_block(error: Any) -> str:

@@ -27,10 +27,21 @@ def learning_curve(history: pd.DataFrame, title: str) -> Figure:
 
 
 def eval_returns(episodes: pd.DataFrame, title: str) -> Figure:
-    """Return of every held-out scenario, sorted, with the mean."""
+    """Return of every held-out scenario, sorted, with the mean; beside it, in the same scenario order, the env's
+    own metrics (``env.<name>`` columns), if the evaluation has any."""
     ordered = episodes.sort_values("return").reset_index(drop=True)
-    fig = Figure(figsize=(7, 4), layout="constrained")
-    ax = fig.add_subplot()
+    metrics = [c for c in ordered.columns if c.startswith("env.")]
+    fig = Figure(figsize=(7 + 4 * bool(metrics), 4), layout="constrained")
+    ax = fig.add_subplot(1, 2 if metrics else 1, 1)
+    if metrics:
+        side = fig.add_subplot(1, 2, 2)
+        for column in metrics:
+            mean = float(ordered[column].mean())
+            side.plot(np.arange(len(ordered)), ordered[column], marker=".", lw=1,
+                      label=f"{column.removeprefix('env.')} (mean {mean:.3g})")
+        side.set_xlabel("scenario (same order as the returns)")
+        side.set_title("environment metrics")
+        side.legend(fontsize=7)
     ax.bar(np.arange(len(ordered)), ordered["return"], color="tab:blue", alpha=0.8)
     mean = float(ordered["return"].mean())
     ax.axhline(mean, color="tab:red", ls="--", label=f"mean {mean:.1f}")

@@ -81,7 +81,7 @@ def reset_envs(spec: EnvSpec, scenarios: ScenarioBatch, key: jax.Array, num_envs
     """Start ``num_envs`` episodes on uniformly sampled scenarios."""
     index = jax.random.randint(key, (num_envs,), 0, scenarios.size)
     params, reset_keys = take(scenarios, index)
-    obs, env_state = jax.vmap(spec.env.reset_env)(reset_keys, params)
+    obs, env_state = spec.reset_batch(reset_keys, params)
     zeros = jnp.zeros((num_envs,), jnp.float32)
     return EnvBatchState(env_state, flat_obs(obs, num_envs), params, zeros, zeros)
 
@@ -95,9 +95,8 @@ def step_envs(spec: EnvSpec, scenarios: ScenarioBatch, state: EnvBatchState, act
     num_envs = state.obs.shape[0]
     step_key, pick_key = jax.random.split(key)
     step_keys = jax.random.split(step_key, num_envs)
-    obs, env_state, reward, terminated, _ = jax.vmap(spec.env.step_env)(step_keys, state.env_state, to_env(action),
+    obs, env_state, reward, terminated, truncated, _ = spec.step_batch(step_keys, state.env_state, to_env(action),
                                                                        state.params)
-    truncated = jax.vmap(spec.env.is_truncated)(env_state, state.params)
     done = jnp.logical_or(terminated, truncated)
     reward = reward.astype(jnp.float32)
     next_obs = flat_obs(obs, num_envs)
@@ -109,7 +108,12 @@ def step_envs(spec: EnvSpec, scenarios: ScenarioBatch, state: EnvBatchState, act
                             episode_length * keep_running)
 
     def restart_finished(stepped: EnvBatchState) -> EnvBatchState:
-        fresh = reset_envs(spec, scenarios, pick_key, num_envs)
+        index = jax.random.randint(pick_key, (num_envs,), 0, scenarios.size)
+        params, reset_keys = take(scenarios, index)
+        # a host env resets only the finished envs, in place; a JAX env starts all and the finished ones are kept
+        obs, env_state = spec.reset_batch(reset_keys, params, stepped.env_state, done, flat_obs(stepped.obs, num_envs))
+        fresh = EnvBatchState(env_state, flat_obs(obs, num_envs), params, stepped.episode_return,
+                              stepped.episode_length)
         pick = lambda new, old: jnp.where(jnp.reshape(done, done.shape + (1,) * (new.ndim - 1)), new, old)  # noqa: E731
         return stepped.replace(env_state=jax.tree.map(pick, fresh.env_state, stepped.env_state),
                                obs=pick(fresh.obs, stepped.obs), params=jax.tree.map(pick, fresh.params, stepped.params))
@@ -137,44 +141,56 @@ def unroll(spec: EnvSpec, scenarios: ScenarioBatch, policy: Policy, to_env: Acti
     return state, rollout, stats
 
 
-def evaluate(spec: EnvSpec, scenarios: ScenarioBatch, policy: ActionMap, max_steps: int) -> tuple[jax.Array, jax.Array]:
+def evaluate(spec: EnvSpec, scenarios: ScenarioBatch, policy: ActionMap, max_steps: int,
+             metrics: tuple[str, ...] = ()) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
     """Run every scenario once, from its own reset seed, until its episode ends (at most ``max_steps``).
 
-    ``policy`` maps observations [B, obs_dim] to env actions deterministically. Returns per-scenario return and
-    length.
+    ``policy`` maps observations [B, obs_dim] to env actions deterministically. Returns per-scenario return, length
+    and, for each name in ``metrics`` (keys of the env's step info), its mean over the episode's steps
+    (``<name>``) and its value at the episode's last step (``<name>_final``).
     """
     n = scenarios.size
-    obs, env_state = jax.vmap(spec.env.reset_env)(scenarios.reset_keys, scenarios.params)
+    obs, env_state = spec.reset_batch(scenarios.reset_keys, scenarios.params)
     # Env dynamics may use their key (stochastic transitions): a fixed per-scenario stream keeps evaluation
     # a pure function of the scenario table.
     step_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(scenarios.reset_keys)
 
     def body(carry, t):
-        obs, env_state, total, length, running = carry
+        obs, env_state, total, length, running, sums, last = carry
         keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(step_keys, t)
-        obs, env_state, reward, terminated, _ = jax.vmap(spec.env.step_env)(keys, env_state, policy(flat_obs(obs, n)),
-                                                                           scenarios.params)
-        truncated = jax.vmap(spec.env.is_truncated)(env_state, scenarios.params)
+        obs, env_state, reward, terminated, truncated, info = spec.step_batch(keys, env_state,
+                                                                              policy(flat_obs(obs, n)),
+                                                                              scenarios.params)
         total = total + reward.astype(jnp.float32) * running
         length = length + running
+        values = {m: jnp.reshape(jnp.asarray(info[m], jnp.float32), (n, -1)).mean(axis=1) for m in metrics}
+        sums = {m: sums[m] + values[m] * running for m in metrics}
+        last = {m: jnp.where(running > 0, values[m], last[m]) for m in metrics}
         running = running * (1.0 - jnp.logical_or(terminated, truncated).astype(jnp.float32))
-        return (obs, env_state, total, length, running), None
+        return (obs, env_state, total, length, running, sums, last), None
 
-    init = (obs, env_state, jnp.zeros(n), jnp.zeros(n), jnp.ones(n))
-    (_, _, total, length, _), _ = jax.lax.scan(body, init, jnp.arange(max_steps))
-    return total, length.astype(jnp.int32)
+    zeros = {m: jnp.zeros(n) for m in metrics}
+    init = (obs, env_state, jnp.zeros(n), jnp.zeros(n), jnp.ones(n), zeros, zeros)
+    (_, _, total, length, _, sums, last), _ = jax.lax.scan(body, init, jnp.arange(max_steps))
+    out = {m: sums[m] / jnp.maximum(length, 1.0) for m in metrics}
+    out.update({f"{m}_final": last[m] for m in metrics})
+    return total, length.astype(jnp.int32), out
 
 
 class Evaluator:
-    """``evaluator(params, scenarios) -> (returns, lengths)`` as numpy: ``evaluate`` compiled once.
+    """``evaluator(params, scenarios) -> (returns, lengths)`` as numpy: ``evaluate`` compiled once; the metrics
+    of that evaluation (see ``evaluate``) are in ``last_metrics`` afterwards.
 
     ``policy_of(params)`` gives the deterministic env-action policy. ``precompile`` compiles ahead of the first
     call (e.g. on a background thread while the training step compiles).
     """
 
-    def __init__(self, spec: EnvSpec, policy_of: Callable[[Any], ActionMap], max_steps: int):
-        self._jit = jax.jit(lambda params, scenarios: evaluate(spec, scenarios, policy_of(params), max_steps))
+    def __init__(self, spec: EnvSpec, policy_of: Callable[[Any], ActionMap], max_steps: int,
+                 metrics: tuple[str, ...] = ()):
+        self._jit = jax.jit(lambda params, scenarios: evaluate(spec, scenarios, policy_of(params), max_steps,
+                                                               metrics))
         self._compiled = None
+        self.last_metrics: dict[str, Any] = {}
 
     def precompile(self, params: Any, scenarios: ScenarioBatch) -> None:
         self._compiled = self._jit.lower(params, scenarios).compile()
@@ -182,11 +198,19 @@ class Evaluator:
     def __call__(self, params: Any, scenarios: ScenarioBatch):
         import numpy as np
 
-        returns, lengths = (self._compiled or self._jit)(params, scenarios)
+        returns, lengths, metrics = (self._compiled or self._jit)(params, scenarios)
+        self.last_metrics = {k: np.asarray(v) for k, v in metrics.items()}
         return np.asarray(returns), np.asarray(lengths)
 
 
-make_evaluator = Evaluator
+def make_evaluator(spec: EnvSpec, policy_of: Callable[[Any], ActionMap], max_steps: int,
+                   metrics: tuple[str, ...] = ()):
+    """An ``Evaluator`` for a JAX env; for a host env the host's own evaluator (the same interface)."""
+    if spec.host is not None:
+        from rlpipe.rl.envs.host import HostEvaluator
+
+        return HostEvaluator(spec.host, policy_of, max_steps, metrics)
+    return Evaluator(spec, policy_of, max_steps, metrics)
 
 
 def trajectory(spec: EnvSpec, params: Any, reset_key: jax.Array, policy: ActionMap,

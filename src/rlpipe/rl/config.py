@@ -119,6 +119,8 @@ HiddenSizes = Annotated[tuple[Annotated[int, Field(ge=1, le=2**16)], ...], Field
                         BeforeValidator(_as_tuple)]
 Interval = Annotated[tuple[float, float], BeforeValidator(_as_tuple)]
 Ranges = Annotated[dict[str, Interval], BeforeValidator(_as_dict)]
+Names = Annotated[tuple[str, ...], BeforeValidator(_as_tuple)]
+Kwargs = Annotated[dict[str, Any], BeforeValidator(_as_dict)]
 Activation = Literal["relu", "tanh", "gelu", "silu"]
 
 
@@ -126,7 +128,16 @@ Activation = Literal["relu", "tanh", "gelu", "silu"]
 class EnvConfig(Config):
     """The environment."""
 
-    id: str = spec("Pendulum-v1", doc="gymnax environment id, or 'package.module:ClassName' of a user env")
+    id: str = spec("Pendulum-v1", doc="gymnax environment id; 'gymnasium:<id>' (any registered Gymnasium env, "
+                                      "stepped on the host); 'brax:<name>' (a Brax env, optional extra); or "
+                                      "'package.module:ClassName' of a user JAX env")
+    kwargs: Kwargs = spec(default_factory=dict,
+                                  doc="keyword arguments of the env's constructor (gymnasium.make, a Brax env)")
+    vector: Literal["sync", "async"] = spec("sync", doc="how a Gymnasium env's copies are stepped: in the training "
+                                                        "process (sync) or in worker processes (async)")
+    workers: int = spec(2, ge=1, le=1024, doc="worker processes per device for vector: async")
+    metrics: Names = spec((), doc="step info values evaluation reports per scenario (mean over the "
+                                            "episode and final value; booleans as rates), e.g. is_success")
 
 
 def env_config(default_id: str):
@@ -406,6 +417,16 @@ def check_evaluation(evaluation: EvaluationConfig, num_scenarios: int, key: str 
                           f"(0 .. {num_scenarios - 1})")
 
 
+def check_env_metrics(metrics: tuple[str, ...], env_spec: Any, key: str) -> None:
+    """Every named metric must be a key of what the env's step reports."""
+    for name in metrics:
+        if name not in env_spec.info_keys:
+            reported = ", ".join(env_spec.info_keys) or "nothing"
+            close = difflib.get_close_matches(name, env_spec.info_keys, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(key, f"{env_spec.id} never reports {name!r}{hint}; its steps report: {reported}")
+
+
 def check_common(config: Any, key: str, num_devices: int | None, continuous: bool | None, steps_per_iter: int):
     """Rules every algorithm's config obeys (``num_devices``: all devices of all processes); returns the
     environment's EnvSpec. With ``num_devices`` None only the rules that need neither the environment nor the
@@ -425,7 +446,8 @@ def check_common(config: Any, key: str, num_devices: int | None, continuous: boo
         return None
     from rlpipe.rl.envs import check_env_id, check_scenario_ranges  # envs import jax: keep config import light
 
-    env_spec = check_env_id(config.env.id, f"{key}.env.id", continuous=continuous)
+    env_spec = check_env_id(config.env.id, f"{key}.env.id", continuous=continuous, env_config=config.env)
+    check_env_metrics(config.env.metrics, env_spec, f"{key}.env.metrics")
     check_scenario_ranges(config.scenarios.ranges, env_spec, f"{key}.scenarios.ranges")
     check_divisible(t.num_envs, f"{key}.train.num_envs", num_devices)
     return env_spec

@@ -19,7 +19,8 @@ from rlpipe.rl import mesh
 from rlpipe.rl.early_stopping import EarlyStopping
 
 ChunkFn = Callable[[Any, int], tuple[Any, dict[str, Any]]]  # (state, iterations) -> (state, replicated metrics)
-EvaluateFn = Callable[[Any], tuple[np.ndarray, np.ndarray]]  # state -> per-scenario (returns, lengths)
+# state -> per-scenario (returns, lengths), or (returns, lengths, {env metric: per-scenario values})
+EvaluateFn = Callable[[Any], tuple]
 ProgressFn = Callable[[dict[str, Any]], None]
 CheckpointFn = Callable[[int, Any, dict[str, Any]], None]  # (env steps, state tree, loop progress)
 
@@ -107,14 +108,18 @@ def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: EvaluateFn 
     eval_seconds = history[-1]["eval_seconds"] if history else 0.0
     final = None
     start = s.env_steps_before + done_iters * s.env_steps_per_iter
+    # env metrics of the periodic evaluations (history columns eval_env.<name>), known after the first one
+    metric_names: list[str] = [k.removeprefix("eval_env.") for k in (history[-1] if history else {})
+                               if k.startswith("eval_env.")]
     next_periodic = [_next_multiple(start, every) for every, _ in periodic]
 
     def evaluate_now() -> tuple[float, float]:
         nonlocal eval_seconds, final
         eval_started = time.perf_counter()
-        returns, lengths = evaluate(state)
+        returns, lengths, *extra = evaluate(state)
         eval_seconds += time.perf_counter() - eval_started
-        final = {"returns": np.asarray(returns), "lengths": np.asarray(lengths)}
+        final = {"returns": np.asarray(returns), "lengths": np.asarray(lengths),
+                 "metrics": {k: np.asarray(v) for k, v in (extra[0] if extra else {}).items()}}
         return float(np.mean(returns)), float(np.std(returns))
 
     while done_iters < s.total_iters:
@@ -134,6 +139,9 @@ def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: EvaluateFn 
         if evaluate is not None and ((s.eval_every_env_steps and env_steps >= next_eval) or last):
             eval_mean, eval_std = evaluate_now()
             next_eval = _next_multiple(env_steps, s.eval_every_env_steps or 1)
+            metric_names = list(final["metrics"])
+        eval_metrics = {f"eval_env.{k}": float(np.mean(final["metrics"][k])) if final is not None else float("nan")
+                        for k in metric_names}
         episodes = metrics.pop("episodes", 0.0)
         row = {
             "env_steps": env_steps,
@@ -144,6 +152,7 @@ def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: EvaluateFn 
             "episodes": episodes,
             "eval_return_mean": eval_mean,
             "eval_return_std": eval_std,
+            **eval_metrics,
             "env_steps_per_s": n * s.env_steps_per_iter / elapsed,
             "grad_steps_per_s": n * s.grad_steps_per_iter / elapsed,
             "train_seconds": train_seconds,  # compiled training calls only: no compile, eval or checkpoint time

@@ -19,7 +19,7 @@ import numpy as np
 from flax import serialization, struct, traverse_util
 
 from rlpipe.rl import loop, mesh, policies
-from rlpipe.rl.acting import EpisodeStats, make_evaluator
+from rlpipe.rl.acting import EnvBatchState, EpisodeStats, make_evaluator
 from rlpipe.rl.algorithm import Algorithm
 from rlpipe.rl.early_stopping import EarlyStopping
 from rlpipe.rl.envs import EnvSpec, ScenarioBatch, max_episode_steps
@@ -39,7 +39,7 @@ class RunState:
 class TrainResult(NamedTuple):
     state: dict[str, Any]  # the final run state in checkpoint form (global arrays)
     history: list[dict[str, Any]]  # one row per chunk
-    final_evaluation: dict[str, np.ndarray] | None  # per-eval-scenario "returns" and "lengths" of the final policy
+    final_evaluation: dict[str, Any] | None  # per-eval-scenario "returns", "lengths", "metrics" of the final policy
 
 
 def checkpoint_tree(run: RunState) -> dict[str, Any]:
@@ -139,7 +139,15 @@ def initial_state(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: S
                         mesh.put_replicated(np.asarray(run_key)), mesh.put_replicated(np.int32(0))), specs
     abstract = RunState(jax.eval_shape(lambda: training), jax.eval_shape(init, keys, scenarios, data),
                         jax.ShapeDtypeStruct(run_key.shape, run_key.dtype), jax.ShapeDtypeStruct((), jnp.int32))
-    return restore_state(algorithm, abstract, specs, resume), specs
+    restored = restore_state(algorithm, abstract, specs, resume)
+    if spec.host is not None:
+        logger.warning("%s is stepped on the host and its envs cannot be snapshotted: the run resumes from the "
+                       "checkpoint's parameters, optimizer, buffer and RNG with freshly reset episodes", spec.id)
+        is_envs = lambda x: isinstance(x, EnvBatchState)  # noqa: E731
+        fresh = init(keys, scenarios, data)
+        restored = restored.replace(device=jax.tree.map(lambda old, new: new if is_envs(old) else old,
+                                                        restored.device, fresh, is_leaf=is_envs))
+    return restored, specs
 
 
 def restore_state(algorithm: Algorithm, abstract: RunState, specs: RunState, resume: loop.Resume) -> RunState:
@@ -195,6 +203,21 @@ def train(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: ScenarioB
     same device count). With ``on_policy = (every, fn)``, ``fn(env_steps, policy)`` gets the current deterministic
     policy as a bundle (``rlpipe.rl.policies``) every ``every`` env steps and at the end (e.g. to film it).
     """
+    from rlpipe.rl.envs.host import reraise_host_failures
+
+    try:
+        with reraise_host_failures(spec.host):
+            return _train(algorithm, config, spec, scenarios, training, key, device_data=device_data,
+                          eval_scenarios=eval_scenarios, on_progress=on_progress, on_checkpoint=on_checkpoint,
+                          resume=resume, on_policy=on_policy)
+    finally:
+        spec.close_host_envs()
+
+
+def _train(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: ScenarioBatch, training: Any, key: jax.Array,
+           *, device_data: Any, eval_scenarios: ScenarioBatch | None, on_progress: loop.ProgressFn | None,
+           on_checkpoint: loop.CheckpointFn | None, resume: loop.Resume | None,
+           on_policy: tuple[int, Callable[[int, dict[str, Any]], None]] | None) -> TrainResult:
     t = config.train
     env_steps, grad_steps = algorithm.steps_per_iteration(config)
     schedule = loop.Schedule.build(t, env_steps, grad_steps, algorithm.env_steps_before_training(config))
@@ -204,13 +227,15 @@ def train(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: ScenarioB
     if eval_scenarios is not None:
         meta = algorithm.policy_meta(config, spec)
         evaluator = make_evaluator(spec, lambda p: policies.jax_policy({"meta": meta, "params": p}),
-                                   max_episode_steps(eval_scenarios))
+                                   max_episode_steps(eval_scenarios), tuple(config.env.metrics))
         # host copies: one placement for the ahead-of-time compile and every later call
         params_of = lambda run: mesh.host_copy(algorithm.policy_params(run.training))  # noqa: E731
-        evaluate = lambda run: evaluator(params_of(run), eval_scenarios)  # noqa: E731
+        evaluate = lambda run: (*evaluator(params_of(run), eval_scenarios), evaluator.last_metrics)  # noqa: E731
         precompile = lambda: evaluator.precompile(params_of(run), eval_scenarios)  # noqa: E731
     chunk, compile_s = compile_chunk(make_chunk(algorithm, config, spec, specs), run, global_scenarios,
                                      schedule.iters_per_chunk, alongside=precompile)
+    if spec.host is not None:  # an env that raised in the chunk: stop before its results are used or checkpointed
+        chunk = _raising_host_failures(chunk, spec.host)
     logger.info("train step compiled in %.1f s; up to %d iterations of %d env steps and %d gradient steps on %d "
                 "device(s) in %d process(es)", compile_s, schedule.total_iters, schedule.env_steps_per_iter,
                 schedule.grad_steps_per_iter, mesh.device_count(), mesh.process_count())
@@ -233,6 +258,15 @@ def train(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: ScenarioB
         logger.info("early stop at %d env steps: windowed %s return %.1f >= target %.1f for %d checks",
                     stopper.stopped_at, e.monitor, stopper.values[-1], e.target_return, e.patience)
     return TrainResult(checkpoint_tree(run), history, final)
+
+
+def _raising_host_failures(chunk, host):
+    def checked(state, n):
+        state, metrics = chunk(state, n)
+        jax.block_until_ready(metrics)
+        host.raise_failure()
+        return state, metrics
+    return checked
 
 
 def inherit(algorithm: Algorithm, fresh: Any, stored: dict[str, Any], *, optimizer: bool, key: str) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from kedro.pipeline import Node, Pipeline
 
@@ -16,7 +17,7 @@ from rlpipe.rl import mesh, policies
 from rlpipe.rl.config import parse, registration_target
 from rlpipe.rl.errors import ConfigError
 from rlpipe.rl.envs import generate_scenarios as sample_scenarios
-from rlpipe.rl.envs import make_env
+from rlpipe.rl.envs import env_spec
 from rlpipe.rl.evaluation import summarize_returns
 from rlpipe.rl.keys import stage_key
 from rlpipe.rl.training import inherit
@@ -35,7 +36,7 @@ def validated_config(algorithm: str, params: dict[str, Any]) -> Any:
 def generate_scenarios(config: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Disjoint training and evaluation scenario tables."""
     s = config.scenarios
-    return sample_scenarios(make_env(config.env.id), s.ranges, s.num_train, s.num_eval, config.seed)
+    return sample_scenarios(env_spec(config.env), s.ranges, s.num_train, s.num_eval, config.seed)
 
 
 def init_agent(config: Any, agent_store: Any) -> tuple[Any, dict[str, Any]]:
@@ -43,7 +44,7 @@ def init_agent(config: Any, agent_store: Any) -> tuple[Any, dict[str, Any]]:
     starts from a stored agent's parameters (and, if asked, its optimizer state); and the run's lineage: the
     parent agent's version, or an empty dict."""
     algorithm = algorithms.for_config(config)
-    spec = make_env(config.env.id)
+    spec = env_spec(config.env)
     fresh = algorithm.init_training_state(config, spec, stage_key(config.seed, "init"))
     t = config.train
     if t.init_from is None:
@@ -71,7 +72,7 @@ def policy_of_agent(agent: Any, key: str) -> tuple[dict[str, Any], Any]:
     algorithm = algorithms.get(meta["algorithm"])
     agent_config = parse(algorithm.config_class, meta["config"], f"{key}.meta.config")
     training = agent.part("training") if hasattr(agent, "part") else agent["state"]["training"]
-    policy_meta = algorithm.policy_meta(agent_config, make_env(agent_config.env.id))
+    policy_meta = algorithm.policy_meta(agent_config, env_spec(agent_config.env))
     return {"meta": {**policy_meta, "env_steps": int(meta["env_steps"])},
             "params": policies.bundle_params(algorithm.policy_params(training))}, agent_config
 
@@ -86,17 +87,22 @@ def export_policy(config: Any, agent: Any) -> dict[str, Any]:
 
 
 def tabulate_evaluation(returns: Any, lengths: Any, scenarios_eval: pd.DataFrame, env_id: str,
-                        policy: dict[str, Any]) -> tuple[pd.DataFrame, dict]:
-    """Per-scenario table and summary of one deterministic episode per eval scenario."""
+                        policy: dict[str, Any], metrics: dict[str, Any] | None = None) -> tuple[pd.DataFrame, dict]:
+    """Per-scenario table and summary of one deterministic episode per eval scenario. The env's own metrics
+    (``env.metrics``: per scenario the episode mean ``<name>`` and last value ``<name>_final``) become columns
+    ``env.<key>`` and, averaged over the scenarios (a rate, for booleans), summary entries of the same names."""
     if len(returns) != len(scenarios_eval):
         raise ValueError(f"the evaluation has {len(returns)} episodes but scenarios_eval {len(scenarios_eval)}")
     episodes = pd.DataFrame({"scenario_id": scenarios_eval["scenario_id"].to_numpy(), "return": returns,
                              "length": lengths})
     summary = {**summarize_returns(returns, lengths), "env_id": env_id,
                "algorithm": policy["meta"]["algorithm"], "agent_env_steps": int(policy["meta"].get("env_steps", -1))}
-    logger.info("evaluation on %d held-out scenarios: mean return %.1f +- %.1f (min %.1f, max %.1f)",
+    for name, values in (metrics or {}).items():
+        episodes[f"env.{name}"] = np.asarray(values, np.float64)
+        summary[f"env.{name}"] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+    logger.info("evaluation on %d held-out scenarios: mean return %.1f +- %.1f (min %.1f, max %.1f)%s",
                 summary["num_episodes"], summary["return_mean"], summary["return_std"], summary["return_min"],
-                summary["return_max"])
+                summary["return_max"], "".join(f", {k} {summary[k]:.3g}" for k in summary if k.startswith("env.")))
     return episodes, summary
 
 
@@ -108,7 +114,7 @@ def evaluate(config: Any, policy: dict[str, Any], scenarios_eval: pd.DataFrame,
     (``final_evaluation``), so they are not run twice; this stage checks they belong to this policy and tabulates.
     """
     episodes, summary = tabulate_evaluation(final_evaluation["returns"], final_evaluation["lengths"], scenarios_eval,
-                                            config.env.id, policy)
+                                            config.env.id, policy, final_evaluation.get("metrics"))
     target = registration_target(config)
     if target is not None:
         summary.update(target_return=target, target_met=bool(summary["return_mean"] >= target))

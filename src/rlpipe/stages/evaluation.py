@@ -16,7 +16,7 @@ from kedro.pipeline import Node, Pipeline
 
 from rlpipe.rl.config import EvaluationConfig, check_evaluation, parse
 from rlpipe.rl.envs import generate_scenarios as sample_scenarios
-from rlpipe.rl.envs import make_env, max_episode_steps, scenarios_to_batch
+from rlpipe.rl.envs import env_spec, max_episode_steps, scenarios_to_batch
 from rlpipe.rl.errors import ConfigError
 from rlpipe.stages.common import policy_of_agent, tabulate_evaluation
 
@@ -44,7 +44,7 @@ def eval_scenarios(config: Any, evaluation: dict[str, Any]) -> pd.DataFrame:
     scenarios."""
     e = parse(EvaluationConfig, evaluation, "evaluation")
     s = config.scenarios
-    spec = make_env(config.env.id)
+    spec = env_spec(config.env)
     train, table = sample_scenarios(spec, s.ranges, s.num_train, s.num_eval, config.seed)
     if e.scenarios == "fresh":
         seed = scenarios_seed(config, e)
@@ -63,12 +63,14 @@ def evaluate_agent(config: Any, agent_policy: dict[str, Any], agent_info: dict[s
     from rlpipe.rl.acting import make_evaluator
     from rlpipe.rl.policies import jax_policy
 
-    spec = make_env(config.env.id)
+    spec = env_spec(config.env)
     batch = scenarios_to_batch(scenarios_eval, spec, f"{agent_info['algorithm']}_eval.scenarios_eval")
     meta = agent_policy["meta"]
-    evaluator = make_evaluator(spec, lambda p: jax_policy({"meta": meta, "params": p}), max_episode_steps(batch))
+    evaluator = make_evaluator(spec, lambda p: jax_policy({"meta": meta, "params": p}), max_episode_steps(batch),
+                               tuple(config.env.metrics))
     returns, lengths = evaluator(agent_policy["params"], batch)
-    episodes, summary = tabulate_evaluation(returns, lengths, scenarios_eval, config.env.id, agent_policy)
+    episodes, summary = tabulate_evaluation(returns, lengths, scenarios_eval, config.env.id, agent_policy,
+                                            evaluator.last_metrics)
     e = parse(EvaluationConfig, evaluation, "evaluation")
     summary.update(agent_version=agent_info["agent_version"], scenarios=e.scenarios,
                    scenarios_seed=scenarios_seed(config, e))
@@ -95,7 +97,7 @@ def film_agent(config: Any, agent_policy: dict[str, Any], agent_info: dict[str, 
     row = e.animation_scenario
     scenario_id = int(scenarios_eval["scenario_id"].iloc[row])
     title = f"{config.env.id} scenario {scenario_id}, agent {agent_info['agent_version'][:19]}"
-    media = film(config.env.id, agent_policy, scenarios_eval, row, title, mp4=True)
+    media = film(config.env, agent_policy, scenarios_eval, row, title, mp4=True)
     return {f"episode.{kind}": data for kind, data in media.items()}
 
 

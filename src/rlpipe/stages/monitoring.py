@@ -87,11 +87,11 @@ def train(config: Any, initial_state: Any, lineage: dict[str, Any], scenarios_tr
     transitions).
     """
     from rlpipe.rl import training
-    from rlpipe.rl.envs import make_env, scenarios_to_batch
+    from rlpipe.rl.envs import env_spec, scenarios_to_batch
 
     algorithm = algorithms.for_config(config)
     name = algorithm.name
-    spec = make_env(config.env.id)
+    spec = env_spec(config.env)
     train_batch = scenarios_to_batch(scenarios_train, spec, f"{name}.scenarios_train")
     eval_batch = scenarios_to_batch(scenarios_eval, spec, f"{name}.scenarios_eval")
     videos = TrainingVideos(config, scenarios_eval) if config.tracking.video_every_env_steps else None
@@ -118,7 +118,7 @@ class TrainingVideos:
         from rlpipe.stages.reporting import EpisodeFilm
 
         self.label = f"{algorithms.for_config(config).name}.train"
-        self.film = EpisodeFilm(config.env.id, scenarios_eval, config.tracking.animation_scenario) \
+        self.film = EpisodeFilm(config.env, scenarios_eval, config.tracking.animation_scenario) \
             if mesh.is_primary() else None
         self.files: dict[str, bytes] = {}
 

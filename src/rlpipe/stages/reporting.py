@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from rlpipe.reporting import animation, plots
 from rlpipe.reporting.metrics import metric_histories
 from rlpipe.rl.acting import trajectory
-from rlpipe.rl.envs import make_env, scenarios_to_batch
+from rlpipe.rl.envs import env_spec, scenarios_to_batch
 from rlpipe.rl.envs.scenarios import take
 
 
@@ -36,9 +36,9 @@ class EpisodeFilm:
     """Frames of a deterministic policy's episode on one scenario of a table. The rollout is compiled once per
     policy description (every video of a training run shares one program: the parameters are an argument)."""
 
-    def __init__(self, env_id: str, scenarios: pd.DataFrame, row: int, table_name: str = "scenarios_eval"):
-        self.env_id = env_id
-        self.spec = make_env(env_id)
+    def __init__(self, env: Any, scenarios: pd.DataFrame, row: int, table_name: str = "scenarios_eval"):
+        self.env_id = env.id
+        self.spec = env_spec(env)
         self.params, self.reset_key = take(scenarios_to_batch(scenarios, self.spec, table_name), row)
         self.scenario_id = int(scenarios["scenario_id"].iloc[row])
         self._steps = int(self.params.max_steps_in_episode)
@@ -52,23 +52,32 @@ class EpisodeFilm:
         described = json.dumps(meta, sort_keys=True, default=str)
         if described not in self._rollouts:
             act = get(meta["algorithm"]).make_policy(meta)
-            self._rollouts[described] = jax.jit(
-                lambda params, p, k: trajectory(self.spec, p, k, lambda obs: act(params, obs), self._steps))
+            if self.spec.host is not None:  # a host env: the episode runs on the host, the policy compiled
+                from rlpipe.rl.envs.host import host_trajectory
+
+                policy = jax.jit(act)
+                self._rollouts[described] = lambda params, p, k: host_trajectory(
+                    self.spec.host, p, int(np.asarray(k)[-1]), lambda obs: policy(params, obs), self._steps)
+            else:
+                self._rollouts[described] = jax.jit(
+                    lambda params, p, k: trajectory(self.spec, p, k, lambda obs: act(params, obs), self._steps))
         return self._rollouts[described]
 
     def frames(self, policy: dict[str, Any], title: str, max_frames: int = 50) -> tuple[list[np.ndarray], int]:
         run = self._rollout({k: v for k, v in policy["meta"].items() if k != "env_steps"})
         states, rewards, alive = jax.device_get(run(policy["params"], self.params, self.reset_key))
         length = int(np.sum(alive))
-        states = {k: np.asarray(v)[: length + 1] for k, v in vars(states).items()}
+        states = {k: np.asarray(v)[: length + 1] for k, v in (states if isinstance(states, dict)
+                                                              else vars(states)).items()}
         return animation.episode_frames(self.env_id, states, np.asarray(rewards)[:length], self.params, title,
                                         max_frames)
 
 
-def film(env_id: str, policy: dict[str, Any], scenarios: pd.DataFrame, row: int, title: str,
+def film(env: Any, policy: dict[str, Any], scenarios: pd.DataFrame, row: int, title: str,
          mp4: bool = False, fps: int = 20) -> dict[str, bytes]:
-    """``{"gif": ...}`` (and ``"mp4"`` when asked and an ffmpeg is at hand) of the policy's episode on ``row``."""
-    frames, stride = EpisodeFilm(env_id, scenarios, row).frames(policy, title)
+    """``{"gif": ...}`` (and ``"mp4"`` when asked and an ffmpeg is at hand) of the policy's episode on ``row`` of
+    ``scenarios`` in ``env`` (an ``env`` config section)."""
+    frames, stride = EpisodeFilm(env, scenarios, row).frames(policy, title)
     return encode(frames, stride, mp4, fps)
 
 
@@ -83,7 +92,7 @@ def animate_policy(config: Any, policy: dict[str, Any], scenarios_eval: pd.DataF
     """A GIF of the deterministic policy on one eval scenario."""
     row = config.tracking.animation_scenario
     scenario_id = int(scenarios_eval["scenario_id"].iloc[row])
-    return film(config.env.id, policy, scenarios_eval, row, f"{config.env.id} scenario {scenario_id}")["gif"]
+    return film(config.env, policy, scenarios_eval, row, f"{config.env.id} scenario {scenario_id}")["gif"]
 
 
 def reporting_pipeline() -> Pipeline:

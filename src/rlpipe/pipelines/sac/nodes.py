@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from rlpipe.rl import mesh
-from rlpipe.rl.envs import make_env, scenarios_to_batch
+from rlpipe.rl.envs import env_spec, scenarios_to_batch
 from rlpipe.rl.keys import stage_key
 from rlpipe.rl.sac.algorithm import collect_random, no_prefill, stored_transitions
 from rlpipe.rl.sac.config import SACConfig
@@ -22,7 +22,7 @@ def prefill_buffer(config: SACConfig, scenarios_train: pd.DataFrame, agent_store
                    lineage: dict[str, Any]) -> dict[str, np.ndarray]:
     """Transitions of uniformly random actions on training scenarios; none when resuming (the checkpoint holds the
     buffer); with ``train.init_from_buffer`` the parent agent's replay buffer (``lineage`` names it) instead."""
-    spec = make_env(config.env.id)
+    spec = env_spec(config.env)
     if will_resume(config):
         logger.info("sac.prefill_buffer: resuming an interrupted run, whose buffer is in its checkpoint: no prefill")
         return no_prefill(spec)

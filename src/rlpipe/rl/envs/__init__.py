@@ -1,6 +1,6 @@
-"""Environments: the registry of JAX envs and the scenarios that parameterize them."""
+"""Environments: the registry (JAX envs, Gymnasium envs on the host, Brax) and the scenarios that parameterize them."""
 
-from rlpipe.rl.envs.registry import EnvSpec, check_env_id, make_env
+from rlpipe.rl.envs.registry import EnvSpec, check_env_id, env_spec, make_env
 from rlpipe.rl.envs.scenarios import (
     ScenarioBatch,
     ScenarioError,
@@ -11,6 +11,6 @@ from rlpipe.rl.envs.scenarios import (
 )
 
 __all__ = [
-    "EnvSpec", "ScenarioBatch", "ScenarioError", "check_env_id", "check_scenario_ranges", "generate_scenarios",
+    "EnvSpec", "ScenarioBatch", "ScenarioError", "check_env_id", "env_spec", "check_scenario_ranges", "generate_scenarios",
     "make_env", "max_episode_steps", "scenarios_to_batch",
 ]

@@ -1,4 +1,6 @@
-"""Which environment an id names: a gymnax id, or a user class given as ``package.module:ClassName``.
+"""Which environment an id names: a gymnax id, ``gymnasium:<id>`` (a Gymnasium env stepped on the host, see
+``rlpipe.rl.envs.host``), ``brax:<name>`` (see ``rlpipe.rl.envs.brax``), or a user class given as
+``package.module:ClassName``.
 
 A user class follows the gymnax ``Environment`` interface: ``default_params`` (a flax struct),
 ``reset_env(key, params) -> (obs, state)``, ``step_env(key, state, action, params) -> (obs, state, reward,
@@ -53,7 +55,8 @@ _REQUIRED = ("default_params", "reset_env", "step_env", "is_truncated", "action_
 
 @dataclass(frozen=True)
 class EnvSpec:
-    """An environment with the facts the agents need about it."""
+    """An environment with the facts the agents need about it, and its batched interface (``reset_batch``,
+    ``step_batch``) that the acting code uses: vmapped JAX functions, or host callbacks for a host env."""
 
     id: str
     env: Any
@@ -63,6 +66,33 @@ class EnvSpec:
     action_dim: int  # continuous: action vector length; discrete: number of actions
     action_low: np.ndarray | None
     action_high: np.ndarray | None
+    host: Any = None  # rlpipe.rl.envs.host.HostEnvs for a Gymnasium env, else None
+    info_keys: tuple[str, ...] = ()  # what a step reports beside the reward (Gymnasium info, a JAX env's info dict)
+
+    def reset_batch(self, keys: Any, params: Any, current: Any = None, mask: Any = None, obs: Any = None):
+        """``(obs, env_state)`` of envs starting episodes from ``keys`` and ``params`` (leading [num_envs] axis).
+        With ``current`` (the envs' state) and ``mask``, only the masked envs of a host env are reset; a JAX env
+        computes every env's start and the caller keeps the masked ones."""
+        if self.host is not None:
+            return self.host.reset_batch(keys, params, current, mask, obs)
+        import jax
+
+        return jax.vmap(self.env.reset_env)(keys, params)
+
+    def step_batch(self, keys: Any, state: Any, action: Any, params: Any):
+        """``(obs, env_state, reward, terminated, truncated, info)`` of one step of every env (a host env's
+        ``info`` inside compiled code is empty: its evaluation reads the info on the host)."""
+        if self.host is not None:
+            return (*self.host.step_batch(state, action), {})
+        import jax
+
+        obs, state, reward, terminated, info = jax.vmap(self.env.step_env)(keys, state, action, params)
+        return obs, state, reward, terminated, jax.vmap(self.env.is_truncated)(state, params), info
+
+    def close_host_envs(self) -> None:
+        """Close the host envs this process opened for training (nothing for a JAX env)."""
+        if self.host is not None:
+            self.host.close_all()
 
     @property
     def param_fields(self) -> dict[str, type]:
@@ -74,10 +104,35 @@ class EnvSpec:
         return out
 
 
+def make_env(env_id: str, kwargs: dict | None = None, vector: str = "sync", workers: int = 2) -> EnvSpec:
+    """Instantiate ``env_id`` (with ``kwargs`` for its constructor, where it takes them) and describe it, once per
+    process and arguments; raises ValueError with the reason when it cannot. ``vector`` and ``workers`` say how a
+    host env's copies are stepped (``sync``: in this process; ``async``: in ``workers`` worker processes)."""
+    import json
+
+    return _make_env(env_id, json.dumps(kwargs or {}, sort_keys=True), vector, workers)
+
+
+def env_spec(env_config: Any) -> EnvSpec:
+    """``make_env`` for an ``env`` config section."""
+    return make_env(env_config.id, dict(env_config.kwargs), env_config.vector, env_config.workers)
+
+
 @functools.lru_cache(maxsize=32)
-def make_env(env_id: str) -> EnvSpec:
-    """Instantiate ``env_id`` and describe it (once per process and id); raises ValueError with the reason when it
-    cannot."""
+def _make_env(env_id: str, kwargs_json: str, vector: str, workers: int) -> EnvSpec:
+    import json
+
+    kwargs = json.loads(kwargs_json)
+    if env_id.startswith("gymnasium:"):
+        return _gymnasium_env(env_id, kwargs, vector, workers)
+    if env_id.startswith("brax:"):
+        from rlpipe.rl.envs.brax import make_brax
+
+        env = make_brax(env_id.removeprefix("brax:"), kwargs)
+        return _describe(env_id, env, env.default_params)
+    if kwargs:
+        raise ValueError(f"env.kwargs are for Gymnasium and Brax envs; {env_id} takes its parameters from "
+                         "scenarios (scenarios.ranges)")
     if ":" in env_id:
         module_name, _, class_name = env_id.partition(":")
         try:
@@ -95,27 +150,69 @@ def make_env(env_id: str) -> EnvSpec:
     elif env_id in gymnax.registered_envs:
         env, params = gymnax.make(env_id)
     else:
-        raise ValueError(f"unknown environment; gymnax ids are {', '.join(gymnax.registered_envs)}, "
-                         "or name a user class as 'package.module:ClassName'")
+        import difflib
+
+        close = difflib.get_close_matches(env_id, gymnax.registered_envs, n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise ValueError(f"unknown environment; {hint}gymnax ids are {', '.join(gymnax.registered_envs)}; "
+                         "or 'gymnasium:<id>', 'brax:<name>', or a user class as 'package.module:ClassName'")
+    return _describe(env_id, env, params)
+
+
+def _gymnasium_env(env_id: str, kwargs: dict, vector: str, workers: int) -> EnvSpec:
+    from rlpipe.rl.envs import host
+
+    name = env_id.removeprefix(host.PREFIX)
+    facts = host.describe(name, kwargs)
+    params = host.params_struct(name, facts["params"])
+    envs = host.HostEnvs(name, kwargs, tuple(facts["params"]), facts["obs_dim"], facts["continuous"],
+                         facts["action_shape"], vector, workers)
+    return EnvSpec(env_id, envs, params, facts["obs_dim"], facts["continuous"], facts["action_dim"], facts["low"],
+                   facts["high"], host=envs, info_keys=tuple(facts["info_keys"]))
+
+
+def _describe(env_id: str, env: Any, params: Any) -> EnvSpec:
+    """The EnvSpec of a JAX env with the gymnax interface."""
     obs_shape = np.shape(env.observation_space(params).shape)
     obs_dim = int(np.prod(env.observation_space(params).shape)) if obs_shape else 1
     space = env.action_space(params)
+    info_keys = _info_keys(env, params, space)
     if isinstance(space, spaces.Discrete):
-        return EnvSpec(env_id, env, params, obs_dim, False, int(space.n), None, None)
+        return EnvSpec(env_id, env, params, obs_dim, False, int(space.n), None, None, info_keys=info_keys)
     if isinstance(space, spaces.Box):
         shape = tuple(space.shape)
         low = np.broadcast_to(np.asarray(space.low, np.float32), shape).copy()
         high = np.broadcast_to(np.asarray(space.high, np.float32), shape).copy()
-        return EnvSpec(env_id, env, params, obs_dim, True, int(np.prod(shape)), low, high)
+        return EnvSpec(env_id, env, params, obs_dim, True, int(np.prod(shape)), low, high, info_keys=info_keys)
     raise ValueError(f"action space {type(space).__name__} is not supported (Box or Discrete only)")
 
 
-def check_env_id(env_id: str, key: str, continuous: bool | None = None) -> EnvSpec:
-    """``make_env`` for config validation: every failure is a ConfigError naming ``key``."""
+def _info_keys(env: Any, params: Any, space: Any) -> tuple[str, ...]:
+    """The keys of the info dict a JAX env's step returns (traced, nothing is run); () if it is no dict."""
+    import jax
+
+    def one_step(key):
+        obs, state = env.reset_env(key, params)
+        action = space.sample(key)
+        return env.step_env(key, state, action, params)[4]
+
     try:
-        spec = make_env(env_id)
+        info = jax.eval_shape(one_step, jax.random.PRNGKey(0))
+    except Exception:  # an env that cannot be traced here reports no keys; training will say what is wrong
+        return ()
+    return tuple(sorted(info)) if isinstance(info, dict) else ()
+
+
+def check_env_id(env_id: str, key: str, continuous: bool | None = None, env_config: Any = None) -> EnvSpec:
+    """``make_env`` for config validation: every failure is a ConfigError naming ``key`` (or, for a problem with
+    the env's keyword arguments, ``env.kwargs`` beside it)."""
+    try:
+        spec = env_spec(env_config) if env_config is not None else make_env(env_id)
     except Exception as exc:  # a user env may fail in any way while importing or constructing
-        raise ConfigError(key, f"{env_id!r}: {exc}") from exc
+        where = key
+        if "keyword argument" in str(exc) and env_config is not None:
+            where = key.rsplit(".", 1)[0] + ".kwargs"
+        raise ConfigError(where, f"{env_id!r}: {exc}") from exc
     if continuous is not None and spec.continuous != continuous:
         kind = "continuous (Box)" if continuous else "discrete"
         raise ConfigError(key, f"{env_id!r} has a {'continuous' if spec.continuous else 'discrete'} action space; "

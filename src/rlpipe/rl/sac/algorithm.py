@@ -167,7 +167,13 @@ def collect_random(config: SACConfig, spec: EnvSpec, scenarios: ScenarioBatch, k
         _, rollout, _ = unroll(spec, scenarios, random_policy, scale_action(spec), envs, unroll_key, steps)
         return replay.flatten_time(rollout.transition)
 
-    return {name: np.asarray(value) for name, value in run(key, scenarios)._asdict().items()}
+    from rlpipe.rl.envs.host import reraise_host_failures
+
+    try:
+        with reraise_host_failures(spec.host):
+            return {name: np.asarray(value) for name, value in run(key, scenarios)._asdict().items()}
+    finally:
+        spec.close_host_envs()
 
 
 def no_prefill(spec: EnvSpec) -> dict[str, np.ndarray]:
