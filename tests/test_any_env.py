@@ -206,3 +206,34 @@ def test_host_env_errors_name_the_env_and_step():
     evaluator = make_evaluator(spec, lambda p: (lambda obs: jnp.zeros((obs.shape[0], 1))), 200)
     with pytest.raises(HostEnvError, match=r"FailingPendulum-v0 raised in step 6 of its episode: RuntimeError"):
         evaluator(None, scenarios_to_batch(scenarios, spec, "t"))
+
+
+def test_a_mujoco_task_runs_end_to_end_with_scenario_drawn_constructor_values(project):
+    """HalfCheetah-v5 (the mujoco extra) through the SAC pipeline: a constructor argument drawn per scenario,
+    MuJoCo's own metrics in the evaluation, and MuJoCo's per-env warnings kept off the console and out of the cwd."""
+    params = {**TINY_SAC, "env": {"id": "gymnasium:HalfCheetah-v5", "metrics": ["reward_forward", "x_velocity"]},
+              "scenarios": {"num_train": 8, "num_eval": 2, "ranges": {"reset_noise_scale": [0.05, 0.15]}},
+              "buffer": {"capacity": 512, "prefill_steps": 32},
+              "train": {**TINY_SAC["train"], "total_env_steps": 192, "num_envs": 2}}
+    write_params(project, "sac", params)
+    done = kedro_run(project, "--pipeline=sac")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "settotalmass" not in done.stdout + done.stderr and not (project / "MUJOCO_LOG.TXT").exists()
+    (version,) = versions(project, "data/07_model_output/sac/eval_summary.json")
+    summary = summary_of(project, "sac", version)
+    assert summary["env_id"] == "gymnasium:HalfCheetah-v5" and summary["length_mean"] == 1000
+    assert np.isfinite(summary["env.reward_forward"]) and np.isfinite(summary["env.x_velocity_final"])
+    table_ = pd.read_parquet(project / "data/02_intermediate/sac/scenarios_eval.parquet" / version /
+                             "scenarios_eval.parquet")
+    assert table_["reset_noise_scale"].between(0.05, 0.15).all() and table_["reset_noise_scale"].nunique() == 2
+    assert set(table_.columns) >= {"forward_reward_weight", "ctrl_cost_weight", "frame_skip", "max_steps_in_episode"}
+
+
+def test_the_documented_halfcheetah_config_is_valid():
+    """conf/sac_halfcheetah (SAC on HalfCheetah-v5, zoo-like hyperparameters) passes validation."""
+    import yaml
+
+    raw = yaml.safe_load((Path(__file__).parents[1] / "conf/sac_halfcheetah/parameters_sac.yml").read_text())["sac"]
+    config = load_config("sac", raw, 1)
+    assert config.env.id == "gymnasium:HalfCheetah-v5" and config.network.hidden_sizes == (256, 256)
+    assert (config.train.batch_size, config.train.grad_updates_per_iter, config.buffer.prefill_steps) == (256, 1, 10000)

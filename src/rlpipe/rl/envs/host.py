@@ -58,6 +58,28 @@ def _missing_extra(exc: BaseException) -> str:
     return text.strip()
 
 
+_MUJOCO_QUIETED = False
+
+
+def _quiet_mujoco(env_id: str) -> None:
+    """MuJoCo prints a warning about the XML of Gymnasium's own tasks ('settotalmass' is deprecated) to stderr for
+    every env built (64 per evaluation), and appends it to MUJOCO_LOG.TXT in the working directory: its warnings go
+    to the ``mujoco`` logger instead, at DEBUG (``kedro run -v`` shows them)."""
+    global _MUJOCO_QUIETED
+    if _MUJOCO_QUIETED:
+        return
+    entry = getattr(_gymnasium().spec(registered_name(env_id)), "entry_point", "")
+    if "mujoco" not in str(entry):
+        return
+    import logging
+
+    import mujoco
+
+    log = logging.getLogger("mujoco")
+    mujoco.set_mju_user_warning(lambda message: log.debug("%s", message))
+    _MUJOCO_QUIETED = True
+
+
 def registered_name(env_id: str) -> str:
     """The registry name of ``env_id``; ``module:Env-v0`` first imports the module that registers it (as
     ``gymnasium.make`` does)."""
@@ -118,6 +140,7 @@ class ScenarioEnv:
             self.env.close()
         scenario = dict(zip(self.param_names, values))
         max_steps = int(scenario.pop("max_steps_in_episode"))
+        _quiet_mujoco(self.env_id)
         self.env = _gymnasium().make(self.env_id, **{**self.kwargs, **scenario}, max_episode_steps=max_steps)
         self.values = values
 
@@ -372,6 +395,7 @@ def describe(env_id: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise EnvUnavailable(f"no Gymnasium env {env_id!r} is registered{hint}") from None
     try:
+        _quiet_mujoco(env_id)
         env = gymnasium.make(env_id, **kwargs)
     except gymnasium.error.DependencyNotInstalled as exc:
         raise EnvUnavailable(_missing_extra(exc)) from exc

@@ -67,7 +67,16 @@ class EnvSpec:
     action_low: np.ndarray | None
     action_high: np.ndarray | None
     host: Any = None  # rlpipe.rl.envs.host.HostEnvs for a Gymnasium env, else None
-    info_keys: tuple[str, ...] = ()  # what a step reports beside the reward (Gymnasium info, a JAX env's info dict)
+    host_info_keys: tuple[str, ...] = ()  # a host env's step info keys (seen when it was described)
+
+    @functools.cached_property
+    def info_keys(self) -> tuple[str, ...]:
+        """What a step reports beside the reward: Gymnasium's info keys, or a JAX env's info dict keys (traced
+        when first asked: only a config that names env metrics pays for it)."""
+        if self.host is not None:
+            return self.host_info_keys
+        space = self.env.action_space(self.default_params)
+        return _info_keys(self.env, self.default_params, space)
 
     def reset_batch(self, keys: Any, params: Any, current: Any = None, mask: Any = None, obs: Any = None):
         """``(obs, env_state)`` of envs starting episodes from ``keys`` and ``params`` (leading [num_envs] axis).
@@ -168,7 +177,7 @@ def _gymnasium_env(env_id: str, kwargs: dict, vector: str, workers: int) -> EnvS
     envs = host.HostEnvs(name, kwargs, tuple(facts["params"]), facts["obs_dim"], facts["continuous"],
                          facts["action_shape"], vector, workers)
     return EnvSpec(env_id, envs, params, facts["obs_dim"], facts["continuous"], facts["action_dim"], facts["low"],
-                   facts["high"], host=envs, info_keys=tuple(facts["info_keys"]))
+                   facts["high"], host=envs, host_info_keys=tuple(facts["info_keys"]))
 
 
 def _describe(env_id: str, env: Any, params: Any) -> EnvSpec:
@@ -176,14 +185,13 @@ def _describe(env_id: str, env: Any, params: Any) -> EnvSpec:
     obs_shape = np.shape(env.observation_space(params).shape)
     obs_dim = int(np.prod(env.observation_space(params).shape)) if obs_shape else 1
     space = env.action_space(params)
-    info_keys = _info_keys(env, params, space)
     if isinstance(space, spaces.Discrete):
-        return EnvSpec(env_id, env, params, obs_dim, False, int(space.n), None, None, info_keys=info_keys)
+        return EnvSpec(env_id, env, params, obs_dim, False, int(space.n), None, None)
     if isinstance(space, spaces.Box):
         shape = tuple(space.shape)
         low = np.broadcast_to(np.asarray(space.low, np.float32), shape).copy()
         high = np.broadcast_to(np.asarray(space.high, np.float32), shape).copy()
-        return EnvSpec(env_id, env, params, obs_dim, True, int(np.prod(shape)), low, high, info_keys=info_keys)
+        return EnvSpec(env_id, env, params, obs_dim, True, int(np.prod(shape)), low, high)
     raise ValueError(f"action space {type(space).__name__} is not supported (Box or Discrete only)")
 
 
