@@ -237,3 +237,36 @@ def test_the_documented_halfcheetah_config_is_valid():
     config = load_config("sac", raw, 1)
     assert config.env.id == "gymnasium:HalfCheetah-v5" and config.network.hidden_sizes == (256, 256)
     assert (config.train.batch_size, config.train.grad_updates_per_iter, config.buffer.prefill_steps) == (256, 1, 10000)
+
+
+def test_a_brax_task_runs_end_to_end_inside_the_compiled_program(project):
+    """brax:hopper (the brax extra, spring backend) through the SAC pipeline on 2 devices: episode lengths from the
+    scenarios' max_steps_in_episode, the env's own metrics in the evaluation, a film of its observation."""
+    params = {**TINY_SAC, "env": {"id": "brax:hopper", "kwargs": {"backend": "spring"},
+                                  "metrics": ["reward_forward", "x_velocity"]},
+              "scenarios": {"num_train": 8, "num_eval": 2, "ranges": {"max_steps_in_episode": [50, 80]}},
+              "buffer": {"capacity": 512, "prefill_steps": 32},
+              "train": {**TINY_SAC["train"], "total_env_steps": 128, "num_envs": 2}}
+    write_params(project, "sac", params)
+    done = kedro_run(project, "--pipeline=sac")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (version,) = versions(project, "data/07_model_output/sac/eval_summary.json")
+    summary = summary_of(project, "sac", version)
+    episodes = pd.read_parquet(project / "data/07_model_output/sac/eval_episodes.parquet" / version /
+                               "eval_episodes.parquet")
+    table_ = pd.read_parquet(project / "data/02_intermediate/sac/scenarios_eval.parquet" / version /
+                             "scenarios_eval.parquet")
+    assert summary["env_id"] == "brax:hopper" and np.isfinite(summary["env.x_velocity"])
+    assert np.all(episodes["length"].to_numpy() <= table_["max_steps_in_episode"].to_numpy())
+    assert versions(project, "data/08_reporting/sac/policy_animation.gif")
+
+
+@pytest.mark.parametrize("env,ranges,key,phrase", [
+    ({"id": "brax:hoper"}, {}, "sac.env.id", "did you mean hopper"),
+    ({"id": "brax:hopper", "kwargs": {"backnd": "spring"}}, {}, "sac.env.kwargs", "refused the keyword arguments"),
+    ({"id": "brax:hopper"}, {"mass": [1.0, 2.0]}, "sac.scenarios.ranges.mass", "has no parameter 'mass'"),
+])
+def test_bad_brax_input_is_a_config_error_naming_the_key(env, ranges, key, phrase):
+    with pytest.raises(ConfigError) as caught:
+        load_config("sac", {**TINY_SAC, "env": env, "scenarios": {"num_train": 8, "num_eval": 2, "ranges": ranges}}, 2)
+    assert caught.value.key == key and phrase in str(caught.value), str(caught.value)

@@ -67,10 +67,24 @@ class EpisodeFilm:
         run = self._rollout({k: v for k, v in policy["meta"].items() if k != "env_steps"})
         states, rewards, alive = jax.device_get(run(policy["params"], self.params, self.reset_key))
         length = int(np.sum(alive))
-        states = {k: np.asarray(v)[: length + 1] for k, v in (states if isinstance(states, dict)
-                                                              else vars(states)).items()}
+        states = _series(states if isinstance(states, dict) else vars(states), length + 1)
         return animation.episode_frames(self.env_id, states, np.asarray(rewards)[:length], self.params, title,
                                         max_frames)
+
+
+def _series(states: dict[str, Any], steps: int) -> dict[str, np.ndarray]:
+    """An episode's state fields as per-step arrays: scalars per step as they are, vectors per step (a Brax env's
+    observation) as one series per component; nested env internals are left out."""
+    out = {}
+    for name, value in states.items():
+        if not hasattr(value, "shape"):
+            continue
+        value = np.asarray(value)[:steps]
+        if value.ndim <= 1:
+            out[name] = value
+        elif value.ndim == 2:
+            out.update({f"{name}[{i}]": value[:, i] for i in range(value.shape[1])})
+    return out
 
 
 def film(env: Any, policy: dict[str, Any], scenarios: pd.DataFrame, row: int, title: str,
