@@ -480,10 +480,40 @@ def case_first_contact(pairs: int, baseline_rev: str | None = BASELINE_FIRST_CON
     return out
 
 
+HALFCHEETAH_STEPS = 50_000  # case 8: env steps per run, the 10k random prefill included (as SB3's learning_starts)
+HALFCHEETAH_SEEDS = 2
+
+
+def case_any_env(pairs: int, steps: int = HALFCHEETAH_STEPS, seeds: int = HALFCHEETAH_SEEDS) -> dict:
+    """8. Any environment. SAC on Gymnasium's HalfCheetah-v5 at identical hyperparameters (conf/sac_halfcheetah:
+    256x256, batch 256, one gradient step per env step, 10k random steps first) against Stable-Baselines3, seed by
+    seed alternating in fresh processes: gradient steps/s of the learning phase and the deterministic eval return
+    after ``steps`` env steps (10 episodes). Then env steps/s of the default SAC config on ``gymnasium:Pendulum-v1``
+    (stepped on the host) against gymnax ``Pendulum-v1`` (inside the compiled program), ``pairs`` pairs."""
+    ours, theirs = [], []
+    for seed in range(seeds):
+        common = ["--case", "halfcheetah", "--seed", str(seed), "--steps", str(steps), "--eval-episodes", "10"]
+        ours.append(run_json(OURS_PY, "ours/sac.py", *common, label="[ours] "))
+        theirs.append(run_json(PEERS_PY, "peers/sb3_sac.py", *common, label="[sb3] "))
+    host, compiled = [], []
+    for seed in range(pairs):
+        for env_id, bucket in (("gymnasium:Pendulum-v1", host), ("Pendulum-v1", compiled)):
+            bucket.append(run_json(OURS_PY, "ours/sac.py", "--case", "envspeed", "--env", env_id, "--seed", str(seed)))
+    return {"halfcheetah": {"steps": steps, "runs": {"ours": ours, "theirs": theirs},
+                            "grad_steps_per_s": paired(ours, theirs, "grad_steps_per_s", True),
+                            "eval_return": {"ours": stats([r["eval_return"] for r in ours]),
+                                            "theirs": stats([r["eval_return"] for r in theirs])}},
+            "pendulum": {"runs": {"gymnasium": host, "gymnax": compiled},
+                         "env_steps_per_s": paired(host, compiled, "env_steps_per_s", True),
+                         "eval_return": {"gymnasium": stats([r["eval_return"] for r in host]),
+                                         "gymnax": stats([r["eval_return"] for r in compiled])}}}
+
+
 CASES = {"1": ("SAC Pendulum-v1 to -200", case_sac_threshold), "2": ("SAC identical hyperparameters", case_sac_throughput),
          "3": ("PPO CartPole-v1 to 475", case_ppo), "4": ("compilation", case_compile), "5": ("scaling", case_scaling),
          "6": ("multi-process: the cost of crossing processes", case_multiprocess),
-         "7": ("first contact: whole-process times", case_first_contact)}
+         "7": ("first contact: whole-process times", case_first_contact),
+         "8": ("any environment: HalfCheetah-v5 against SB3, host vs compiled env stepping", case_any_env)}
 
 
 # ----------------------------------------------------------------------------------------------------- report
@@ -653,6 +683,35 @@ def report(results: dict) -> str:
         targets.append(("7: a default `kedro run --pipeline=sac` prints ≤ 40 lines (non-terminal)",
                         n is not None and n <= 40,
                         f"{fmt(n)} lines (most of any run){was(fmt(rows['sac']['before']['lines']['max']))}"))
+    if "8" in results["cases"]:
+        c = results["cases"]["8"]
+        hc, pe = c["halfcheetah"], c["pendulum"]
+        g, r = hc["grad_steps_per_s"], hc["eval_return"]
+        lines += ["## 8. Any environment", "",
+                  f"SAC on Gymnasium's HalfCheetah-v5 (MuJoCo, stepped on the host in ours), identical "
+                  f"hyperparameters (256×256, batch 256, 1 env, 1 gradient step per env step, 10k random steps "
+                  f"first, lr 3e-4), {hc['steps']:,} env steps per run, {r['ours']['n']} seeds per side, ours and "
+                  "Stable-Baselines3 alternating in fresh processes; deterministic eval return over 10 episodes at "
+                  "the end.", "",
+                  "| | ours | Stable-Baselines3 | ours/SB3 |", "| --- | --- | --- | --- |",
+                  f"| gradient steps/s (learning phase) | {spread(g['ours'])} | {spread(g['theirs'])} | "
+                  f"{spread(g['advantage'])}× |",
+                  f"| eval return after {hc['steps']:,} env steps | {spread(r['ours'], 4)} | {spread(r['theirs'], 4)} "
+                  "| |", "",
+                  "SAC's default config on Pendulum-v1, env steps/s of the training calls: Gymnasium's env stepped on "
+                  "the host (io_callback per step) against gymnax's inside the compiled program.", "",
+                  "| | gymnasium:Pendulum-v1 | gymnax Pendulum-v1 | gymnasium/gymnax |", "| --- | --- | --- | --- |",
+                  f"| env steps/s | {spread(pe['env_steps_per_s']['ours'])} | {spread(pe['env_steps_per_s']['theirs'])} "
+                  f"| {spread(pe['env_steps_per_s']['advantage'])}× |",
+                  f"| final eval return (64 scenarios) | {spread(pe['eval_return']['gymnasium'], 4)} | "
+                  f"{spread(pe['eval_return']['gymnax'], 4)} | |", ""]
+        ratio = g["advantage"]["median"]
+        targets += [("8: HalfCheetah-v5 SAC gradient steps/s ≥ 2.5× SB3's", ratio is not None and ratio >= 2.5,
+                     f"{fmt(ratio)}×"),
+                    ("8: HalfCheetah-v5 eval return after the same steps not below SB3's",
+                     r["ours"]["median"] is not None and r["theirs"]["median"] is not None
+                     and r["ours"]["median"] >= r["theirs"]["median"],
+                     f"{fmt(r['ours']['median'], 4)} vs {fmt(r['theirs']['median'], 4)} (medians)")]
     lines += ["## Targets", "", "| target | met | measured |", "| --- | --- | --- |"]
     lines += [f"| {name} | {'yes' if ok else 'NO'} | {value} |" for name, ok, value in targets]
     return "\n".join(lines) + "\n"
@@ -685,7 +744,7 @@ def main():
     first_contact_rev = (None if args.first_contact_baseline_rev.lower() in ("", "none")
                          else args.first_contact_baseline_rev)
     TIMEOUT = args.timeout
-    if not PEERS_PY.exists() and set(cases) & {"1", "2", "3"}:
+    if not PEERS_PY.exists() and set(cases) & {"1", "2", "3", "8"}:
         sys.exit("the peers' venv is missing: run `make bench` (it creates .venv-peers), or only --cases 4,5,6,7")
     # a SIGTERM unwinds like Ctrl-C: running benchmark processes are killed, the baseline worktree removed
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))

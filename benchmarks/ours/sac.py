@@ -5,6 +5,11 @@
   this process started: imports and compilation included) until the eval mean first reaches --threshold.
 --case throughput: the peers' identical hyperparameters (256x256, batch 256, one env, one gradient step per env
   step): gradient steps/s, XLA's FLOP count of one update, and this machine's matmul throughput for those shapes.
+--case halfcheetah: gymnasium:HalfCheetah-v5 (stepped on the host) at conf/sac_halfcheetah's hyperparameters, --steps
+  env steps in all (10k random first): gradient steps/s of the training calls and the eval return at the end
+  (--eval-episodes held-out scenarios).
+--case envspeed: the default config on --env (gymnasium:Pendulum-v1 or gymnax Pendulum-v1): env steps/s of the
+  training calls, and the final eval return.
 """
 
 import time
@@ -22,7 +27,7 @@ use_compilation_cache(__import__("sys").argv)
 
 from rlpipe.rl import algorithm, mesh, training  # noqa: E402
 from rlpipe.rl.acting import Transition  # noqa: E402
-from rlpipe.rl.envs import generate_scenarios, make_env, scenarios_to_batch  # noqa: E402
+from rlpipe.rl.envs import env_spec, generate_scenarios, scenarios_to_batch  # noqa: E402
 from rlpipe.rl.keys import stage_key  # noqa: E402
 from rlpipe.rl.sac import algorithm as sac  # noqa: E402
 
@@ -36,7 +41,7 @@ class Reached(Exception):
 
 def setup(overrides):
     cfg = algorithm.load_config("sac", overrides, mesh.device_count())
-    spec = make_env(cfg.env.id)
+    spec = env_spec(cfg.env)
     s = cfg.scenarios
     train_table, eval_table = generate_scenarios(spec, s.ranges, s.num_train, s.num_eval, cfg.seed)
     return cfg, spec, scenarios_to_batch(train_table, spec, "train"), scenarios_to_batch(eval_table, spec, "eval")
@@ -96,6 +101,43 @@ def throughput_case(args):
             "matmul_gflops_peak": peak, "fraction_of_matmul_peak": flops * grad_steps_per_s / 1e9 / peak}
 
 
+def halfcheetah_case(args):
+    import yaml
+    from pathlib import Path
+
+    raw = yaml.safe_load((Path(__file__).parents[2] / "conf/sac_halfcheetah/parameters_sac.yml").read_text())["sac"]
+    raw.update(seed=args.seed, scenarios={"num_train": 1024, "num_eval": args.eval_episodes})
+    raw["train"].update(total_env_steps=args.steps, log_every_env_steps=5000, eval_every_env_steps=0,
+                        checkpoint_every_env_steps=10**9)
+    if jax.local_device_count() > 1:
+        raise SystemExit("the halfcheetah case is for one device: unset XLA_FLAGS")
+    cfg, spec, train_batch, eval_batch = setup(raw)
+    state = SAC.init_training_state(cfg, spec, stage_key(cfg.seed, "init"))
+    prefill = sac.collect_random(cfg, spec, train_batch, stage_key(cfg.seed, "prefill"))
+    result = training.train(SAC, cfg, spec, train_batch, state, stage_key(cfg.seed, "train"), device_data=prefill,
+                            eval_scenarios=eval_batch)
+    history = result.history
+    rates = [r["grad_steps_per_s"] for r in history[1:]] or [history[0]["grad_steps_per_s"]]  # chunk 1: warm-up
+    return {"env": cfg.env.id, "grad_steps_per_s": float(np.median(rates)), "grad_steps_per_s_chunks": rates,
+            "env_steps": history[-1]["env_steps"], "grad_steps": history[-1]["grad_steps"],
+            "eval_return": float(np.mean(result.final_evaluation["returns"])),
+            "train_seconds": history[-1]["train_seconds"], "eval_seconds": history[-1]["eval_seconds"]}
+
+
+def envspeed_case(args):
+    cfg, spec, train_batch, eval_batch = setup({"seed": args.seed, "env": {"id": args.env},
+                                                "train": {"checkpoint_every_env_steps": 10**9}})
+    state = SAC.init_training_state(cfg, spec, stage_key(cfg.seed, "init"))
+    prefill = sac.collect_random(cfg, spec, train_batch, stage_key(cfg.seed, "prefill"))
+    result = training.train(SAC, cfg, spec, train_batch, state, stage_key(cfg.seed, "train"), device_data=prefill,
+                            eval_scenarios=eval_batch)
+    history = result.history
+    rates = [r["env_steps_per_s"] for r in history[1:]] or [history[0]["env_steps_per_s"]]
+    return {"env": args.env, "env_steps_per_s": float(np.median(rates)), "env_steps_per_s_chunks": rates,
+            "eval_return": float(np.mean(result.final_evaluation["returns"])),
+            "train_seconds": history[-1]["train_seconds"]}
+
+
 def update_flops(cfg, spec) -> float:
     """XLA's FLOP count of one SGD update (critics, actor, temperature, targets) on a batch of 256, jitted alone."""
     nets = sac.SACNetworks.build(cfg, spec)
@@ -129,7 +171,8 @@ def matmul_gflops(batch: int = 256, width: int = 256, repeats: int = 64) -> floa
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--case", choices=("threshold", "throughput"), required=True)
+    parser.add_argument("--case", choices=("threshold", "throughput", "halfcheetah", "envspeed"), required=True)
+    parser.add_argument("--env", default="Pendulum-v1", help="envspeed case: the env id")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", help="JAX persistent compilation cache (the project's default behaviour)")
     parser.add_argument("--threshold", type=float, default=-200.0)
@@ -138,7 +181,9 @@ def main():
     parser.add_argument("--max-env-steps", type=int, default=20_000)
     parser.add_argument("--steps", type=int, default=3000)
     args = parser.parse_args()
-    result = threshold_case(args) if args.case == "threshold" else throughput_case(args)
+    cases = {"threshold": threshold_case, "throughput": throughput_case, "halfcheetah": halfcheetah_case,
+             "envspeed": envspeed_case}
+    result = cases[args.case](args)
     emit({"peer": "ours", "algo": "sac", "case": args.case, "seed": args.seed, **result,
           "devices": jax.local_device_count(), "versions": versions("jax", "flax", "optax", "gymnax"),
           "process_seconds_total": time.perf_counter() - STARTED})

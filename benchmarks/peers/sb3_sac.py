@@ -7,6 +7,10 @@ import time; PROCESS_T0 = time.perf_counter()  # noqa: E702  (must be the first 
 #                      stop at the first eval whose mean return >= --threshold.
 #   --case throughput: the project's SAC hyperparameters; time only the learning phase
 #                      (after learning_starts) and report gradient steps / s.
+#   --case halfcheetah: HalfCheetah-v5 (MuJoCo) at zoo-like hyperparameters (256x256, batch 256, one
+#                      gradient step per env step, 10k random steps first, lr 3e-4); --steps env steps in
+#                      all; gradient steps / s of the learning phase and the deterministic eval return
+#                      (--eval-episodes fixed-seed episodes) at the end.
 #
 # Progress goes to stderr; the last stdout line is one JSON object.
 
@@ -23,7 +27,7 @@ from _common import claim_stdout, emit, log, versions  # noqa: E402
 
 def parse_args():
     p = argparse.ArgumentParser(description="SB3 SAC peer benchmark (Pendulum-v1)")
-    p.add_argument("--case", choices=("threshold", "throughput"), required=True)
+    p.add_argument("--case", choices=("threshold", "throughput", "halfcheetah"), required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threshold", type=float, default=-200.0)
     p.add_argument("--eval-every", type=int, default=1000)
@@ -71,6 +75,44 @@ PROJECT_HPARAMS = dict(
 )
 
 
+# HalfCheetah-v5, the project's conf/sac_halfcheetah settings (rl-baselines3-zoo-like): SB3 defaults but
+# learning_starts 10000 (the zoo's HalfCheetah value) and 256x256 networks.
+HALFCHEETAH_HPARAMS = dict(
+    learning_rate=3e-4,
+    buffer_size=1_000_000,
+    learning_starts=10_000,
+    batch_size=256,
+    tau=0.005,
+    gamma=0.99,
+    train_freq=1,
+    gradient_steps=1,
+    ent_coef="auto",
+    target_update_interval=1,
+    target_entropy="auto",
+    policy_kwargs=dict(net_arch=dict(pi=[256, 256], qf=[256, 256])),
+)
+
+
+def make_learn_phase_timer(base, learning_starts):
+    """A callback that starts the clock at the first rollout followed by a gradient step."""
+
+    class LearnPhaseTimer(base):
+        def __init__(self):
+            super().__init__(verbose=0)
+            self.t0 = self.steps0 = self.updates0 = None
+
+        def _on_rollout_start(self):
+            if self.t0 is None and self.model.num_timesteps >= learning_starts:
+                self.steps0 = int(self.model.num_timesteps)
+                self.updates0 = int(self.model._n_updates)
+                self.t0 = time.perf_counter()
+
+        def _on_step(self):
+            return True
+
+    return LearnPhaseTimer()
+
+
 def main():
     args = parse_args()
     claim_stdout()
@@ -96,7 +138,24 @@ def main():
         "device": "cpu",
     }
 
-    if args.case == "threshold":
+    if args.case == "halfcheetah":
+        hp = HALFCHEETAH_HPARAMS
+        result.update(env="HalfCheetah-v5", steps=args.steps, eval_episodes=args.eval_episodes,
+                      hyperparams_source="rl-baselines3-zoo-like HalfCheetah (the project's conf/sac_halfcheetah)")
+        model = SAC("MlpPolicy", gym.make("HalfCheetah-v5"), seed=args.seed, device="cpu", verbose=0,
+                    **copy.deepcopy(hp))
+        timer = make_learn_phase_timer(BaseCallback, hp["learning_starts"])
+        t_learn = time.perf_counter()
+        model.learn(total_timesteps=args.steps, callback=timer)
+        learn_s = time.perf_counter() - timer.t0
+        grad_steps = int(model._n_updates) - timer.updates0
+        eval_started = time.perf_counter()
+        eval_return = PolicyEvaluator("HalfCheetah-v5", args.eval_episodes)(model)
+        result.update(warmup_seconds=timer.t0 - t_learn, learn_phase_seconds=learn_s, grad_steps=grad_steps,
+                      grad_steps_per_s=grad_steps / learn_s, env_steps=int(model.num_timesteps),
+                      eval_return=eval_return, eval_seconds=time.perf_counter() - eval_started)
+        log(f"{grad_steps} gradient steps in {learn_s:.1f}s -> {grad_steps / learn_s:.1f}/s; eval {eval_return:.1f}")
+    elif args.case == "threshold":
         hp = ZOO_HPARAMS
         result.update(threshold=args.threshold, eval_every=args.eval_every,
                       eval_episodes=args.eval_episodes, max_env_steps=args.max_env_steps,
@@ -117,31 +176,12 @@ def main():
     else:
         hp = PROJECT_HPARAMS
 
-        class LearnPhaseTimer(BaseCallback):
-            """Start the clock at the first rollout that is followed by a gradient step."""
-
-            def __init__(self, learning_starts):
-                super().__init__(verbose=0)
-                self.learning_starts = learning_starts
-                self.t0 = None
-                self.steps0 = None
-                self.updates0 = None
-
-            def _on_rollout_start(self):
-                if self.t0 is None and self.model.num_timesteps >= self.learning_starts:
-                    self.steps0 = int(self.model.num_timesteps)
-                    self.updates0 = int(self.model._n_updates)
-                    self.t0 = time.perf_counter()
-
-            def _on_step(self):
-                return True
-
         result.update(steps=args.steps, hyperparams_source="rlpipe SAC settings")
         t_setup = time.perf_counter()
         model = SAC("MlpPolicy", gym.make(ENV_ID), seed=args.seed, device="cpu", verbose=0,
                     **copy.deepcopy(hp))
         setup_s = time.perf_counter() - t_setup
-        timer = LearnPhaseTimer(hp["learning_starts"])
+        timer = make_learn_phase_timer(BaseCallback, hp["learning_starts"])
         t_learn = time.perf_counter()
         model.learn(total_timesteps=hp["learning_starts"] + args.steps, callback=timer)
         t1 = time.perf_counter()
