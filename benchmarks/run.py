@@ -730,6 +730,8 @@ def main():
                         help="the revision case 5 compares against (git worktree); 'none' skips the comparison")
     parser.add_argument("--first-contact-baseline-rev", default=BASELINE_FIRST_CONTACT_REV,
                         help="the revision case 7 compares against (git worktree); 'none' skips its 'before' runs")
+    parser.add_argument("--halfcheetah-seeds", type=int, default=HALFCHEETAH_SEEDS,
+                        help="case 8: seeds per side of the HalfCheetah-v5 comparison")
     parser.add_argument("--timeout", type=int, default=TIMEOUT, help="seconds any one benchmark process may take")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the .json and .md results go")
     parser.add_argument("--no-save", action="store_true", help="print the table only; write no result files")
@@ -758,6 +760,8 @@ def main():
             results["cases"][case] = fn(args.pairs, args.iterations, num_envs)
         elif case == "7":
             results["cases"][case] = fn(args.pairs, first_contact_rev)
+        elif case == "8":
+            results["cases"][case] = fn(args.pairs, seeds=args.halfcheetah_seeds)
         else:
             results["cases"][case] = fn(args.pairs)
     if not args.no_save:  # the figures first: a report that fails loses nothing measured
