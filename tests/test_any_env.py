@@ -1,8 +1,6 @@
 """Any environment: Gymnasium envs stepped on the host through the same pipelines, env metrics, and bad input."""
 
 import json
-import os
-import signal
 from pathlib import Path
 
 import gymnasium
@@ -18,8 +16,8 @@ from rlpipe.rl.envs import make_env, scenarios_to_batch
 from rlpipe.rl.envs.host import HostEnvError
 from rlpipe.rl.errors import ConfigError
 from tests.conftest import TINY_SAC
-from tests.support import Watched
-from tests.test_first_contact import KEDRO, kedro_run, summary_of, versions, write_params
+from tests.test_first_contact import kedro_run, summary_of, versions, write_params
+from tests.test_resilience import kill_after_checkpoints
 
 import tests.host_envs  # noqa: F401  (registers the test envs in this process)
 
@@ -174,16 +172,8 @@ def test_an_env_that_raises_stops_the_run_with_its_id_step_and_message_and_keeps
 
 def test_a_host_env_run_resumes_from_its_checkpoint_with_fresh_episodes(project):
     write_params(project, "sac", {**GYM_SAC, "train": {**GYM_SAC["train"], "checkpoint_every_env_steps": 64}})
-    run = Watched([str(KEDRO), "run", "--pipeline=sac"], project,
-                  {**os.environ, "PYTHONUNBUFFERED": "1", "RLPIPE_FAULT_PAUSE_AFTER_CHECKPOINTS": "2"})
-    try:
-        run.wait_for(r"RLPIPE_FAULT: paused after checkpoint 2 in process 0", timeout=300)
-        run.proc.send_signal(signal.SIGKILL)
-        assert run.finish(timeout=30) == -signal.SIGKILL
-    finally:
-        run.kill()
+    kill_after_checkpoints(project, "sac", count=2)  # waits for the run to say it paused there, then SIGKILLs it
     taken = sorted((project / "data/06_models/sac_checkpoints").glob("*/step_*/meta.json"))
-    assert len(taken) == 2
     stored = json.loads(taken[-1].read_text())
     resumed = kedro_run(project, "--pipeline=sac", "--params", "sac.train.resume=true")
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -133,7 +133,6 @@ class ScenarioEnv:
         self.values: tuple | None = None
         self.env = None
         self.steps = 0
-        self.next_values: tuple | None = None
 
     def _build(self, values: tuple) -> None:
         if self.env is not None:
