@@ -379,3 +379,33 @@ def test_a_failed_registration_is_a_warning(monkeypatch, caplog):
     assert [r.levelname for r in caplog.records] == ["WARNING"]
     assert "models:/m-1 was logged but not registered as 'tiny': registry unreachable" in caplog.text
     assert tags == []  # rlpipe.registered stays "false", as set when the model was logged
+
+
+def test_mlflow_starts_runs_without_importing_ipython_and_a_notebook_keeps_its_checks(tmp_path):
+    """mlflow's notebook probes import IPython (0.45 s); during a run of a process without IPython they fail at
+    once, and afterwards IPython imports again. With IPython loaded (a notebook), the probes run as mlflow wrote them."""
+    script = f"""
+import sys
+import mlflow
+from mlflow.tracking.context import registry
+from rlpipe.tracking import MlflowRunIsolationHooks
+
+mlflow.set_tracking_uri("sqlite:///{tmp_path / 'mlflow.db'}")
+hooks = MlflowRunIsolationHooks()
+assert "IPython" not in sys.modules
+hooks._hide_ipython()
+with mlflow.start_run():
+    tags = registry.resolve_tags()
+assert "IPython" in sys.modules and sys.modules["IPython"] is None, "not hidden during the run"
+assert tags.get("mlflow.source.type") != "NOTEBOOK", tags
+hooks._unhide_ipython()
+assert "IPython" not in sys.modules, "still hidden after the run"
+import IPython  # importable again
+hooks._hide_ipython()
+assert sys.modules["IPython"] is IPython, "hid a loaded IPython"
+hooks._unhide_ipython()
+assert sys.modules["IPython"] is IPython
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stdout + done.stderr

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -189,6 +190,7 @@ class MlflowRunIsolationHooks:
         self._saved_env: dict[str, str | None] | None = None  # mlflow's system-metrics settings before this run's
         self._run_id: str | None = None
         self._config_loader = None
+        self._ipython_hidden = False  # see _hide_ipython
 
     @hook_impl(tryfirst=True)  # before kedro-mlflow's hook, which would otherwise adopt the leftover run
     def after_context_created(self, context) -> None:
@@ -219,6 +221,7 @@ class MlflowRunIsolationHooks:
                     mlflow.disable_system_metrics_logging()
         except Exception as error:  # the run goes on with mlflow's settings as they were
             logger.warning("could not set up MLflow system metrics: %s", error)
+        self._hide_ipython()
         try:
             return (yield)
         finally:
@@ -233,10 +236,26 @@ class MlflowRunIsolationHooks:
         while mlflow.active_run() is not None:
             mlflow.end_run()
         self._stop_system_metrics()
+        self._unhide_ipython()
 
     @hook_impl(trylast=True)
     def on_pipeline_error(self) -> None:
         self._stop_system_metrics()
+        self._unhide_ipython()
+
+    # mlflow asks whether it runs in a Jupyter or Databricks notebook by importing IPython, at the run's start and at
+    # every logged model (0.45 s of a 10 s run). A process that has not imported IPython runs no IPython shell: for
+    # the run, that import fails at once (a ``None`` in ``sys.modules``), which mlflow (like tqdm and matplotlib)
+    # takes as "no notebook". A notebook or `kedro ipython` has IPython loaded and keeps mlflow's own checks.
+    def _hide_ipython(self) -> None:
+        self._ipython_hidden = "IPython" not in sys.modules
+        if self._ipython_hidden:
+            sys.modules["IPython"] = None
+
+    def _unhide_ipython(self) -> None:
+        if self._ipython_hidden and "IPython" in sys.modules and sys.modules["IPython"] is None:
+            del sys.modules["IPython"]
+        self._ipython_hidden = False
 
     def _stop_system_metrics(self) -> None:
         """The run's system-metrics monitor stopped (``end_run`` stops the one it knows of) and mlflow's settings
