@@ -40,8 +40,10 @@ RESULTS = ROOT / "benchmarks" / "results"
 QUIET = {"KEDRO_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true"}
 # the JAX coordinates of a multi-process run: never inherited by a benchmark process unless a case sets them
 DISTRIBUTED_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
-SCALING_ITERATIONS = 600  # 3 logged chunks of 200: at 60 (chunks of 20, ~7 ms at 512 envs) timer and dispatch noise
-# swung the before/after ratio by +-20% on this machine
+SCALING_ITERATIONS = 3000  # case 5: 3 logged chunks of 1,000. At 60 iterations (chunks of 20, ~7 ms at 512 envs)
+# timer and dispatch noise swung the before/after ratio by +-20% on this machine; at 600 the runs of 1 to 128 envs
+# still lasted 0.2 s (a chunk 0.05 s) and single pairs swung by 20%
+MULTIPROCESS_ITERATIONS = 600  # case 6: its two sides differ 7-fold; its 2-process runs are the slow ones
 TIMEOUT = 1800  # seconds any one benchmark process (or group of processes) may take; --timeout
 BASELINE_REV = "444244e"  # the last commit on pmap, before the move to jit(shard_map) on a device mesh
 # case 7's "before": the last commit before the first-contact work (quiet console, config errors as messages before
@@ -239,6 +241,16 @@ def case_compile(pairs: int) -> dict:
             "kedro_run_sac_cold_s": stats(run_cold), "kedro_run_sac_warm_s": stats(run_warm)}
 
 
+# rlpipe sets this XLA flag at import since 21c1efe (src/rlpipe/__init__.py: XLA copied SAC's replay buffer twice per
+# iteration without it). It is independent of pmap or shard_map, so case 5's baseline gets it too: the comparison
+# is of the move off pmap, not of the flag.
+COPY_FLAG = "--xla_cpu_copy_insertion_use_region_analysis=true"
+
+
+def with_copy_flag(env: dict) -> dict:
+    return {**env, "XLA_FLAGS": f"{env.get('XLA_FLAGS', '')} {COPY_FLAG}".strip()}
+
+
 def forced_devices(devices: int) -> dict:
     return {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
 
@@ -308,7 +320,8 @@ def case_scaling(pairs: int, iterations: int = SCALING_ITERATIONS, num_envs: lis
                 after, before = [], []
                 for _ in range(pairs):
                     if base:
-                        before.append(run_json(OURS_PY, "ours/scaling.py", *args, env={**env, **base["env"]},
+                        before.append(run_json(OURS_PY, "ours/scaling.py", *args,
+                                               env=with_copy_flag({**env, **base["env"]}),
                                                tree=base["tree"], label=f"[before: {base['rev']}] "))
                     after.append(run_json(OURS_PY, "ours/scaling.py", *args, env=env,
                                           label="[after] " if base else ""))
@@ -341,7 +354,7 @@ def _no_baseline():
 MULTIPROCESS_NUM_ENVS = (1024, 4096)
 
 
-def case_multiprocess(pairs: int, iterations: int = SCALING_ITERATIONS, num_envs: list[int] | None = None) -> dict:
+def case_multiprocess(pairs: int, iterations: int = MULTIPROCESS_ITERATIONS, num_envs: list[int] | None = None) -> dict:
     """6. The cost of crossing processes: env steps/s of the SAC train node (scaling.py's measurement) on 2
     devices, either 1 process x 2 (forced) devices or 2 processes x 1 device (a jax.distributed run on this
     machine, collectives over gloo), alternately pair by pair."""
@@ -604,14 +617,16 @@ def report(results: dict) -> str:
     if "5" in results["cases"]:
         c = results["cases"]["5"]
         rows, ba = c["rows"], c.get("before_after")
-        lines += ["## 5. Scaling of the SAC train node (1 gradient step per iteration, batch 128)", ""]
+        lines += ["## 5. Scaling of the SAC train node (1 gradient step per iteration, batch 128)", "",
+                  f"{c.get('iterations', '?')} iterations per run (3 logged chunks; the median chunk's rate).", ""]
         if ba is None:
             lines += ["| devices | num_envs | env steps/s | peak RSS MiB |", "| --- | --- | --- | --- |"]
             lines += [f"| {r['devices']} | {r['num_envs']} | {fmt(r['env_steps_per_s'])} | {fmt(r['peak_rss_mb'])} |"
                       for r in rows]
         else:
             on_pmap = ba["baseline_rev"] == BASELINE_REV
-            lines += [f"Before: `{ba['baseline_rev']}` ({ba['baseline_commit'][:12]}{', pmap' if on_pmap else ''}); "
+            lines += [f"Before: `{ba['baseline_rev']}` ({ba['baseline_commit'][:12]}{', pmap' if on_pmap else ''}; with "
+                      f"`{COPY_FLAG}`, which the working tree sets at import); "
                       "after: the working tree (jit(shard_map) on a device mesh); both run in this invocation, alternately pair by pair. "
                       "Env steps/s are medians (min–max) over pairs; after/before is the per-pair ratio; ⚠ marks a "
                       f"median ratio below {ba['flag_below']}.", "",
@@ -722,8 +737,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--cases", default=",".join(CASES))
-    parser.add_argument("--iterations", type=int, default=SCALING_ITERATIONS,
-                        help="training iterations per scaling run (cases 5 and 6; at least 3); fewer for a quick look")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help=f"training iterations per scaling run (cases 5 and 6, default {SCALING_ITERATIONS} and "
+                             f"{MULTIPROCESS_ITERATIONS}; at least 3); fewer for a quick look")
     parser.add_argument("--num-envs", help="comma-separated num_envs replacing the sweeps of cases 5 and 6 "
                                            "(values not divisible by the device count are skipped there)")
     parser.add_argument("--baseline-rev", default=BASELINE_REV,
@@ -739,7 +755,7 @@ def main():
     cases = args.cases.split(",")
     if unknown := [c for c in cases if c not in CASES]:
         parser.error(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(CASES)}")
-    if args.iterations < 3:
+    if args.iterations is not None and args.iterations < 3:
         parser.error("--iterations must be at least 3 (three logged chunks per scaling run)")
     num_envs = [int(n) for n in args.num_envs.split(",")] if args.num_envs else None
     baseline_rev = None if args.baseline_rev.lower() in ("", "none") else args.baseline_rev
@@ -755,9 +771,9 @@ def main():
         title, fn = CASES[case]
         print(f"case {case}: {title}", flush=True)
         if case == "5":
-            results["cases"][case] = fn(args.pairs, args.iterations, num_envs, baseline_rev)
+            results["cases"][case] = fn(args.pairs, args.iterations or SCALING_ITERATIONS, num_envs, baseline_rev)
         elif case == "6":
-            results["cases"][case] = fn(args.pairs, args.iterations, num_envs)
+            results["cases"][case] = fn(args.pairs, args.iterations or MULTIPROCESS_ITERATIONS, num_envs)
         elif case == "7":
             results["cases"][case] = fn(args.pairs, first_contact_rev)
         elif case == "8":
@@ -771,7 +787,7 @@ def main():
     table = report(results)
     if not args.no_save:
         (args.out / f"{stamp}.md").write_text(table)
-        full = (set(results["cases"]) == set(CASES) and args.pairs >= 3 and args.iterations == SCALING_ITERATIONS and not num_envs
+        full = (set(results["cases"]) == set(CASES) and args.pairs >= 3 and args.iterations is None and not num_envs
                 and baseline_rev is not None and first_contact_rev is not None)
         if full and args.out.resolve() == RESULTS.resolve():  # only a full invocation becomes the quoted table
             (args.out / "latest.md").write_text(table)

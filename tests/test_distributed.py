@@ -161,3 +161,24 @@ def test_a_two_device_checkpoint_resumes_on_one_device(project, started):
     state, meta = training_state(project, "sac", versions(project, "data/06_models/sac/agent")[0])
     assert meta["env_steps"] == 2560 and meta["num_devices"] == 1
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(state) if np.asarray(x).dtype.kind == "f")
+
+
+def test_collectives_average_over_devices_and_vanish_on_one():
+    """rlpipe.rl.mesh.pmean/psum/pmax: the mesh collectives on several devices; on a one-device mesh no all-reduce
+    is left in the compiled program (XLA keeps one-participant all-reduces, at a rendezvous each) and the values
+    are the inputs, unchanged."""
+    from jax.sharding import Mesh, PartitionSpec
+
+    from rlpipe.rl import mesh
+
+    assert jax.device_count() >= 2
+    for n in (1, 2):
+        devices = Mesh(np.asarray(jax.devices()[:n]), (mesh.AXIS,))
+        fn = jax.jit(jax.shard_map(lambda x: (mesh.pmean(x), mesh.psum(x), mesh.pmax(x)), mesh=devices,
+                                   in_specs=PartitionSpec(mesh.AXIS), out_specs=PartitionSpec(mesh.AXIS)))
+        x = np.arange(3 * n, dtype=np.float32).reshape(n, 3) * 1.7
+        mean, total, top = (np.asarray(v) for v in fn(x))
+        np.testing.assert_array_equal(mean, np.broadcast_to(x.mean(0, keepdims=True) if n > 1 else x, x.shape))
+        np.testing.assert_array_equal(total, np.broadcast_to(x.sum(0, keepdims=True), x.shape))
+        np.testing.assert_array_equal(top, np.broadcast_to(x.max(0, keepdims=True), x.shape))
+        assert ("all-reduce" in fn.lower(x).compile().as_text()) == (n > 1)

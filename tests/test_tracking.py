@@ -391,6 +391,7 @@ from mlflow.tracking.context import registry
 from rlpipe.tracking import MlflowRunIsolationHooks
 
 mlflow.set_tracking_uri("sqlite:///{tmp_path / 'mlflow.db'}")
+mlflow.set_experiment("ipython-probe")
 hooks = MlflowRunIsolationHooks()
 assert "IPython" not in sys.modules
 hooks._hide_ipython()
@@ -407,5 +408,6 @@ hooks._unhide_ipython()
 assert sys.modules["IPython"] is IPython
 print("ok")
 """
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_") or k == "MLFLOW_DISABLE_TELEMETRY"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stdout + done.stderr

@@ -21,6 +21,36 @@ logger = logging.getLogger(__name__)
 AXIS = "data"  # the mesh axis: gradients and statistics are averaged over it
 
 
+# ---------------------------------------------------------------------------------------------- collectives
+# Inside the compiled programs, over ``axis`` (None: no mesh axis, the tree as it is). On a one-device mesh they are
+# the identity, bitwise what the collective computes; XLA keeps a one-participant all-reduce inside a loop, though,
+# at a rendezvous per iteration (7% of SAC's env steps/s at 8 environments).
+
+
+def _single(axis: str | None) -> bool:
+    import jax
+
+    return axis is None or jax.lax.axis_size(axis) == 1
+
+
+def pmean(tree: Any, axis: str | None = AXIS) -> Any:
+    import jax
+
+    return tree if _single(axis) else jax.lax.pmean(tree, axis)
+
+
+def psum(tree: Any, axis: str | None = AXIS) -> Any:
+    import jax
+
+    return tree if _single(axis) else jax.lax.psum(tree, axis)
+
+
+def pmax(tree: Any, axis: str | None = AXIS) -> Any:
+    import jax
+
+    return tree if _single(axis) else jax.lax.pmax(tree, axis)
+
+
 # ---------------------------------------------------------------------------------------------- processes
 def initialize(settings: Any = None) -> bool:
     """Join the other processes of a multi-process run, if this is one; returns whether it is.

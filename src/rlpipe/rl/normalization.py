@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from rlpipe.rl import mesh
+
 
 @struct.dataclass
 class RunningStats:
@@ -25,11 +27,9 @@ def update(stats: RunningStats, batch: jax.Array, axis_name: str | None = None) 
     x = batch.reshape(-1, batch.shape[-1]).astype(jnp.float32)
     n = jnp.float32(x.shape[0])
     mean = jnp.mean(x, axis=0)
-    if axis_name is not None:
-        mean = jax.lax.pmean(mean, axis_name)
-        n = jax.lax.psum(n, axis_name)
-    sq = jnp.mean((x - mean) ** 2, axis=0)
-    var = jax.lax.pmean(sq, axis_name) if axis_name is not None else sq
+    mean = mesh.pmean(mean, axis_name)
+    n = mesh.psum(n, axis_name)
+    var = mesh.pmean(jnp.mean((x - mean) ** 2, axis=0), axis_name)
     total = stats.count + n
     delta = mean - stats.mean
     new_mean = stats.mean + delta * n / total

@@ -84,13 +84,13 @@ def make_chunk(algorithm: Algorithm, config: Any, spec: EnvSpec, specs: RunState
         init = (run, device_key, zero, EpisodeStats.zero(), jnp.int32(-1), jnp.zeros(len(names), bool))
         run, _, sums, episodes, bad_at, bad_flags = jax.lax.fori_loop(0, num_iters, body, init)
         n = jnp.maximum(num_iters, 1).astype(jnp.float32)
-        metrics = {k: jax.lax.pmean(sums[k] / n, axis) for k in names}
-        episodes = jax.lax.psum(episodes, axis)
+        metrics = {k: mesh.pmean(sums[k] / n, axis) for k in names}
+        episodes = mesh.psum(episodes, axis)
         metrics["episode_return"] = episodes.return_sum / jnp.maximum(episodes.count, 1.0)
         metrics["episode_length"] = episodes.length_sum / jnp.maximum(episodes.count, 1.0)
         metrics["episodes"] = episodes.count
-        metrics["nonfinite_iteration"] = jax.lax.pmax(bad_at, axis)
-        bad_counts = jax.lax.psum(bad_flags.astype(jnp.int32), axis)
+        metrics["nonfinite_iteration"] = mesh.pmax(bad_at, axis)
+        bad_counts = mesh.psum(bad_flags.astype(jnp.int32), axis)
         for i, k in enumerate(names):
             metrics[f"nonfinite/{k}"] = (bad_counts[i] > 0).astype(jnp.float32)
         finite = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(run.training)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import optax
 from flax import serialization, struct
 
-from rlpipe.rl import loop, normalization, policies
+from rlpipe.rl import loop, mesh, normalization, policies
 from rlpipe.rl.acting import EnvBatchState, reset_envs, unroll
 from rlpipe.rl.algorithm import IterationOutput
 from rlpipe.rl.envs import EnvSpec, ScenarioBatch
@@ -106,7 +106,7 @@ def make_iteration(config: PPOConfig, spec: EnvSpec, num_devices: int):
 
     def sgd_step(training: TrainingState, batch):
         grads, metrics = jax.grad(loss_fn, has_aux=True)(training.params, batch)
-        updates, opt_state = optimizer.update(jax.lax.pmean(grads, AXIS), training.opt_state,
+        updates, opt_state = optimizer.update(mesh.pmean(grads, AXIS), training.opt_state,
                                               training.params)
         params = optax.apply_updates(training.params, updates)
         return training.replace(params=params, opt_state=opt_state, grad_steps=training.grad_steps + 1), metrics

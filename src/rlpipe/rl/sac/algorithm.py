@@ -18,7 +18,7 @@ import optax
 from flax import serialization, struct
 
 from rlpipe.rl import buffer as replay
-from rlpipe.rl import policies
+from rlpipe.rl import mesh, policies
 from rlpipe.rl.acting import EnvBatchState, Transition, reset_envs, scale_action, scale_to_bounds, unroll
 from rlpipe.rl.algorithm import IterationOutput
 from rlpipe.rl.buffer import BufferState
@@ -102,7 +102,7 @@ def make_update_step(nets: SACNetworks, optimizer: optax.GradientTransformation,
     """One SGD step on a batch: critics, then actor and temperature against the updated critics, then targets."""
 
     def average(tree):
-        return jax.lax.pmean(tree, axis_name) if axis_name else tree
+        return mesh.pmean(tree, axis_name or None)
 
     def update(training: TrainingState, batch: Transition, key: jax.Array):
         actor_key, next_key = jax.random.split(key)
