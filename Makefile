@@ -26,7 +26,7 @@ test: setup
 	$(BIN)/python -m pytest
 
 # Benchmarks against Stable-Baselines3 and rejax (peers in their own venv): writes benchmarks/results/
-# (about 65 minutes: case 5 also runs the last pmap commit, case 7 the commit before the quiet console; e.g. BENCH_ARGS="--pairs 1 --cases 2,4" for a quick look)
+# (about 70 minutes: case 5 also runs the last pmap commit, case 7 the commit before the quiet console, case 8 SB3 on HalfCheetah; e.g. BENCH_ARGS="--pairs 1 --cases 2,4" for a quick look)
 PEERS := .venv-peers
 $(PEERS)/.installed: benchmarks/requirements-peers.txt
 	$(PYTHON) -m venv $(PEERS)
