@@ -4,7 +4,7 @@ Every figure printed is measured in this invocation: each case runs ours and a p
 ours, theirs, ...) in fresh processes, and reports per-pair ratios with medians and spread. Results go to
 ``benchmarks/results/<timestamp>.json`` and ``.md`` (and ``latest.md``), or to ``--out``.
 
-    .venv/bin/python benchmarks/run.py [--pairs 3] [--cases 1,2,3,4,5,6,7]
+    .venv/bin/python benchmarks/run.py [--pairs 3] [--cases 1,2,3,4,5,6,7,8,9]
 
 Case 5 also runs the scaling sweep on the code of ``--baseline-rev`` (default 444244e, the last commit on
 pmap; checked out in a temporary git worktree, removed at the end), alternating before/after pair by pair.
@@ -14,6 +14,9 @@ Case 7 (first contact) times whole ``kedro run`` processes with a warm cache (``
 a config error) and counts their output lines, on the working tree and on ``--first-contact-baseline-rev`` (default
 f24d691, in a temporary git worktree like case 5's), alternately pair by pair; each tree writes its own data/ and
 mlflow.db (the working tree's are the project's: these are ordinary versioned runs).
+Case 8 trains SAC on HalfCheetah-v5 against Stable-Baselines3 (``--halfcheetah-seeds`` seeds per side, ~15 minutes a
+seed pair). Case 9 compares N seeds in one program with N one-seed runs (SAC, PPO) and runs a real search (the
+shipped ``sac_tune`` config) whose best config then meets the default one with fresh seeds.
 """
 
 from __future__ import annotations
@@ -120,7 +123,8 @@ def run_json_processes(processes: int, devices_per_process: int, script: str, *a
 
 def summary_line(r: dict) -> str:
     keys = ("train_seconds_to_threshold", "process_seconds_to_threshold", "env_steps_to_threshold",
-            "env_steps_per_s", "grad_steps_per_s", "train_step_compile_seconds")
+            "env_steps_per_s", "grad_steps_per_s", "train_step_compile_seconds", "agent_env_steps_per_s", "seconds",
+            "search_seconds")
     return ", ".join(f"{k}={r[k]:.4g}" if isinstance(r.get(k), float) else f"{k}={r.get(k)}" for k in keys if k in r)
 
 
@@ -522,11 +526,33 @@ def case_any_env(pairs: int, steps: int = HALFCHEETAH_STEPS, seeds: int = HALFCH
                                          "gymnax": stats([r["eval_return"] for r in compiled])}}}
 
 
+SEEDS_STEPS = {"sac": 12_000, "ppo": 65_536}  # per agent: the default SAC budget; PPO without early stopping
+
+
+def case_seeds(pairs: int, num_seeds: int = 8) -> dict:
+    """9. Experiments at scale. Agent env steps/s of ``num_seeds`` seeds in one program against the same seeds as
+    one-seed runs one after the other, SAC and PPO defaults, alternately pair by pair; then a real search (the
+    shipped sac_tune config) and its best config against the default at the same budget with fresh seeds."""
+    out = {}
+    for algo, steps in SEEDS_STEPS.items():
+        together, sequential = [], []
+        for _ in range(pairs):
+            common = ["--algo", algo, "--num-seeds", str(num_seeds), "--steps", str(steps)]
+            together.append(run_json(OURS_PY, "ours/seeds.py", *common, "--mode", "together"))
+            sequential.append(run_json(OURS_PY, "ours/seeds.py", *common, "--mode", "sequential"))
+        out[algo] = {"steps": steps, "num_seeds": num_seeds, "runs": {"together": together, "sequential": sequential},
+                     "agent_env_steps_per_s": paired(together, sequential, "agent_env_steps_per_s", True),
+                     "seconds": paired(together, sequential, "seconds", False)}
+    out["search"] = run_json(OURS_PY, "ours/search.py", timeout=TIMEOUT)
+    return out
+
+
 CASES = {"1": ("SAC Pendulum-v1 to -200", case_sac_threshold), "2": ("SAC identical hyperparameters", case_sac_throughput),
          "3": ("PPO CartPole-v1 to 475", case_ppo), "4": ("compilation", case_compile), "5": ("scaling", case_scaling),
          "6": ("multi-process: the cost of crossing processes", case_multiprocess),
          "7": ("first contact: whole-process times", case_first_contact),
-         "8": ("any environment: HalfCheetah-v5 against SB3, host vs compiled env stepping", case_any_env)}
+         "8": ("any environment: HalfCheetah-v5 against SB3, host vs compiled env stepping", case_any_env),
+         "9": ("experiments at scale: many seeds in one program, a real search", case_seeds)}
 
 
 # ----------------------------------------------------------------------------------------------------- report
@@ -727,6 +753,42 @@ def report(results: dict) -> str:
                      r["ours"]["median"] is not None and r["theirs"]["median"] is not None
                      and r["ours"]["median"] >= r["theirs"]["median"],
                      f"{fmt(r['ours']['median'], 4)} vs {fmt(r['theirs']['median'], 4)} (medians)")]
+    if "9" in results["cases"]:
+        c = results["cases"]["9"]
+        lines += ["## 9. Experiments at scale", "",
+                  "Agent env steps/s (env steps summed over the agents, per second of the compiled training calls) of "
+                  "N seeds in one program (`train.num_seeds: N`) against the same N seeds as one-seed runs one after "
+                  "the other; whole seconds include compilation and the evaluations. Default configs, fixed budgets "
+                  "(PPO without early stopping); fresh processes, alternately pair by pair.", "",
+                  "| algorithm | seeds | env steps per agent | together, agent env steps/s | one after the other | "
+                  "together/sequential | together s | sequential s | sequential/together (whole s) |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for algo in SEEDS_STEPS:
+            a = c[algo]
+            rate, secs = a["agent_env_steps_per_s"], a["seconds"]
+            lines.append(f"| {algo} | {a['num_seeds']} | {a['steps']:,} | {spread(rate['ours'])} | "
+                         f"{spread(rate['theirs'])} | {spread(rate['advantage'])}× | {spread(secs['ours'])} | "
+                         f"{spread(secs['theirs'])} | {spread(secs['advantage'])}× |")
+            ratio = rate["advantage"]["median"]
+            targets.append((f"9: {algo}, {a['num_seeds']} seeds in one program ≥ 4× the agent env steps/s of "
+                            "sequential runs", ratio is not None and ratio >= 4, f"{fmt(ratio)}×"))
+        s9 = c["search"]
+        best, default = s9["best"], s9["default"]
+        lines += ["", f"A search with the shipped `sac_tune` config: {s9['n_trials']} trials of {s9['num_seeds']} "
+                  f"seeds at {s9['budget_env_steps']:,} env steps each, {fmt(s9['search_seconds'])} s. Then the best "
+                  f"config and the default one at the same budget, each with the fresh seeds {s9['eval_seed']}–"
+                  f"{s9['eval_seed'] + s9['num_seeds'] - 1} (no trial used them), on the same 64 held-out scenarios: "
+                  "the IQM of the agents' mean returns with its 95% stratified bootstrap interval.", "",
+                  "| config | IQM | 95% CI | mean | learning rate | batch | gradient steps/iter | tau | gamma | hidden |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for name, r in (("best", best), ("default", default)):
+            q = r["params"]
+            lines.append(f"| {name} | {fmt(r['iqm'], 4)} | {fmt(r['iqm_ci_low'], 4)} to {fmt(r['iqm_ci_high'], 4)} | "
+                         f"{fmt(r['mean'], 4)} | {q['learning_rate']} | {q['batch_size']} | "
+                         f"{q['grad_updates_per_iter']} | {q['tau']} | {q['gamma']} | {q['hidden_sizes']} |")
+        lines.append("")
+        targets.append(("9: the searched config's IQM beats the default config's at the same budget (fresh seeds)",
+                        best["iqm"] > default["iqm"], f"{fmt(best['iqm'], 4)} vs {fmt(default['iqm'], 4)}"))
     lines += ["## Targets", "", "| target | met | measured |", "| --- | --- | --- |"]
     lines += [f"| {name} | {'yes' if ok else 'NO'} | {value} |" for name, ok, value in targets]
     return "\n".join(lines) + "\n"

@@ -22,12 +22,18 @@ SHIPPED = {
     "conf/base/parameters_ppo.yml": "ppo.json",
     "conf/base/parameters.yml": "parameters.json",
     "conf/ppo_pendulum/parameters_ppo.yml": "ppo.json",
+    "conf/base/parameters_sac_tune.yml": "sac_tune.json",
+    "conf/base/parameters_ppo_tune.yml": "ppo_tune.json",
 }
 
 
 def sections(schema_name):
     if schema_name == "parameters.json":
         return schemas.SHARED_SECTIONS
+    if schema_name.endswith("_tune.json"):
+        from rlpipe.rl.tuning import TuneConfig
+
+        return {schema_name.removesuffix(".json"): TuneConfig}
     algorithm = schema_name.removesuffix(".json")
     return {algorithm: schemas.config_class(algorithm)}
 
@@ -96,7 +102,7 @@ def test_schema_documents_every_key_and_forbids_unknown_ones(name):
             continue
         for key, prop in node["properties"].items():
             assert prop.get("description"), f"{node.get('title')}.{key} has no description"
-            assert "default" in prop, f"{node.get('title')}.{key} has no default"
+            assert "default" in prop or key in node.get("required", ()), f"{node.get('title')}.{key} has no default"
 
 
 def test_schema_carries_bounds_choices_and_declared_defaults():

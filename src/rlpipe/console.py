@@ -42,9 +42,13 @@ NOISE = (
     # of the `sac_eval` pipeline is the documented way to share an entry between namespaces).
     (r"One or more dataset names contain '\.' characters", "namespaced dataset names"),
 )
-# mlflow's start_run probes for a Databricks serverless-GPU job to resume by importing IPython (0.4 s here) and
-# asking it for Databricks' dbutils; rlpipe's runs are not Databricks jobs. An explicit setting wins.
-FAST_START_ENV = {"MLFLOW_ENABLE_SGC_RUN_RESUMPTION_FOR_DATABRICKS_JOBS": "false"}
+# Environment defaults set first in every `kedro` command (an explicit setting wins).
+FAST_START_ENV = {  # mlflow's start_run probes for a Databricks serverless-GPU job to resume by importing IPython
+                  # (0.4 s here) and asking it for Databricks' dbutils; rlpipe's runs are not Databricks jobs
+                  "MLFLOW_ENABLE_SGC_RUN_RESUMPTION_FOR_DATABRICKS_JOBS": "false",
+                  # mlflow draws a tqdm bar for every artifact it reads back (logging a model) when tqdm is installed
+                  # (Optuna brings it): carriage-return noise in a log file
+                  "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 
 
 def init() -> None:

@@ -32,6 +32,10 @@ class ConfigCheckHooks:
         for name in algorithm.names():
             if name in params:
                 algorithm.load_config(name, params[name], None)
+            if f"{name}_tune" in params:  # a search's own keys and values (its space meets the algorithm's config
+                from rlpipe.rl import tuning  # in the search pipeline's first node: other runs need not fit it)
+
+                tuning.load_tune_config(params[f"{name}_tune"], f"{name}_tune")
 
 
 class JaxRuntimeHooks:

@@ -22,7 +22,9 @@ def metric_histories(history: pd.DataFrame, eval_summary: dict[str, Any]) -> dic
     for row in history.to_dict("records"):
         step = row["env_steps"]
         for column, value in row.items():
-            if column not in _NOT_METRICS:
+            if column.startswith("seed") and column.endswith(".eval_return_mean"):  # a multi-seed run's seed
+                add(f"eval.{column.removesuffix('.eval_return_mean')}.return_mean", value, step)
+            elif column not in _NOT_METRICS:
                 add(f"train.{column}", value, step)
         add("eval.return_mean", row.get("eval_return_mean"), step)
         add("eval.return_std", row.get("eval_return_std"), step)

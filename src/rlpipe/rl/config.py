@@ -154,6 +154,8 @@ class ScenarioConfig(Config):
         default_factory=dict,
         doc="env parameter -> [low, high] drawn uniformly per scenario; parameters not named keep their defaults",
     )
+    seed: int | None = spec(None, ge=0, lt=2**31, doc="seed of the scenario tables; null: the run's seed (every "
+                                                         "seed of a multi-seed run shares the run's scenarios)")
 
 
 class NetworkConfig(Config):
@@ -179,6 +181,9 @@ class LoopConfig(Config):
                                            "null: fresh init")
     init_from_optimizer: bool = spec(False, doc="also take the stored agent's optimizer state")
     init_from_buffer: bool = spec(False, doc="also take its replay buffer contents (SAC)")
+    num_seeds: int = spec(1, ge=1, le=1024, doc="independent agents trained together in one compiled program, "
+                                                "seeds seed, seed+1, ...: each its own init, RNG streams and buffers; "
+                                                "evaluated on the same scenarios and aggregated (IQM, 95% CI)")
 
 
 class EarlyStoppingConfig(Config):
@@ -235,9 +240,11 @@ class EvaluationConfig(Config):
     scenarios: Literal["stored", "fresh"] = spec("stored", doc="the agent's own held-out eval scenarios (regenerated "
                                                                "exactly from its config), or fresh ones drawn with "
                                                                "evaluation.seed")
-    seed: int | None = spec(None, ge=0, lt=2**31, doc="seed of fresh scenarios; null: the agent's seed + 1")
+    seed: int | None = spec(None, ge=0, lt=2**31, doc="seed of fresh scenarios; null: the agent's scenario seed + 1")
     num_scenarios: int | None = spec(None, ge=1, le=10**7, doc="number of fresh scenarios; null: the agent's "
                                                                "scenarios.num_eval")
+    seed_index: int | None = spec(None, ge=0, le=1023, doc="of a multi-seed agent (train.num_seeds), the seed to "
+                                                           "evaluate; null: the best one (the served policy)")
     animation: bool = spec(True, doc="render the animation scenario's episode (GIF, and MP4 when ffmpeg is on PATH)")
     animation_scenario: int = spec(0, ge=0, doc="row of the evaluated scenarios whose episode is animated")
 
@@ -427,6 +434,19 @@ def check_env_metrics(metrics: tuple[str, ...], env_spec: Any, key: str) -> None
             raise ConfigError(key, f"{env_spec.id} never reports {name!r}{hint}; its steps report: {reported}")
 
 
+def check_seeds(config: Any, key: str) -> None:
+    """A multi-seed run: seeds that stay valid seeds, and no single stored agent to start every seed from."""
+    n = config.train.num_seeds
+    if n == 1:
+        return
+    if config.seed + n - 1 >= 2**31:
+        raise ConfigError(f"{key}.train.num_seeds", f"seeds {config.seed}..{config.seed + n - 1} run past 2**31 - 1: "
+                                                    f"lower {key}.seed or the number of seeds")
+    if config.train.init_from is not None:
+        raise ConfigError(f"{key}.train.num_seeds", f"{n} seeds cannot all start from one stored agent "
+                                                    f"({key}.train.init_from): use num_seeds: 1 with init_from")
+
+
 def check_common(config: Any, key: str, num_devices: int | None, continuous: bool | None, steps_per_iter: int):
     """Rules every algorithm's config obeys (``num_devices``: all devices of all processes); returns the
     environment's EnvSpec. With ``num_devices`` None only the rules that need neither the environment nor the
@@ -437,6 +457,7 @@ def check_common(config: Any, key: str, num_devices: int | None, continuous: boo
         raise ConfigError(f"{key}.train.log_every_env_steps",
                           f"{t.log_every_env_steps} is below one iteration ({steps_per_iter} env steps)")
     check_init_from(t, f"{key}.train")
+    check_seeds(config, key)
     every = config.tracking.video_every_env_steps
     if every and every < t.log_every_env_steps:
         raise ConfigError(f"{key}.tracking.video_every_env_steps",
@@ -447,6 +468,10 @@ def check_common(config: Any, key: str, num_devices: int | None, continuous: boo
     from rlpipe.rl.envs import check_env_id, check_scenario_ranges  # envs import jax: keep config import light
 
     env_spec = check_env_id(config.env.id, f"{key}.env.id", continuous=continuous, env_config=config.env)
+    if t.num_seeds > 1 and env_spec.host is not None:
+        raise ConfigError(f"{key}.train.num_seeds", f"{t.num_seeds} seeds in one program need a JAX environment; "
+                                                    f"{config.env.id} is stepped on the host: run its seeds as "
+                                                    "separate runs (train.num_seeds: 1, seed: 0, 1, ...)")
     check_env_metrics(config.env.metrics, env_spec, f"{key}.env.metrics")
     check_scenario_ranges(config.scenarios.ranges, env_spec, f"{key}.scenarios.ranges")
     check_divisible(t.num_envs, f"{key}.train.num_envs", num_devices)

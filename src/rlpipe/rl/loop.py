@@ -122,11 +122,27 @@ def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: EvaluateFn 
                  "metrics": {k: np.asarray(v) for k, v in (extra[0] if extra else {}).items()}}
         return float(np.mean(returns)), float(np.std(returns))
 
+    def seed_columns(per_seed: dict[str, np.ndarray]) -> dict[str, float]:
+        """A multi-seed run's own columns: each seed's training return and, at evaluations, its eval mean."""
+        out = {}
+        if "episode_return" in per_seed:
+            for i, (value, count) in enumerate(zip(per_seed["episode_return"], per_seed["episodes"])):
+                out[f"seed{i}.episode_return"] = float(value) if count > 0 else float("nan")
+        if final is not None and final["returns"].ndim == 2:
+            for i, value in enumerate(final["returns"].mean(axis=1)):
+                out[f"seed{i}.eval_return_mean"] = float(value)
+        elif "episode_return" in per_seed:
+            out.update({f"seed{i}.eval_return_mean": float("nan") for i in range(len(per_seed["episode_return"]))})
+        return out
+
     while done_iters < s.total_iters:
         n = min(s.iters_per_chunk, s.total_iters - done_iters)
         started = time.perf_counter()
         state, metrics = chunk(state, n)
-        metrics = {k: float(v) for k, v in mesh.host_copy(metrics).items()}
+        metrics = mesh.host_copy(metrics)
+        per_seed = {k.removeprefix("seeds/"): np.asarray(metrics.pop(k)) for k in list(metrics)
+                    if k.startswith("seeds/")}
+        metrics = {k: float(v) for k, v in metrics.items()}
         _raise_if_nonfinite(metrics, s, done_iters, n)
         elapsed = time.perf_counter() - started
         train_seconds += elapsed
@@ -153,6 +169,7 @@ def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: EvaluateFn 
             "eval_return_mean": eval_mean,
             "eval_return_std": eval_std,
             **eval_metrics,
+            **seed_columns(per_seed),
             "env_steps_per_s": n * s.env_steps_per_iter / elapsed,
             "grad_steps_per_s": n * s.grad_steps_per_iter / elapsed,
             "train_seconds": train_seconds,  # compiled training calls only: no compile, eval or checkpoint time
@@ -165,6 +182,7 @@ def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: EvaluateFn 
         if stop and evaluate is not None and final is None:  # stopped on training returns: evaluate the final state
             row["eval_return_mean"], row["eval_return_std"] = evaluate_now()
             row["eval_seconds"] = eval_seconds
+            row.update(seed_columns(per_seed))
         history.append(row)
         if on_progress:
             on_progress({**row, "total_env_steps": s.total_env_steps})

@@ -236,18 +236,21 @@ def replicated_spec():
     return PartitionSpec()
 
 
-def sharded_spec():
+def sharded_spec(seeds: bool = False):
+    """Split along the leading axis over the devices; with ``seeds``, along the axis after the leading seed axis."""
     from jax.sharding import PartitionSpec
 
-    return PartitionSpec(AXIS)
+    return PartitionSpec(None, AXIS) if seeds else PartitionSpec(AXIS)
 
 
-def per_device_specs(tree: Any) -> Any:
+def per_device_specs(tree: Any, seeds: bool = False) -> Any:
     """Partition specs of per-device state: leaves with a leading axis are split along it over the devices;
-    scalars (e.g. a buffer's write position, the same on every device) are replicated."""
+    scalars (e.g. a buffer's write position, the same on every device) are replicated. With ``seeds`` every leaf
+    has a leading seed axis first (not split)."""
     import jax
 
-    return jax.tree.map(lambda x: sharded_spec() if np.ndim(x) else replicated_spec(), tree)
+    rank = 1 if seeds else 0
+    return jax.tree.map(lambda x: sharded_spec(seeds) if np.ndim(x) > rank else replicated_spec(), tree)
 
 
 def put(tree: Any, specs: Any) -> Any:

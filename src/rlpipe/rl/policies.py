@@ -75,6 +75,27 @@ def write_policy(path: str | os.PathLike, policy: dict[str, Any]) -> None:
         (partial / META_FILE).write_text(json.dumps(policy["meta"], indent=2, sort_keys=True))
 
 
+def bundle_files(policy: dict[str, Any], stem: str) -> dict[str, bytes]:
+    """A bundle as two named files, ``<stem>.json`` (meta) and ``<stem>.npz`` (weights; no pickle)."""
+    import io
+
+    buffer = io.BytesIO()
+    flat = traverse_util.flatten_dict(policy["params"], sep="/")
+    np.savez(buffer, **{k: np.asarray(v) for k, v in flat.items()})
+    return {f"{stem}.json": json.dumps(policy["meta"], indent=2, sort_keys=True).encode(),
+            f"{stem}.npz": buffer.getvalue()}
+
+
+def seed_policy(files: dict[str, bytes], seed_index: int) -> dict[str, Any]:
+    """Seed ``seed_index``'s bundle from the files ``bundle_files`` wrote (a ``<algo>.seed_policies`` entry)."""
+    import io
+
+    meta = json.loads(files[f"seed{seed_index}.json"])
+    with np.load(io.BytesIO(files[f"seed{seed_index}.npz"]), allow_pickle=False) as data:
+        params = traverse_util.unflatten_dict({k: data[k] for k in data.files}, sep="/")
+    return {"meta": meta, "params": params}
+
+
 def read_policy(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     meta = json.loads((path / META_FILE).read_text())

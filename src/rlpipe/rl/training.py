@@ -24,6 +24,7 @@ from rlpipe.rl.algorithm import Algorithm
 from rlpipe.rl.early_stopping import EarlyStopping
 from rlpipe.rl.envs import EnvSpec, ScenarioBatch, max_episode_steps
 from rlpipe.rl.errors import ConfigError
+from rlpipe.rl.keys import num_seeds
 
 logger = logging.getLogger(__name__)
 
@@ -90,36 +91,110 @@ def make_chunk(algorithm: Algorithm, config: Any, spec: EnvSpec, specs: RunState
         metrics["episode_length"] = episodes.length_sum / jnp.maximum(episodes.count, 1.0)
         metrics["episodes"] = episodes.count
         metrics["nonfinite_iteration"] = mesh.pmax(bad_at, axis)
-        bad_counts = mesh.psum(bad_flags.astype(jnp.int32), axis)
-        for i, k in enumerate(names):
-            metrics[f"nonfinite/{k}"] = (bad_counts[i] > 0).astype(jnp.float32)
-        finite = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(run.training)
-                  if jnp.issubdtype(x.dtype, jnp.floating)]
-        metrics["nonfinite/parameters"] = jnp.logical_not(jnp.all(jnp.stack(finite))).astype(jnp.float32)
+        _flag_nonfinite(metrics, names, mesh.psum(bad_flags.astype(jnp.int32), axis), run.training)
         return run, metrics
 
     replicated = mesh.replicated_spec()
     # check_vma=False: algorithms write plain JAX (zero-initialized scan carries and all); that the training state
     # really stays identical on every device is the algorithm's pmean, and a test of each algorithm checks it.
-    sharded = jax.shard_map(per_device, mesh=mesh.make_mesh(), in_specs=(specs, replicated, replicated),
+    body = per_device if num_seeds(config) == 1 else _seeds_per_device(iteration, names)
+    sharded = jax.shard_map(body, mesh=mesh.make_mesh(), in_specs=(specs, replicated, replicated),
                             out_specs=(specs, replicated), check_vma=False)
     return jax.jit(sharded, donate_argnums=(0,))
+
+
+def _flag_nonfinite(metrics: dict, names, bad_counts, training) -> None:
+    """``nonfinite/<metric>``: whether any device (and seed) saw that metric not finite in the chunk;
+    ``nonfinite/parameters``: whether the training state's floating-point leaves are not all finite at its end."""
+    for i, k in enumerate(names):
+        metrics[f"nonfinite/{k}"] = (bad_counts[i] > 0).astype(jnp.float32)
+    finite = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(training) if jnp.issubdtype(x.dtype, jnp.floating)]
+    metrics["nonfinite/parameters"] = jnp.logical_not(jnp.all(jnp.stack(finite))).astype(jnp.float32)
+
+
+def _seeds_per_device(iteration, names):
+    """The chunk's per-device body for a multi-seed run: every leaf of the run state has a leading seed axis
+    (``key`` too; ``iteration`` is shared), and each seed runs the one-seed loop, vmapped. Metrics are averaged over
+    seeds as well; ``seeds/episode_return`` and ``seeds/episodes`` keep each seed's own."""
+    axis = mesh.AXIS
+
+    def per_device(run: RunState, scenarios: ScenarioBatch, num_iters):
+        def one_seed(training, device, key):
+            device_key = jax.random.fold_in(key, jax.lax.axis_index(axis))
+
+            def body(_, carry):
+                training, device, it, sums, episodes, bad_at, bad_flags = carry
+                out = iteration(scenarios, training, device, jax.random.fold_in(device_key, it))
+                it = it + 1
+                flags = jnp.stack([jnp.logical_not(jnp.isfinite(out.metrics[k])) for k in names])
+                first = jnp.logical_and(bad_at < 0, jnp.any(flags))
+                return (out.training, out.device, it, {k: sums[k] + out.metrics[k] for k in names},
+                        episodes + out.episodes, jnp.where(first, it, bad_at), jnp.where(first, flags, bad_flags))
+
+            zero = {k: jnp.float32(0.0) for k in names}
+            init = (training, device, run.iteration, zero, EpisodeStats.zero(), jnp.int32(-1),
+                    jnp.zeros(len(names), bool))
+            training, device, _, sums, episodes, bad_at, bad_flags = jax.lax.fori_loop(0, num_iters, body, init)
+            return training, device, sums, episodes, bad_at, bad_flags
+
+        training, device, sums, episodes, bad_at, bad_flags = jax.vmap(one_seed)(run.training, run.device, run.key)
+        run = RunState(training, device, run.key, run.iteration + num_iters)
+        n = jnp.maximum(num_iters, 1).astype(jnp.float32)
+        metrics = {k: jnp.mean(mesh.pmean(sums[k] / n, axis)) for k in names}
+        episodes = mesh.psum(episodes, axis)  # per seed
+        count = jnp.sum(episodes.count)
+        metrics["episode_return"] = jnp.sum(episodes.return_sum) / jnp.maximum(count, 1.0)
+        metrics["episode_length"] = jnp.sum(episodes.length_sum) / jnp.maximum(count, 1.0)
+        metrics["episodes"] = count
+        metrics["seeds/episode_return"] = episodes.return_sum / jnp.maximum(episodes.count, 1.0)
+        metrics["seeds/episodes"] = episodes.count
+        bad_at = mesh.pmax(bad_at, axis)  # per seed; the first bad iteration of any seed
+        metrics["nonfinite_iteration"] = jnp.where(jnp.any(bad_at >= 0),
+                                                   jnp.min(jnp.where(bad_at >= 0, bad_at, jnp.iinfo(jnp.int32).max)),
+                                                   -1)
+        _flag_nonfinite(metrics, names, jnp.sum(mesh.psum(bad_flags.astype(jnp.int32), axis), axis=0), run.training)
+        return run, metrics
+
+    return per_device
+
+
+def seed_slice(tree: Any, k: int) -> Any:
+    """Seed ``k``'s part of a multi-seed tree (every leaf's leading axis)."""
+    return jax.tree.map(lambda x: x[k], tree)
+
+
+def stack_seeds(trees: list[Any]) -> Any:
+    """Trees of the seeds stacked leaf by leaf along a new leading seed axis (numpy)."""
+    return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
 
 
 def _device_init(algorithm: Algorithm, config: Any, spec: EnvSpec, keys: jax.Array, scenarios: ScenarioBatch,
                  data: Any):
     """The compiled per-device state init for these inputs, and the partition specs of what it returns."""
     num_devices = mesh.device_count()
+    seeds = num_seeds(config)
 
-    def per_device(keys, scenarios, data):
+    def one(keys, scenarios, data):
         return algorithm.init_device_state(config, spec, scenarios, keys[0], num_devices, data)
 
-    def local(x):  # one device's slice of a split global array
-        return jax.ShapeDtypeStruct((x.shape[0] // num_devices,) + x.shape[1:], x.dtype)
+    if seeds == 1:
+        per_device = one
+    else:  # keys [seeds, 1 device, ...], data leaves [seeds, this device's share, ...]
+        def per_device(keys, scenarios, data):
+            return jax.vmap(one, in_axes=(0, None, None if data is None else 0))(keys, scenarios, data)
 
-    specs = mesh.per_device_specs(jax.eval_shape(per_device, local(keys), scenarios, jax.tree.map(local, data)))
+    axis = 0 if seeds == 1 else 1  # the device axis of the inputs
+
+    def local(x):  # one device's slice of a split global array
+        shape = list(x.shape)
+        shape[axis] //= num_devices
+        return jax.ShapeDtypeStruct(tuple(shape), x.dtype)
+
+    specs = mesh.per_device_specs(jax.eval_shape(per_device, local(keys), scenarios, jax.tree.map(local, data)),
+                                  seeds > 1)
+    split = mesh.sharded_spec(seeds > 1)
     init = jax.shard_map(per_device, mesh=mesh.make_mesh(), out_specs=specs, check_vma=False,
-                         in_specs=(mesh.sharded_spec(), mesh.replicated_spec(), mesh.sharded_spec()))
+                         in_specs=(split, mesh.replicated_spec(), split))
     return jax.jit(init), specs
 
 
@@ -129,9 +204,16 @@ def initial_state(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: S
     """The run state on the mesh and its partition specs: fresh (the replicated ``training``, per-device state
     built on every device from ``key`` and its slice of ``device_data``), or restored from ``resume``."""
     num_devices = mesh.device_count()
-    init_key, run_key = jax.random.split(key)
-    keys = mesh.put(np.asarray(mesh.device_keys(init_key, num_devices)), mesh.sharded_spec())
-    data = mesh.put(device_data, mesh.sharded_spec()) if device_data is not None else None
+    seeds = num_seeds(config)
+    if seeds == 1:
+        init_key, run_key = jax.random.split(key)
+        device_keys = mesh.device_keys(init_key, num_devices)
+    else:  # key: one per seed; each seed splits its own exactly as a one-seed run
+        init_key, run_key = jnp.swapaxes(jax.vmap(jax.random.split)(key), 0, 1)
+        device_keys = jax.vmap(mesh.device_keys, in_axes=(0, None))(init_key, num_devices)
+    split = mesh.sharded_spec(seeds > 1)
+    keys = mesh.put(np.asarray(device_keys), split)
+    data = mesh.put(device_data, split) if device_data is not None else None
     init, device_specs = _device_init(algorithm, config, spec, keys, scenarios, data)
     specs = _specs(device_specs)
     if resume is None:
@@ -139,7 +221,7 @@ def initial_state(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: S
                         mesh.put_replicated(np.asarray(run_key)), mesh.put_replicated(np.int32(0))), specs
     abstract = RunState(jax.eval_shape(lambda: training), jax.eval_shape(init, keys, scenarios, data),
                         jax.ShapeDtypeStruct(run_key.shape, run_key.dtype), jax.ShapeDtypeStruct((), jnp.int32))
-    restored = restore_state(algorithm, abstract, specs, resume)
+    restored = restore_state(algorithm, abstract, specs, resume, seeds)
     if spec.host is not None:
         logger.warning("%s is stepped on the host and its envs cannot be snapshotted: the run resumes from the "
                        "checkpoint's parameters, optimizer, buffer and RNG with freshly reset episodes", spec.id)
@@ -150,16 +232,23 @@ def initial_state(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: S
     return restored, specs
 
 
-def restore_state(algorithm: Algorithm, abstract: RunState, specs: RunState, resume: loop.Resume) -> RunState:
+def restore_state(algorithm: Algorithm, abstract: RunState, specs: RunState, resume: loop.Resume,
+                  seeds: int = 1) -> RunState:
     """A run state on this mesh from a checkpoint tree (numpy, as loaded). Written on another device count, the
-    per-device state is redistributed by the algorithm over the devices present."""
+    per-device state is redistributed by the algorithm over the devices present (seed by seed in a multi-seed
+    run)."""
     tree = dict(resume.tree)
     num_devices = mesh.device_count()
     if resume.num_devices != num_devices:
         logger.warning("resuming a checkpoint written on %d device(s) on %d: per-device state is redistributed over "
                        "the new devices, so this continuation is not bitwise identical to an uninterrupted run",
                        resume.num_devices, num_devices)
-        tree["device"] = algorithm.redistribute_device_state(tree["device"], resume.num_devices, num_devices)
+        if seeds == 1:
+            tree["device"] = algorithm.redistribute_device_state(tree["device"], resume.num_devices, num_devices)
+        else:
+            tree["device"] = stack_seeds([
+                algorithm.redistribute_device_state(seed_slice(tree["device"], k), resume.num_devices, num_devices)
+                for k in range(seeds)])
     want = checkpoint_tree(abstract)
     restored = serialization.from_state_dict(want, tree)
     for (path, wanted), got in zip(jax.tree_util.tree_leaves_with_path(want), jax.tree.leaves(restored)):
@@ -219,6 +308,7 @@ def _train(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: Scenario
            on_checkpoint: loop.CheckpointFn | None, resume: loop.Resume | None,
            on_policy: tuple[int, Callable[[int, dict[str, Any]], None]] | None) -> TrainResult:
     t = config.train
+    seeds = num_seeds(config)
     env_steps, grad_steps = algorithm.steps_per_iteration(config)
     schedule = loop.Schedule.build(t, env_steps, grad_steps, algorithm.env_steps_before_training(config))
     global_scenarios = mesh.put_replicated(mesh.host_copy(scenarios))
@@ -230,8 +320,12 @@ def _train(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: Scenario
                                    max_episode_steps(eval_scenarios), tuple(config.env.metrics))
         # host copies: one placement for the ahead-of-time compile and every later call
         params_of = lambda run: mesh.host_copy(algorithm.policy_params(run.training))  # noqa: E731
-        evaluate = lambda run: (*evaluator(params_of(run), eval_scenarios), evaluator.last_metrics)  # noqa: E731
-        precompile = lambda: evaluator.precompile(params_of(run), eval_scenarios)  # noqa: E731
+        if seeds == 1:
+            evaluate = lambda run: (*evaluator(params_of(run), eval_scenarios), evaluator.last_metrics)  # noqa: E731
+            precompile = lambda: evaluator.precompile(params_of(run), eval_scenarios)  # noqa: E731
+        else:  # every seed on the same scenarios, one after the other (one compiled evaluator)
+            evaluate = lambda run: _evaluate_seeds(evaluator, params_of(run), eval_scenarios, seeds)  # noqa: E731
+            precompile = lambda: evaluator.precompile(seed_slice(params_of(run), 0), eval_scenarios)  # noqa: E731
     chunk, compile_s = compile_chunk(make_chunk(algorithm, config, spec, specs), run, global_scenarios,
                                      schedule.iters_per_chunk, alongside=precompile)
     if spec.host is not None:  # an env that raised in the chunk: stop before its results are used or checkpointed
@@ -246,9 +340,11 @@ def _train(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: Scenario
         every, deliver = on_policy
         meta = algorithm.policy_meta(config, spec)
 
-        def deliver_policy(env_steps: int, run: RunState) -> None:
-            params = policies.bundle_params(mesh.host_copy(algorithm.policy_params(run.training)))
-            deliver(env_steps, {"meta": {**meta, "env_steps": env_steps}, "params": params})
+        def deliver_policy(env_steps: int, run: RunState) -> None:  # a multi-seed run's first seed
+            params = mesh.host_copy(algorithm.policy_params(run.training))
+            params = policies.bundle_params(params if seeds == 1 else seed_slice(params, 0))
+            extra = {} if seeds == 1 else {"seed_index": 0, "seed": config.seed}
+            deliver(env_steps, {"meta": {**meta, **extra, "env_steps": env_steps}, "params": params})
 
         periodic = ((every, deliver_policy),)
     run, history, final = loop.run(schedule, run, chunk, evaluate=evaluate, checkpoint_tree=checkpoint_tree,
@@ -258,6 +354,18 @@ def _train(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: Scenario
         logger.info("early stop at %d env steps: windowed %s return %.1f >= target %.1f for %d checks",
                     stopper.stopped_at, e.monitor, stopper.values[-1], e.target_return, e.patience)
     return TrainResult(checkpoint_tree(run), history, final)
+
+
+def _evaluate_seeds(evaluator, params: Any, scenarios: ScenarioBatch, seeds: int) -> tuple:
+    """Each seed's policy on the same scenarios: returns and lengths [seeds, scenarios], env metrics likewise."""
+    returns, lengths, metrics = [], [], []
+    for k in range(seeds):
+        r, l = evaluator(seed_slice(params, k), scenarios)
+        returns.append(np.asarray(r))
+        lengths.append(np.asarray(l))
+        metrics.append({name: np.asarray(v) for name, v in (evaluator.last_metrics or {}).items()})
+    return (np.stack(returns), np.stack(lengths),
+            {name: np.stack([m[name] for m in metrics]) for name in metrics[0]})
 
 
 def _raising_host_failures(chunk, host):

@@ -18,23 +18,29 @@ from rlpipe.rl.config import EvaluationConfig, check_evaluation, parse
 from rlpipe.rl.envs import generate_scenarios as sample_scenarios
 from rlpipe.rl.envs import env_spec, max_episode_steps, scenarios_to_batch
 from rlpipe.rl.errors import ConfigError
+from rlpipe.rl.keys import scenario_seed
 from rlpipe.stages.common import policy_of_agent, tabulate_evaluation
 
 logger = logging.getLogger(__name__)
 
 
-def load_agent(algorithm: str, agent: Any) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-    """The stored agent's config, its deterministic policy, and what identifies it (version, env steps)."""
+def load_agent(algorithm: str, agent: Any, evaluation: dict[str, Any] | None = None
+               ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """The stored agent's config, its deterministic policy (of a multi-seed agent: ``evaluation.seed_index``'s,
+    by default the best seed's), and what identifies it (version, env steps)."""
+    e = parse(EvaluationConfig, evaluation, "evaluation")
     meta = agent["meta"]
     if meta.get("algorithm") != algorithm:
         raise ConfigError(f"{algorithm}.agent", f"the loaded agent ({agent.path}) is a {meta.get('algorithm')} agent; "
                                                 f"--pipeline={algorithm}_eval evaluates {algorithm} agents")
-    policy, config = policy_of_agent(agent, f"{algorithm}.agent")
+    policy, config = policy_of_agent(agent, f"{algorithm}.agent", e.seed_index)
     version = agent.path.parent.name
+    seed = int(policy["meta"].get("seed", config.seed))
     info = {"algorithm": algorithm, "agent_version": version, "agent_env_steps": int(meta["env_steps"]),
-            "env_id": config.env.id, "seed": config.seed, **({"parent": meta["parent"]} if "parent" in meta else {})}
+            "env_id": config.env.id, "seed": seed, **({"parent": meta["parent"]} if "parent" in meta else {}),
+            **({"seed_index": policy["meta"]["seed_index"]} if "seed_index" in policy["meta"] else {})}
     logger.info("%s agent %s (%d env steps, %s, seed %d)", algorithm.upper(), version, info["agent_env_steps"],
-                config.env.id, config.seed)
+                config.env.id, seed)
     return config, policy, info
 
 
@@ -45,7 +51,7 @@ def eval_scenarios(config: Any, evaluation: dict[str, Any]) -> pd.DataFrame:
     e = parse(EvaluationConfig, evaluation, "evaluation")
     s = config.scenarios
     spec = env_spec(config.env)
-    train, table = sample_scenarios(spec, s.ranges, s.num_train, s.num_eval, config.seed)
+    train, table = sample_scenarios(spec, s.ranges, s.num_train, s.num_eval, scenario_seed(config))
     if e.scenarios == "fresh":
         seed = scenarios_seed(config, e)
         wanted = e.num_scenarios or s.num_eval
@@ -81,8 +87,8 @@ def scenarios_seed(config: Any, evaluation: EvaluationConfig) -> int:
     """The seed the evaluated scenarios are drawn from: the agent's own, or for fresh ones ``evaluation.seed``
     (default: the agent's seed + 1)."""
     if evaluation.scenarios == "stored":
-        return config.seed
-    return config.seed + 1 if evaluation.seed is None else evaluation.seed
+        return scenario_seed(config)
+    return scenario_seed(config) + 1 if evaluation.seed is None else evaluation.seed
 
 
 def film_agent(config: Any, agent_policy: dict[str, Any], agent_info: dict[str, Any], scenarios_eval: pd.DataFrame,
@@ -106,12 +112,12 @@ def evaluation_pipeline(algorithm: str) -> Pipeline:
     versioned tables, plot and film."""
     from rlpipe.stages.reporting import plot_eval_returns
 
-    def load(agent: Any) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    def load(agent: Any, evaluation: dict[str, Any]) -> tuple[Any, dict[str, Any], dict[str, Any]]:
         """The stored agent's config, deterministic policy and identity (version, env steps)."""
-        return load_agent(algorithm, agent)
+        return load_agent(algorithm, agent, evaluation)
 
     nodes = [
-        Node(load, "agent", ["config", "agent_policy", "agent_info"], name="load_agent"),
+        Node(load, ["agent", "params:evaluation"], ["config", "agent_policy", "agent_info"], name="load_agent"),
         Node(eval_scenarios, ["config", "params:evaluation"], "scenarios_eval", name="eval_scenarios"),
         Node(evaluate_agent, ["config", "agent_policy", "agent_info", "scenarios_eval", "params:evaluation"],
              ["eval_episodes", "eval_summary"], name="evaluate"),

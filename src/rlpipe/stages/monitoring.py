@@ -28,7 +28,7 @@ from rlpipe.rl.checkpoint import (
 )
 from rlpipe.rl.config import to_dict
 from rlpipe.rl.errors import ConfigError
-from rlpipe.rl.keys import stage_key
+from rlpipe.rl.keys import stage_keys
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def train(config: Any, initial_state: Any, lineage: dict[str, Any], scenarios_tr
     videos = TrainingVideos(config, scenarios_eval) if config.tracking.video_every_env_steps else None
     with training_run(algorithm, config, lineage) as run:
         result = training.train(algorithm, config, spec, train_batch, initial_state,
-                                stage_key(config.seed, "train"), device_data=device_data,
+                                stage_keys(config, "train"), device_data=device_data,
                                 eval_scenarios=eval_batch, on_progress=run.on_progress,
                                 on_checkpoint=run.on_checkpoint, resume=run.resume,
                                 on_policy=(config.tracking.video_every_env_steps, videos) if videos else None)

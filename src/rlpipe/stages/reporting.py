@@ -15,6 +15,7 @@ from rlpipe.reporting.metrics import metric_histories
 from rlpipe.rl.acting import trajectory
 from rlpipe.rl.envs import env_spec, scenarios_to_batch
 from rlpipe.rl.envs.scenarios import take
+from rlpipe.rl.keys import run_seeds
 
 
 def track_metrics(training_history: pd.DataFrame, eval_summary: dict[str, Any]) -> dict[str, list[dict]]:
@@ -24,7 +25,9 @@ def track_metrics(training_history: pd.DataFrame, eval_summary: dict[str, Any]) 
 
 def plot_learning_curve(config: Any, training_history: pd.DataFrame) -> Figure:
     """Training return and periodic evaluations against env steps."""
-    return plots.learning_curve(training_history, f"{config.env.id}: learning curve (seed {config.seed})")
+    seeds = run_seeds(config)
+    which = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}-{seeds[-1]}"
+    return plots.learning_curve(training_history, f"{config.env.id}: learning curve ({which})")
 
 
 def plot_eval_returns(config: Any, eval_episodes: pd.DataFrame) -> Figure:

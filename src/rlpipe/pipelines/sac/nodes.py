@@ -10,9 +10,11 @@ import pandas as pd
 
 from rlpipe.rl import mesh
 from rlpipe.rl.envs import env_spec, scenarios_to_batch
-from rlpipe.rl.keys import stage_key
+from rlpipe.rl.keys import num_seeds, run_seeds, stage_key
 from rlpipe.rl.sac.algorithm import collect_random, no_prefill, stored_transitions
 from rlpipe.rl.sac.config import SACConfig
+from rlpipe.rl.training import stack_seeds
+from rlpipe.stages.common import parent_part
 from rlpipe.stages.monitoring import will_resume
 
 logger = logging.getLogger(__name__)
@@ -25,13 +27,17 @@ def prefill_buffer(config: SACConfig, scenarios_train: pd.DataFrame, agent_store
     spec = env_spec(config.env)
     if will_resume(config):
         logger.info("sac.prefill_buffer: resuming an interrupted run, whose buffer is in its checkpoint: no prefill")
-        return no_prefill(spec)
+        return no_prefill(spec) if num_seeds(config) == 1 else stack_seeds([no_prefill(spec)] * num_seeds(config))
     if config.train.init_from_buffer:
         parent, version = agent_store.open(lineage["parent_version"], "sac.train.init_from")
-        transitions = stored_transitions(parent.part("device")["buffer"], int(parent["meta"]["num_devices"]),
+        transitions = stored_transitions(parent_part(parent, "device")["buffer"], int(parent["meta"]["num_devices"]),
                                          config.buffer.capacity, mesh.device_count())
         logger.info("sac.prefill_buffer: %d transitions from the replay buffer of stored agent %s instead of random "
                     "ones", len(transitions["reward"]), version)
         return transitions
     batch = scenarios_to_batch(scenarios_train, spec, "sac.scenarios_train")
-    return collect_random(config, spec, batch, stage_key(config.seed, "prefill"))
+    seeds = run_seeds(config)
+    if len(seeds) == 1:
+        return collect_random(config, spec, batch, stage_key(config.seed, "prefill"))
+    # each seed's own buffer, filled as a one-seed run with that seed fills it: leading seed axis
+    return stack_seeds([collect_random(config, spec, batch, stage_key(seed, "prefill")) for seed in seeds])

@@ -212,6 +212,14 @@ class SACAlgorithm:
     def env_steps_before_training(self, config: SACConfig) -> int:
         return prefill_steps_per_env(config) * config.train.num_envs
 
+    def initial_device_data(self, config: SACConfig, spec: EnvSpec, scenarios: ScenarioBatch,
+                            seed: int) -> dict[str, np.ndarray]:
+        """The train stage's extra input outside the SAC pipeline (a search's trials): the random-action prefill,
+        with the key the pipeline's prefill node uses for ``seed``."""
+        from rlpipe.rl.keys import stage_key
+
+        return collect_random(config, spec, scenarios, stage_key(seed, "prefill"))
+
     def init_training_state(self, config: SACConfig, spec: EnvSpec, key: jax.Array) -> TrainingState:
         """Fresh networks (targets = critics), optimizer states and temperature (one compiled call, not op by op)."""
         return jax.jit(lambda k: _init_training_state(config, spec, k))(key)

@@ -1,0 +1,173 @@
+"""Many seeds in one run (issue 12): each seed exactly as its own one-seed run, aggregate statistics as rliable's,
+and the pipelines' outputs for a multi-seed run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from rlpipe.rl import algorithm as algorithms
+from rlpipe.rl import mesh, statistics, training
+from rlpipe.rl.envs import env_spec, scenarios_to_batch
+from rlpipe.rl.keys import stage_keys
+from rlpipe.stages.common import generate_scenarios, init_agent
+from tests.conftest import TINY_SAC
+from tests.test_ppo import TINY_PPO
+
+KEDRO = Path(sys.executable).with_name("kedro")
+
+
+def _config(algo: str, base: dict, **train) -> object:
+    params = {**base, "train": {**base["train"], **train}, "scenarios": {**base["scenarios"], "seed": 11}}
+    params.setdefault("seed", 3)
+    return algorithms.load_config(algo, params, mesh.device_count())
+
+
+def _with_seed(config, seed: int, num_seeds: int):
+    return config.model_copy(update={"seed": seed, "train": config.train.model_copy(update={"num_seeds": num_seeds})})
+
+
+def _train(config):
+    """The library's train stage for ``config`` (SAC with its prefill): the final state tree and evaluation."""
+    algorithm = algorithms.for_config(config)
+    spec = env_spec(config.env)
+    train_table, eval_table = generate_scenarios(config)
+    state, _ = init_agent(config, None)
+    data = None
+    if algorithm.name == "sac":
+        from rlpipe.pipelines.sac.nodes import prefill_buffer
+
+        data = prefill_buffer(config, train_table, None, {})
+    result = training.train(algorithm, config, spec, scenarios_to_batch(train_table, spec, "train"), state,
+                            stage_keys(config, "train"), device_data=data,
+                            eval_scenarios=scenarios_to_batch(eval_table, spec, "eval"))
+    return state, result
+
+
+def _max_diff(a, b) -> float:
+    return max(float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
+               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+@pytest.mark.parametrize("algo,base", [("sac", TINY_SAC), ("ppo", TINY_PPO)])
+def test_seed_k_of_a_multi_seed_run_is_the_one_seed_run_with_seed_plus_k(algo, base, capsys):
+    """Seed k of a 4-seed run starts exactly as a 1-seed run with seed + k (same initial parameters, the first
+    update equal to 1e-6), on the same scenarios; at the end both reach comparable returns."""
+    seeds = 4
+    steps = algorithms.get(algo).steps_per_iteration(_config(algo, base))[0]
+    before = algorithms.get(algo).env_steps_before_training(_config(algo, base))
+    one_step = dict(total_env_steps=before + steps, log_every_env_steps=steps, eval_every_env_steps=0)
+    many = _config(algo, base, num_seeds=seeds, **one_step)
+    many_init, many_run = _train(many)
+    diffs = []
+    for k in range(seeds):
+        single = _with_seed(many, many.seed + k, 1)
+        single_init, single_run = _train(single)
+        init_k = jax.tree.map(lambda x: np.asarray(x)[k], many_init)
+        assert _max_diff(init_k, single_init) == 0.0, f"seed {k}: initial state differs"
+        after_k = jax.tree.map(lambda x: np.asarray(x)[k], many_run.state["training"])
+        diffs.append(_max_diff(after_k, single_run.state["training"]))
+        assert diffs[-1] <= 1e-6, f"seed {k}: after the first update the states differ by {diffs[-1]}"
+        # the agents really differ from seed to seed
+        if k:
+            assert _max_diff(init_k, jax.tree.map(lambda x: np.asarray(x)[0], many_init)) > 0
+    # the whole (tiny) budget: each seed's final eval mean in the 4-seed run and in its own run
+    many_final = _train(_config(algo, base, num_seeds=seeds))[1].final_evaluation["returns"].mean(axis=1)
+    single_final = np.asarray([_train(_with_seed(many, many.seed + k, 1).model_copy(
+        update={"train": _config(algo, base).train})) [1].final_evaluation["returns"].mean() for k in range(seeds)])
+    with capsys.disabled():
+        print(f"\n{algo}: first-update differences per seed {['%.1e' % d for d in diffs]}; final eval means, "
+              f"4-seed run {np.round(many_final, 1).tolist()} vs one-seed runs {np.round(single_final, 1).tolist()}")
+    spread = max(np.ptp(np.concatenate([many_final, single_final])), 1.0)
+    assert abs(statistics.iqm(many_final) - statistics.iqm(single_final)) <= spread
+
+
+def _import_rliable(monkeypatch):
+    """rliable 1.2.0 and arch 7.2.0 (the newest arch rliable allows): arch's import trips over pandas 3's
+    ``deprecate_kwarg``, which now takes the warning class first. For the import, the old call form is mapped onto
+    the new one (it only decorates arch's plotting helpers); the bootstrap code under comparison is untouched."""
+    import pandas.util._decorators as decorators
+
+    original = decorators.deprecate_kwarg
+
+    def old_form(*args, **kwargs):
+        return original(FutureWarning, *args, **kwargs) if args and isinstance(args[0], str) else \
+            original(*args, **kwargs)
+
+    monkeypatch.setattr(decorators, "deprecate_kwarg", old_form)
+    library = pytest.importorskip("rliable.library")
+    from rliable import metrics
+
+    return library, metrics
+
+
+def test_iqm_and_bootstrap_interval_match_rliable(monkeypatch):
+    rliable, rly_metrics = _import_rliable(monkeypatch)
+
+    scores = np.asarray([-151.2, -402.7, -130.9, -220.4, -98.3, -175.0, -310.6], np.float64)
+    assert statistics.iqm(scores) == pytest.approx(float(rly_metrics.aggregate_iqm(scores[:, None])), abs=1e-9)
+    for name, func in (("iqm", rly_metrics.aggregate_iqm), ("mean", rly_metrics.aggregate_mean)):
+        np.random.seed(7)  # rliable draws from NumPy's global generator
+        point, interval = rliable.get_interval_estimates({"x": scores[:, None]}, lambda x: np.array([func(x)]),
+                                                         reps=2000)
+        low, high = statistics.bootstrap_ci(scores, name, seed=7, reps=2000)
+        assert low == pytest.approx(float(interval["x"][0, 0]), abs=1e-6)
+        assert high == pytest.approx(float(interval["x"][1, 0]), abs=1e-6)
+        assert low < float(point["x"][0]) < high
+
+
+def test_a_multi_seed_pipeline_run_aggregates_and_serves_the_best_seed(project):
+    params = {**TINY_SAC, "train": {**TINY_SAC["train"], "num_seeds": 3}}
+    (project / "conf" / "local" / "parameters_sac.yml").write_text(yaml.safe_dump({"sac": params}))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run([str(KEDRO), "run", "--pipeline=sac"], cwd=project, env=env, capture_output=True,
+                          text=True, timeout=600)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert "evaluation of 3 seeds on 4 held-out scenarios: IQM" in output
+
+    def latest(rel: str) -> Path:
+        folder = project / rel
+        return folder / sorted(p.name for p in folder.iterdir())[-1] / folder.name
+
+    seeds = pd.read_parquet(latest("data/07_model_output/sac/eval_seeds.parquet"))
+    episodes = pd.read_parquet(latest("data/07_model_output/sac/eval_episodes.parquet"))
+    summary = json.loads(latest("data/07_model_output/sac/eval_summary.json").read_text())
+    assert seeds["seed"].tolist() == [3, 4, 5] and len(episodes) == 3 * 4
+    np.testing.assert_allclose(seeds["return_mean"], episodes.groupby("seed_index")["return"].mean(), rtol=1e-12)
+    best = int(seeds["return_mean"].idxmax())
+    assert seeds["served"].tolist() == [k == best for k in range(3)]
+    assert summary["num_seeds"] == 3 and summary["best_seed_index"] == best
+    assert summary["seeds.return_iqm"] == pytest.approx(statistics.iqm(seeds["return_mean"]))
+    assert summary["seeds.return_iqm_ci_low"] <= summary["seeds.return_iqm"] <= summary["seeds.return_iqm_ci_high"]
+    policy_meta = json.loads((latest("data/06_models/sac/policy") / "policy.json").read_text())
+    assert policy_meta["seed_index"] == best and policy_meta["seed"] == 3 + best
+    history = pd.read_parquet(latest("data/07_model_output/sac/training_history.parquet"))
+    assert {f"seed{k}.episode_return" for k in range(3)} <= set(history.columns)
+    last = history[[f"seed{k}.eval_return_mean" for k in range(3)]].iloc[-1].tolist()
+    assert last == pytest.approx(seeds["return_mean"].tolist(), rel=1e-5)
+    # every seed's policy is exported; the served one is the best seed's
+    from rlpipe.rl.policies import read_policy, seed_policy
+
+    folder = latest("data/06_models/sac/seed_policies")
+    files = {p.name: p.read_bytes() for p in folder.iterdir() if not p.name.startswith(".")}
+    assert sorted(files) == sorted(f"seed{k}.{ext}" for k in range(3) for ext in ("json", "npz"))
+    served = read_policy(latest("data/06_models/sac/policy"))
+    for leaf_a, leaf_b in zip(jax.tree.leaves(seed_policy(files, best)["params"]), jax.tree.leaves(served["params"])):
+        np.testing.assert_array_equal(leaf_a, leaf_b)
+    assert seed_policy(files, 0)["meta"]["seed"] == 3
+    # any seed of the stored agent can be evaluated again: the same episodes as in training's final evaluation
+    done = subprocess.run([str(KEDRO), "run", "--pipeline=sac_eval", "--params", "evaluation.seed_index=0"],
+                          cwd=project, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    again = json.loads(latest("data/07_model_output/sac_eval/eval_summary.json").read_text())
+    assert again["return_mean"] == pytest.approx(float(seeds["return_mean"][0]), rel=1e-6)
