@@ -10,11 +10,11 @@ import pandas as pd
 
 from rlpipe.rl import mesh
 from rlpipe.rl.envs import env_spec, scenarios_to_batch
-from rlpipe.rl.keys import num_seeds, run_seeds, stage_key
-from rlpipe.rl.sac.algorithm import collect_random, no_prefill, stored_transitions
+from rlpipe.rl.keys import num_seeds
+from rlpipe.rl.sac.algorithm import SAC, no_prefill, stored_transitions
 from rlpipe.rl.sac.config import SACConfig
 from rlpipe.rl.training import stack_seeds
-from rlpipe.stages.common import parent_part
+from rlpipe.stages.common import initial_device_data, parent_part
 from rlpipe.stages.monitoring import will_resume
 
 logger = logging.getLogger(__name__)
@@ -35,9 +35,5 @@ def prefill_buffer(config: SACConfig, scenarios_train: pd.DataFrame, agent_store
         logger.info("sac.prefill_buffer: %d transitions from the replay buffer of stored agent %s instead of random "
                     "ones", len(transitions["reward"]), version)
         return transitions
-    batch = scenarios_to_batch(scenarios_train, spec, "sac.scenarios_train")
-    seeds = run_seeds(config)
-    if len(seeds) == 1:
-        return collect_random(config, spec, batch, stage_key(config.seed, "prefill"))
-    # each seed's own buffer, filled as a one-seed run with that seed fills it: leading seed axis
-    return stack_seeds([collect_random(config, spec, batch, stage_key(seed, "prefill")) for seed in seeds])
+    # every seed's own buffer, filled as a one-seed run with that seed fills it (a leading seed axis for several)
+    return initial_device_data(SAC, config, spec, scenarios_to_batch(scenarios_train, spec, "sac.scenarios_train"))
