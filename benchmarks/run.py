@@ -4,7 +4,7 @@ Every figure printed is measured in this invocation: each case runs ours and a p
 ours, theirs, ...) in fresh processes, and reports per-pair ratios with medians and spread. Results go to
 ``benchmarks/results/<timestamp>.json`` and ``.md`` (and ``latest.md``), or to ``--out``.
 
-    .venv/bin/python benchmarks/run.py [--pairs 3] [--cases 1,2,3,4,5,6,7,8,9]
+    .venv/bin/python benchmarks/run.py [--pairs 3] [--cases 1,2,3,4,5,6,7,8,9,10]
 
 Case 5 also runs the scaling sweep on the code of ``--baseline-rev`` (default 444244e, the last commit on
 pmap; checked out in a temporary git worktree, removed at the end), alternating before/after pair by pair.
@@ -16,7 +16,8 @@ f24d691, in a temporary git worktree like case 5's), alternately pair by pair; e
 mlflow.db (the working tree's are the project's: these are ordinary versioned runs).
 Case 8 trains SAC on HalfCheetah-v5 against Stable-Baselines3 (``--halfcheetah-seeds`` seeds per side, ~15 minutes a
 seed pair). Case 9 compares N seeds in one program with N one-seed runs (SAC, PPO) and runs a real search (the
-shipped ``sac_tune`` config) whose best config then meets the default one with fresh seeds.
+shipped ``sac_tune`` config) whose best config then meets the default one with fresh seeds. Case 10 trains the
+shipped partially observable PPO configs with their LSTM and with a feed-forward MLP instead (seeds 0..pairs-1).
 """
 
 from __future__ import annotations
@@ -547,12 +548,31 @@ def case_seeds(pairs: int, num_seeds: int = 8) -> dict:
     return out
 
 
+RECURRENT_ENVS = ("ppo_cartpole_novel", "ppo_pendulum_novel")
+
+
+def case_recurrent(pairs: int) -> dict:
+    """10. Memory. The shipped partially observable configs as shipped (LSTM) and with a feed-forward MLP in place of
+    the cell, at the same budget and seed, alternately, seeds 0..pairs-1: wall time, env steps/s, final eval."""
+    out = {}
+    for env in RECURRENT_ENVS:
+        runs = {"recurrent": [], "feed-forward": []}
+        for seed in range(pairs):
+            runs["recurrent"].append(run_json(OURS_PY, "ours/recurrent.py", "--env", env, "--seed", str(seed)))
+            runs["feed-forward"].append(run_json(OURS_PY, "ours/recurrent.py", "--env", env, "--seed", str(seed),
+                                                 "--feed-forward"))
+        out[env] = {"runs": runs, **{f"{kind}_{key}": stats([r[key] for r in rs]) for kind, rs in runs.items()
+                                     for key in ("seconds", "env_steps_per_s", "final_eval_mean", "env_steps")}}
+    return out
+
+
 CASES = {"1": ("SAC Pendulum-v1 to -200", case_sac_threshold), "2": ("SAC identical hyperparameters", case_sac_throughput),
          "3": ("PPO CartPole-v1 to 475", case_ppo), "4": ("compilation", case_compile), "5": ("scaling", case_scaling),
          "6": ("multi-process: the cost of crossing processes", case_multiprocess),
          "7": ("first contact: whole-process times", case_first_contact),
          "8": ("any environment: HalfCheetah-v5 against SB3, host vs compiled env stepping", case_any_env),
-         "9": ("experiments at scale: many seeds in one program, a real search", case_seeds)}
+         "9": ("experiments at scale: many seeds in one program, a real search", case_seeds),
+         "10": ("memory: recurrent PPO on partially observable tasks against feed-forward", case_recurrent)}
 
 
 # ----------------------------------------------------------------------------------------------------- report
@@ -789,6 +809,33 @@ def report(results: dict) -> str:
         lines.append("")
         targets.append(("9: the searched config's IQM beats the default config's at the same budget (fresh seeds)",
                         best["iqm"] > default["iqm"], f"{fmt(best['iqm'], 4)} vs {fmt(default['iqm'], 4)}"))
+    if "10" in results["cases"]:
+        c = results["cases"]["10"]
+        lines += ["## 10. Memory: recurrent PPO on partially observable tasks", "",
+                  "The shipped configs (`kedro run --pipeline=ppo --env <env>`) as shipped (LSTM) and with a "
+                  "feed-forward 64×64 MLP in place of the cell, same budget, seeds and early stopping; fresh "
+                  "processes. Seconds: the train call (compilation and evaluations included); env steps/s: the "
+                  "compiled training alone. Eval: mean over the config's 64 held-out scenarios of the final policy.",
+                  "", "| env | network | seconds | env steps/s | env steps spent | final eval | runs reaching the "
+                  "target | target |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for env in RECURRENT_ENVS:
+            for kind in ("recurrent", "feed-forward"):
+                rs = c[env]["runs"][kind]
+                reached = sum(r["final_eval_mean"] >= r["target"] for r in rs)
+                lines.append(f"| {env} | {rs[0]['network']} | {spread(c[env][f'{kind}_seconds'])} | "
+                             f"{spread(c[env][f'{kind}_env_steps_per_s'])} | {spread(c[env][f'{kind}_env_steps'])} | "
+                             f"{', '.join(fmt(r['final_eval_mean'], 4) for r in rs)} | {reached} of {len(rs)} | "
+                             f"{fmt(rs[0]['target'], 4)} |")
+        lines.append("")
+        for env, need in (("ppo_cartpole_novel", 475.0), ("ppo_pendulum_novel", -250.0)):
+            rs = c[env]["runs"]["recurrent"]
+            worst = min(r["final_eval_mean"] for r in rs)
+            targets.append((f"10: {env} (LSTM) final eval ≥ {fmt(need, 4)} in every run",
+                            worst >= need, f"worst of {len(rs)}: {fmt(worst, 4)}"))
+        ff = c["ppo_cartpole_novel"]["runs"]["feed-forward"]
+        targets.append(("10: ppo_cartpole_novel without recurrence stays clearly below (< 200)",
+                        max(r["final_eval_mean"] for r in ff) < 200,
+                        f"best of {len(ff)}: {fmt(max(r['final_eval_mean'] for r in ff), 4)}"))
     lines += ["## Targets", "", "| target | met | measured |", "| --- | --- | --- |"]
     lines += [f"| {name} | {'yes' if ok else 'NO'} | {value} |" for name, ok, value in targets]
     return "\n".join(lines) + "\n"

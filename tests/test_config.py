@@ -109,7 +109,7 @@ def problem(cls, raw, key="sac"):
     return err.value.key, err.value.problem
 
 
-ALLOWED_NETWORK = "allowed keys: hidden_sizes, activation"
+ALLOWED_NETWORK = "allowed keys: hidden_sizes, activation, module, kwargs, actor, critic"
 
 
 @pytest.mark.parametrize(

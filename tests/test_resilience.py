@@ -34,7 +34,10 @@ KILL_SAC = {"seed": 11, "scenarios": {"num_train": 8, "num_eval": 4}, "network":
             "train": {"total_env_steps": 6_000, "num_envs": 4, "batch_size": 32, "grad_updates_per_iter": 2,
                       "log_every_env_steps": 400, "eval_every_env_steps": 4000, "checkpoint_every_env_steps": 1200,
                       "keep_checkpoints": 5}}
-KILL_PPO = {"seed": 12, "scenarios": {"num_train": 8, "num_eval": 4}, "network": {"hidden_sizes": [32, 32]},
+# a recurrent policy on a masked task: its hidden states are part of what must resume exactly
+KILL_PPO = {"seed": 12, "scenarios": {"num_train": 8, "num_eval": 4},
+            "env": {"id": "CartPole-v1", "observation_mask": "no_velocity"},
+            "network": {"hidden_sizes": [32], "recurrent": {"cell": "lstm", "hidden_size": 16}},
             "train": {"total_env_steps": 65_536, "num_envs": 4, "num_steps": 64, "update_epochs": 2,
                       "num_minibatches": 2, "log_every_env_steps": 2048, "eval_every_env_steps": 16384,
                       "checkpoint_every_env_steps": 8192, "keep_checkpoints": 5, "normalize_observations": True},
@@ -104,11 +107,14 @@ KILL_SAC_SEEDS = {**KILL_SAC, "train": {**KILL_SAC["train"], "total_env_steps": 
 
 @pytest.mark.parametrize("algo,params,corrupt_newest", [("sac", KILL_SAC, True), ("ppo", KILL_PPO, False),
                                                         ("sac", KILL_SAC_SEEDS, False)],
-                         ids=["sac", "ppo", "sac-2-seeds"])
+                         ids=["sac", "ppo-recurrent", "sac-2-seeds"])
 def test_sigkill_then_resume_is_bitwise_identical_to_an_uninterrupted_run(project, algo, params, corrupt_newest):
     write_params(project, algo, params)
     kill_after_checkpoints(project, algo, count=2)
     taken = [p for p in checkpoints(project, algo) if (p / "meta.json").exists()]
+    if algo == "ppo":  # the checkpoint holds every env's policy state, mid-episode
+        saved, _ = load_checkpoint(taken[-1], ["device"])
+        assert saved["device"]["memory"].shape == (4, 32) and np.abs(saved["device"]["memory"]).sum() > 0
     if corrupt_newest:  # a torn newest checkpoint: resume must notice, say so, and take the one before
         newest = taken[-1]
         victim = max((p for p in (newest / "state").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)

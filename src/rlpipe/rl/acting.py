@@ -25,6 +25,21 @@ class Policy(Protocol):
         """(learning actions [B, ...], extras pytree with leading [B] axis) for observations [B, obs_dim]."""
 
 
+class Recurrent(NamedTuple):
+    """A deterministic policy with memory: ``step(obs [B, obs_dim], state [B, state_size]) -> (env actions, next
+    state)``; every episode starts from zeros."""
+
+    state_size: int
+    step: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+
+
+def as_recurrent(policy: ActionMap | Recurrent) -> Recurrent:
+    """Any deterministic policy in the stateful form (a stateless one carries an empty state)."""
+    if isinstance(policy, Recurrent):
+        return policy
+    return Recurrent(0, lambda obs, state: (policy(obs), state))
+
+
 class Transition(NamedTuple):
     obs: jax.Array
     action: jax.Array  # the learning action
@@ -129,37 +144,58 @@ def step_envs(spec: EnvSpec, scenarios: ScenarioBatch, state: EnvBatchState, act
 def unroll(spec: EnvSpec, scenarios: ScenarioBatch, policy: Policy, to_env: ActionMap, state: EnvBatchState,
            key: jax.Array, length: int) -> tuple[EnvBatchState, Rollout, EpisodeStats]:
     """``length`` steps of every env under ``policy`` (lax.scan); the rollout comes stacked [length, num_envs]."""
-
-    def body(carry, step_key):
-        env_batch, stats = carry
-        act_key, env_key = jax.random.split(step_key)
-        action, extras = policy(env_batch.obs, act_key)
-        env_batch, transition, done, step_stats = step_envs(spec, scenarios, env_batch, action, to_env, env_key)
-        return (env_batch, stats + step_stats), Rollout(transition, done, extras)
-
-    (state, stats), rollout = jax.lax.scan(body, (state, EpisodeStats.zero()), jax.random.split(key, length))
+    state, _, rollout, stats = unroll_with_memory(spec, scenarios, lambda obs, key, memory: (*policy(obs, key), memory),
+                                                  to_env, state, (), key, length)
     return state, rollout, stats
 
 
-def evaluate(spec: EnvSpec, scenarios: ScenarioBatch, policy: ActionMap, max_steps: int,
+def unroll_with_memory(spec: EnvSpec, scenarios: ScenarioBatch, policy: Callable, to_env: ActionMap,
+                       state: EnvBatchState, memory: Any, key: jax.Array,
+                       length: int) -> tuple[EnvBatchState, Any, Rollout, EpisodeStats]:
+    """``unroll`` for a policy with memory: ``policy(obs, key, memory) -> (action, extras, next memory)``, where
+    ``memory`` is a pytree of per-env arrays (leading [num_envs] axis). Each env's memory is set to zeros exactly
+    where its episode ended (terminated or truncated), so the next episode starts from zeros. Returns the envs, the
+    memory after the last step, the rollout and the episode statistics."""
+
+    def body(carry, step_key):
+        env_batch, memory, stats = carry
+        act_key, env_key = jax.random.split(step_key)
+        action, extras, memory = policy(env_batch.obs, act_key, memory)
+        env_batch, transition, done, step_stats = step_envs(spec, scenarios, env_batch, action, to_env, env_key)
+        memory = reset_where(done, memory)
+        return (env_batch, memory, stats + step_stats), Rollout(transition, done, extras)
+
+    (state, memory, stats), rollout = jax.lax.scan(body, (state, memory, EpisodeStats.zero()),
+                                                   jax.random.split(key, length))
+    return state, memory, rollout, stats
+
+
+def reset_where(done: jax.Array, memory: Any) -> Any:
+    """``memory`` (per-env leaves, leading [num_envs] axis) with the rows of envs whose episode ended zeroed."""
+    return jax.tree.map(lambda x: jnp.where(jnp.reshape(done, done.shape + (1,) * (x.ndim - 1)), 0, x), memory)
+
+
+def evaluate(spec: EnvSpec, scenarios: ScenarioBatch, policy: ActionMap | Recurrent, max_steps: int,
              metrics: tuple[str, ...] = ()) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
     """Run every scenario once, from its own reset seed, until its episode ends (at most ``max_steps``).
 
-    ``policy`` maps observations [B, obs_dim] to env actions deterministically. Returns per-scenario return, length
-    and, for each name in ``metrics`` (keys of the env's step info), its mean over the episode's steps
-    (``<name>``) and its value at the episode's last step (``<name>_final``).
+    ``policy`` maps observations [B, obs_dim] to env actions deterministically (a ``Recurrent`` one carries its
+    state through each episode, from zeros). Returns per-scenario return, length and, for each name in ``metrics``
+    (keys of the env's step info), its mean over the episode's steps (``<name>``) and its value at the episode's
+    last step (``<name>_final``).
     """
     n = scenarios.size
+    policy = as_recurrent(policy)
     obs, env_state = spec.reset_batch(scenarios.reset_keys, scenarios.params)
     # Env dynamics may use their key (stochastic transitions): a fixed per-scenario stream keeps evaluation
     # a pure function of the scenario table.
     step_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(scenarios.reset_keys)
 
     def body(carry, t):
-        obs, env_state, total, length, running, sums, last = carry
+        obs, env_state, memory, total, length, running, sums, last = carry
         keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(step_keys, t)
-        obs, env_state, reward, terminated, truncated, info = spec.step_batch(keys, env_state,
-                                                                              policy(flat_obs(obs, n)),
+        action, memory = policy.step(flat_obs(obs, n), memory)
+        obs, env_state, reward, terminated, truncated, info = spec.step_batch(keys, env_state, action,
                                                                               scenarios.params)
         total = total + reward.astype(jnp.float32) * running
         length = length + running
@@ -167,11 +203,12 @@ def evaluate(spec: EnvSpec, scenarios: ScenarioBatch, policy: ActionMap, max_ste
         sums = {m: sums[m] + values[m] * running for m in metrics}
         last = {m: jnp.where(running > 0, values[m], last[m]) for m in metrics}
         running = running * (1.0 - jnp.logical_or(terminated, truncated).astype(jnp.float32))
-        return (obs, env_state, total, length, running, sums, last), None
+        return (obs, env_state, memory, total, length, running, sums, last), None
 
     zeros = {m: jnp.zeros(n) for m in metrics}
-    init = (obs, env_state, jnp.zeros(n), jnp.zeros(n), jnp.ones(n), zeros, zeros)
-    (_, _, total, length, _, sums, last), _ = jax.lax.scan(body, init, jnp.arange(max_steps))
+    memory = jnp.zeros((n, policy.state_size), jnp.float32)
+    init = (obs, env_state, memory, jnp.zeros(n), jnp.zeros(n), jnp.ones(n), zeros, zeros)
+    (_, _, _, total, length, _, sums, last), _ = jax.lax.scan(body, init, jnp.arange(max_steps))
     out = {m: sums[m] / jnp.maximum(length, 1.0) for m in metrics}
     out.update({f"{m}_final": last[m] for m in metrics})
     return total, length.astype(jnp.int32), out
@@ -213,24 +250,27 @@ def make_evaluator(spec: EnvSpec, policy_of: Callable[[Any], ActionMap], max_ste
     return Evaluator(spec, policy_of, max_steps, metrics)
 
 
-def trajectory(spec: EnvSpec, params: Any, reset_key: jax.Array, policy: ActionMap,
+def trajectory(spec: EnvSpec, params: Any, reset_key: jax.Array, policy: ActionMap | Recurrent,
                steps: int) -> tuple[Any, jax.Array, jax.Array]:
     """One episode of one scenario for inspection: env states [steps+1], rewards [steps], alive mask [steps].
 
-    ``policy`` maps an observation batch [1, obs_dim] to env actions (as a policy bundle's function does).
+    ``policy`` maps an observation batch [1, obs_dim] to env actions (as a policy bundle's function does; a
+    ``Recurrent`` one carries its state from zeros).
     """
+    policy = as_recurrent(policy)
     obs, state = spec.env.reset_env(reset_key, params)
     step_key = jax.random.fold_in(reset_key, 1)
 
     def body(carry, t):
-        obs, state, alive = carry
-        action = policy(flat_obs(obs, 1))[0]
-        obs, next_state, reward, terminated, _ = spec.env.step_env(jax.random.fold_in(step_key, t), state, action,
+        obs, state, memory, alive = carry
+        action, memory = policy.step(flat_obs(obs, 1), memory)
+        obs, next_state, reward, terminated, _ = spec.env.step_env(jax.random.fold_in(step_key, t), state, action[0],
                                                                    params)
         done = jnp.logical_or(terminated, spec.env.is_truncated(next_state, params))
-        return (obs, next_state, alive * (1.0 - done)), (next_state, reward * alive, alive)
+        return (obs, next_state, memory, alive * (1.0 - done)), (next_state, reward * alive, alive)
 
-    _, (states, rewards, alive) = jax.lax.scan(body, (obs, state, jnp.float32(1.0)), jnp.arange(steps))
+    memory = jnp.zeros((1, policy.state_size), jnp.float32)
+    _, (states, rewards, alive) = jax.lax.scan(body, (obs, state, memory, jnp.float32(1.0)), jnp.arange(steps))
     states = jax.tree.map(lambda first, rest: jnp.concatenate([jnp.asarray(first, rest.dtype)[None], rest]), state,
                           states)
     return states, rewards, alive

@@ -76,7 +76,9 @@ class Algorithm(Protocol):
         """The policy bundle's params, from a training state (as a dataclass or as the dicts a checkpoint holds)."""
 
     def make_policy(self, meta: dict[str, Any]) -> Callable[[Any, Any], Any]:
-        """``act(params, obs [B, obs_dim]) -> env actions``: the deterministic policy of a bundle (traceable)."""
+        """``act(params, obs [B, obs_dim]) -> env actions``: the deterministic policy of a bundle (traceable). With
+        ``meta["policy_state_size"]`` (a policy with memory): ``act(params, obs, state [B, size]) -> (env actions,
+        next state)``, every episode starting from zeros."""
 
 
 def get(name: str) -> Algorithm:

@@ -65,9 +65,12 @@ def _section_defaults(cls: type[Config]) -> dict[str, dict[str, Any]]:
         if not (isinstance(section, type) and issubclass(section, Config)):
             continue
         declared = info.get_default(call_default_factory=True)
+        if not isinstance(declared, Config):  # an optional section (null by default) has no defaults to keep
+            out[name] = {}
+            continue
         plain = section()
         out[name] = {k: getattr(declared, k) for k in type(declared).model_fields
-                     if getattr(declared, k) != getattr(plain, k)} if isinstance(declared, Config) else {}
+                     if getattr(declared, k) != getattr(plain, k)}
     return out
 
 
@@ -124,6 +127,32 @@ Kwargs = Annotated[dict[str, Any], BeforeValidator(_as_dict)]
 Activation = Literal["relu", "tanh", "gelu", "silu"]
 
 
+def _module_path(value: Any) -> Any:
+    if isinstance(value, str) and (value.count(":") != 1 or not all(value.split(":"))):
+        raise PydanticCustomError("config_module", "expected 'package.module:ClassName'")
+    return value
+
+
+def _observation_mask(value: Any) -> Any:
+    """A list of kept observation indices (as a tuple) or a variant name; anything else is reported here."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise PydanticCustomError("config_mask", "expected a non-empty list of observation indices")
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in value):
+            raise PydanticCustomError("config_mask", "expected a list of integer observation indices")
+        if len(set(value)) != len(value):
+            raise PydanticCustomError("config_mask", "expected distinct observation indices")
+        return tuple(value)
+    raise PydanticCustomError("config_mask", "expected a list of observation indices kept, or a variant name "
+                                             "such as 'no_velocity'")
+
+
+ModulePath = Annotated[str, AfterValidator(_module_path)]
+ObservationMask = Annotated[tuple[int, ...] | str | None, BeforeValidator(_observation_mask)]
+
+
 # --------------------------------------------------------------------------------------------------- sections
 class EnvConfig(Config):
     """The environment."""
@@ -138,6 +167,9 @@ class EnvConfig(Config):
     workers: int = spec(2, ge=1, le=1024, doc="worker processes per device for vector: async")
     metrics: Names = spec((), doc="step info values evaluation reports per scenario (mean over the "
                                             "episode and final value; booleans as rates), e.g. is_success")
+    observation_mask: ObservationMask = spec(None, doc="the observation indices the agent sees (a partially "
+                                                        "observable task), or a named variant: 'no_velocity' "
+                                                        "(CartPole, Pendulum, MountainCar, Acrobot); null: all")
 
 
 def env_config(default_id: str):
@@ -158,11 +190,35 @@ class ScenarioConfig(Config):
                                                          "seed of a multi-seed run shares the run's scenarios)")
 
 
+class ModuleConfig(Config):
+    """A flax module of the user's (or the project's) as the torso of one network."""
+
+    module: ModulePath = spec(doc="'package.module:ClassName' of a flax.linen.Module: built with kwargs, called "
+                                  "with a batch of inputs [batch, features], returns features [batch, width] (the "
+                                  "algorithm adds the output layer)")
+    kwargs: Kwargs = spec(default_factory=dict, doc="keyword arguments of the module's constructor")
+
+
 class NetworkConfig(Config):
     """The networks' shape."""
 
     hidden_sizes: HiddenSizes = spec((64, 64), doc="hidden layer widths of actor and critics")
     activation: Activation = spec("relu", doc="hidden activation")
+    module: ModulePath | None = spec(None, doc="'package.module:ClassName' of a flax module used as the torso of "
+                                               "the actor and of every critic (in place of the hidden_sizes MLP), "
+                                               "e.g. rlpipe.rl.networks:ResidualMLP; null: the MLP")
+    kwargs: Kwargs = spec(default_factory=dict, doc="keyword arguments of network.module's constructor")
+    actor: ModuleConfig | None = spec(None, doc="the actor's own torso module (overrides network.module for it)")
+    critic: ModuleConfig | None = spec(None, doc="the critics' own torso module (overrides network.module for them)")
+
+    def torso(self, role: str) -> dict[str, Any] | None:
+        """``{"module", "kwargs"}`` of role ``actor`` or ``critic``'s torso; None: the hidden_sizes MLP."""
+        own = getattr(self, role)
+        if own is not None:
+            return {"module": own.module, "kwargs": dict(own.kwargs)}
+        if self.module is not None:
+            return {"module": self.module, "kwargs": dict(self.kwargs)}
+        return None
 
 
 class LoopConfig(Config):
@@ -282,6 +338,8 @@ def _config_error(cls: type[Config], data: Any, key: str, error: dict[str, Any])
     def at(path):
         return key + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
 
+    if kind == "missing" and loc and not isinstance(loc[-1], int):  # a required setting (a tuple's is below)
+        return ConfigError(at(loc), "is required")
     if kind == "extra_forbidden":
         allowed = list(_type_at(cls, loc[:-1]).model_fields)
         name = str(loc[-1])
@@ -458,6 +516,9 @@ def check_common(config: Any, key: str, num_devices: int | None, continuous: boo
                           f"{t.log_every_env_steps} is below one iteration ({steps_per_iter} env steps)")
     check_init_from(t, f"{key}.train")
     check_seeds(config, key)
+    net = config.network
+    if net.kwargs and net.module is None:
+        raise ConfigError(f"{key}.network.kwargs", "given without network.module (the class they are for)")
     every = config.tracking.video_every_env_steps
     if every and every < t.log_every_env_steps:
         raise ConfigError(f"{key}.tracking.video_every_env_steps",
@@ -476,3 +537,25 @@ def check_common(config: Any, key: str, num_devices: int | None, continuous: boo
     check_scenario_ranges(config.scenarios.ranges, env_spec, f"{key}.scenarios.ranges")
     check_divisible(t.num_envs, f"{key}.train.num_envs", num_devices)
     return env_spec
+
+
+def agent_obs_dim(config: Any, key: str, env_spec: Any) -> int:
+    """How many observation values the agent sees: the env's, or those ``env.observation_mask`` keeps (checked
+    against the env here: a ConfigError on ``<key>.env.observation_mask``)."""
+    from rlpipe.rl.envs.registry import observation_mask
+
+    mask = observation_mask(config.env.observation_mask, env_spec.id, env_spec.obs_dim, f"{key}.env.observation_mask")
+    return env_spec.obs_dim if mask is None else len(mask)
+
+
+def check_networks(config: Any, key: str, inputs: dict[str, int]) -> None:
+    """Each torso by name (``network.module``, ``network.actor``, ``network.critic``) imported, built and
+    shape-checked on a dummy input of its role's width (``inputs``: role -> input features)."""
+    net = config.network
+    for role, in_dim in inputs.items():
+        torso = net.torso(role)
+        if torso is None:
+            continue
+        from rlpipe.rl.networks import check_torso  # flax: only for a config that names a module
+
+        check_torso(torso, in_dim, f"{key}.network.{role}" if getattr(net, role) is not None else f"{key}.network")

@@ -20,16 +20,21 @@ import numpy as np
 from flax import traverse_util
 
 from rlpipe.rl import algorithm as algorithms
+from rlpipe.rl.acting import Recurrent
 from rlpipe.rl.checkpoint import writing_directory
 from rlpipe.rl.envs import EnvSpec
 
 META_FILE, PARAMS_FILE = "policy.json", "params.npz"
 
 
-def describe(algorithm: str, spec: EnvSpec, hidden_sizes: tuple[int, ...], activation: str,
-             **extra: Any) -> dict[str, Any]:
-    """A bundle's meta: algorithm, env, observation and action spaces, network shape, and anything ``extra``."""
-    return {
+def describe(algorithm: str, spec: EnvSpec, config: Any, **extra: Any) -> dict[str, Any]:
+    """A bundle's meta: algorithm, env, observation and action spaces, network shape (of ``config.network``: the
+    MLP's widths and activation, and torsos by name where the config names them), the observation mask of
+    ``config.env`` where it has one, and anything ``extra``."""
+    from rlpipe.rl.envs.registry import observation_mask
+
+    net = config.network
+    meta = {
         "algorithm": algorithm,
         "env_id": spec.id,
         "obs_dim": spec.obs_dim,
@@ -37,10 +42,30 @@ def describe(algorithm: str, spec: EnvSpec, hidden_sizes: tuple[int, ...], activ
         "action_dim": spec.action_dim,
         "action_low": None if spec.action_low is None else spec.action_low.tolist(),
         "action_high": None if spec.action_high is None else spec.action_high.tolist(),
-        "hidden_sizes": list(hidden_sizes),
-        "activation": activation,
-        **extra,
+        "hidden_sizes": list(net.hidden_sizes),
+        "activation": net.activation,
     }
+    mask = observation_mask(config.env.observation_mask, spec.id, spec.obs_dim, "env.observation_mask")
+    if mask is not None:  # the served policy takes whole observations and keeps these components
+        meta["observation_mask"] = list(mask)
+    torsos = {role: net.torso(role) for role in ("actor", "critic")}
+    if any(torsos.values()):
+        meta["torsos"] = torsos
+    return {**meta, **extra}
+
+
+def mask_of(meta: dict[str, Any]) -> tuple[int, ...] | None:
+    mask = meta.get("observation_mask")
+    return None if mask is None else tuple(mask)
+
+
+def torso_of(meta: dict[str, Any], role: str) -> dict[str, Any] | None:
+    return (meta.get("torsos") or {}).get(role)
+
+
+def state_size(meta: dict[str, Any]) -> int:
+    """Width of the state a bundle's policy carries from step to step per env (0: a stateless policy)."""
+    return int(meta.get("policy_state_size", 0))
 
 
 def bundle_params(params: Any) -> Any:
@@ -48,23 +73,50 @@ def bundle_params(params: Any) -> Any:
     return jax.tree.map(np.asarray, jax.device_get(params))
 
 
-def jax_policy(policy: dict[str, Any]) -> Callable[[jax.Array], jax.Array]:
-    """The deterministic policy of a bundle as a JAX function: obs [B, obs_dim] -> env actions (traceable)."""
+def jax_policy(policy: dict[str, Any]) -> Callable[[jax.Array], jax.Array] | Recurrent:
+    """The deterministic policy of a bundle as a JAX function: obs [B, obs_dim] -> env actions (traceable); for a
+    stateful (recurrent) policy a ``Recurrent`` whose ``step(obs, state) -> (env actions, next state)`` starts an
+    episode from zeros [B, state_size]."""
     meta, params = policy["meta"], policy["params"]
     act = algorithms.get(meta["algorithm"]).make_policy(meta)
+    if state_size(meta):
+        return Recurrent(state_size(meta), lambda obs, state: act(params, obs, state))
     return lambda obs: act(params, obs)
 
 
-def make_policy_fn(policy: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
-    """The deterministic policy of a bundle on the host: numpy observations -> numpy env actions."""
+def make_policy_fn(policy: dict[str, Any]) -> Callable[..., Any]:
+    """The deterministic policy of a bundle on the host: numpy observations -> numpy env actions.
+
+    A stateful (recurrent) policy's function is ``fn(obs, state=None) -> (actions, next_state)``: pass the
+    ``next_state`` it returned with the next observations of the same envs, and None (zeros) or zero rows where
+    an episode starts."""
     meta = policy["meta"]
     act = jax.jit(algorithms.get(meta["algorithm"]).make_policy(meta))
+    size = state_size(meta)
 
     def policy_fn(obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs, np.float32).reshape(-1, meta["obs_dim"])
         return np.asarray(act(policy["params"], jnp.asarray(obs)))
 
-    return policy_fn
+    def stateful_fn(obs: np.ndarray, state: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        obs = np.asarray(obs, np.float32).reshape(-1, meta["obs_dim"])
+        state = np.zeros((len(obs), size), np.float32) if state is None else np.asarray(state, np.float32)
+        action, next_state = act(policy["params"], jnp.asarray(obs), jnp.asarray(state.reshape(len(obs), size)))
+        return np.asarray(action), np.asarray(next_state)
+
+    return stateful_fn if size else policy_fn
+
+
+def stateful_rows(policy_fn: Callable[..., Any], rows: np.ndarray, obs_dim: int, size: int) -> np.ndarray:
+    """A stateful policy on rows [observation, state] -> rows [action, next state] (how the served model takes
+    and gives its state)."""
+    rows = np.asarray(rows, np.float32).reshape(len(rows), -1)
+    if rows.shape[1] != obs_dim + size:
+        raise ValueError(f"a row of this recurrent policy is its observation ({obs_dim} values) followed by its "
+                         f"state ({size} values; zeros at an episode's start): {obs_dim + size} values, got "
+                         f"{rows.shape[1]}")
+    action, next_state = policy_fn(rows[:, :obs_dim], rows[:, obs_dim:])
+    return np.concatenate([np.asarray(action, np.float32).reshape(len(rows), -1), next_state], axis=1)
 
 
 def write_policy(path: str | os.PathLike, policy: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 import rlpipe
-from rlpipe.rl.policies import make_policy_fn, read_policy
+from rlpipe.rl.policies import make_policy_fn, read_policy, state_size, stateful_rows
 
 MODEL_CODE = Path(__file__).with_name("policy_model.py")
 
@@ -20,8 +20,11 @@ def log_policy_model(policy_dir: str | Path, name: str = "policy") -> Any:
     from mlflow.models import infer_signature
 
     policy = read_policy(policy_dir)
-    example = np.zeros((2, policy["meta"]["obs_dim"]), np.float32)
-    signature = infer_signature(example, make_policy_fn(policy)(example))
+    size = state_size(policy["meta"])
+    example = np.zeros((2, policy["meta"]["obs_dim"] + size), np.float32)  # a recurrent policy's rows: obs, state
+    output = (stateful_rows(make_policy_fn(policy), example, policy["meta"]["obs_dim"], size) if size
+              else make_policy_fn(policy)(example))
+    signature = infer_signature(example, output)
     return mlflow.pyfunc.log_model(
         name=name,
         python_model=str(MODEL_CODE),

@@ -50,20 +50,23 @@ class EpisodeFilm:
     def _rollout(self, meta: dict[str, Any]):
         import json
 
-        from rlpipe.rl.algorithm import get
+        from rlpipe.rl.acting import Recurrent, as_recurrent
+        from rlpipe.rl.policies import jax_policy, state_size
 
         described = json.dumps(meta, sort_keys=True, default=str)
         if described not in self._rollouts:
-            act = get(meta["algorithm"]).make_policy(meta)
+            of = lambda params: jax_policy({"meta": meta, "params": params})  # noqa: E731
             if self.spec.host is not None:  # a host env: the episode runs on the host, the policy compiled
                 from rlpipe.rl.envs.host import host_trajectory
 
-                policy = jax.jit(act)
+                step = jax.jit(lambda params, obs, state: as_recurrent(of(params)).step(obs, state))
+                size = state_size(meta)
                 self._rollouts[described] = lambda params, p, k: host_trajectory(
-                    self.spec.host, p, int(np.asarray(k)[-1]), lambda obs: policy(params, obs), self._steps)
+                    self.spec.host, p, int(np.asarray(k)[-1]), Recurrent(size, lambda o, s: step(params, o, s)),
+                    self._steps)
             else:
                 self._rollouts[described] = jax.jit(
-                    lambda params, p, k: trajectory(self.spec, p, k, lambda obs: act(params, obs), self._steps))
+                    lambda params, p, k: trajectory(self.spec, p, k, of(params), self._steps))
         return self._rollouts[described]
 
     def frames(self, policy: dict[str, Any], title: str, max_frames: int = 50) -> tuple[list[np.ndarray], int]:

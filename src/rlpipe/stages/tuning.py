@@ -120,6 +120,13 @@ def run_study(algo: str, params: dict[str, Any], tune: tuning.TuneConfig
         mlflow.set_tags({"rlpipe.study": tune.study_name, "rlpipe.worker": tune.worker})
 
     def objective(trial: optuna.Trial) -> float:
+        # optuna's heartbeat thread writes its first beat whenever it is scheduled: a worker killed before that
+        # would leave a trial with no beat at all, never stale, running forever; this first beat is written now
+        from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
+
+        storage = trial.study._storage  # noqa: SLF001
+        if isinstance(storage, BaseHeartbeat) and is_heartbeat_enabled(storage):
+            storage.record_heartbeat(trial._trial_id)  # noqa: SLF001
         values = tuning.suggest(trial, tune.space)
         config = algorithms.load_config(algo, tuning.trial_params(params, tune, values), mesh.device_count())
         logger.info("%s_tune: trial %d started: %s", algo, trial.number,

@@ -443,12 +443,19 @@ class HostEvaluator:
     def __init__(self, host: HostEnvs, policy_of: Callable[[Any], Callable], max_steps: int,
                  metrics: tuple[str, ...] = ()):
         self.host, self.max_steps, self.metrics = host, max_steps, metrics
-        self._act = jax.jit(lambda params, obs: policy_of(params)(obs))
+        from rlpipe.rl.acting import as_recurrent
+
+        self._policy_of = lambda params: as_recurrent(policy_of(params))
+        self._act = jax.jit(lambda params, obs, state: self._policy_of(params).step(obs, state))
         self._group: EnvGroup | None = None
         self.last_metrics: dict[str, np.ndarray] = {}
 
+    def _state(self, params: Any, n: int) -> jax.Array:
+        return jnp.zeros((n, self._policy_of(params).state_size), jnp.float32)
+
     def precompile(self, params: Any, scenarios) -> None:
-        self._act.lower(params, jnp.zeros((scenarios.size, self.host.obs_dim), jnp.float32)).compile()
+        n = scenarios.size
+        self._act.lower(params, jnp.zeros((n, self.host.obs_dim), jnp.float32), self._state(params, n)).compile()
 
     def __call__(self, params: Any, scenarios):
         host = self.host
@@ -466,10 +473,12 @@ class HostEvaluator:
         sums = {m: np.zeros(n) for m in self.metrics}
         last = {m: np.full(n, np.nan) for m in self.metrics}
         envs = group._local  # noqa: SLF001 - sync group: step only the envs still running
+        state = self._state(params, n)
         for _ in range(self.max_steps):
             if not running.any():
                 break
-            actions = np.asarray(self._act(params, jnp.asarray(obs)))
+            actions, state = self._act(params, jnp.asarray(obs), state)
+            actions = np.asarray(actions)
             for i in np.flatnonzero(running):
                 action = actions[i] if host.continuous else int(actions[i])
                 o, r, term, trunc, info = envs[i].step(action)
@@ -491,7 +500,12 @@ class HostEvaluator:
 def host_trajectory(host: HostEnvs, params: Any, reset_seed: int, policy: Callable, steps: int
                     ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """One episode on a host env, as ``rlpipe.rl.acting.trajectory`` gives it for JAX envs: "states" [steps+1]
-    (here the observation components ``obs[i]``), rewards [steps] and the alive mask [steps]."""
+    (here the observation components ``obs[i]``), rewards [steps] and the alive mask [steps]. ``policy``:
+    observations [1, obs_dim] -> env actions, or a ``Recurrent`` one (its state carried from zeros)."""
+    from rlpipe.rl.acting import as_recurrent
+
+    policy = as_recurrent(policy)
+    memory = jnp.zeros((1, policy.state_size), jnp.float32)
     values = tuple(np.asarray(getattr(params, name)).item() for name in host.param_names)
     env = ScenarioEnv(host.env_id, host.kwargs, host.param_names)
     try:
@@ -504,7 +518,8 @@ def host_trajectory(host: HostEnvs, params: Any, reset_seed: int, policy: Callab
                 rewards.append(0.0)
                 alive.append(0.0)
                 continue
-            action = np.asarray(policy(jnp.asarray(obs[-1])[None]))[0]
+            action, memory = policy.step(jnp.asarray(obs[-1])[None], memory)
+            action = np.asarray(action)[0]
             o, r, term, trunc, _ = env.step(action if host.continuous else int(action))
             obs.append(np.ravel(o).astype(np.float32))
             rewards.append(float(r))

@@ -226,3 +226,40 @@ def check_env_id(env_id: str, key: str, continuous: bool | None = None, env_conf
         raise ConfigError(key, f"{env_id!r} has a {'continuous' if spec.continuous else 'discrete'} action space; "
                                f"this algorithm needs a {kind} one")
     return spec
+
+
+# The named observation masks (``env.observation_mask: <name>``): per base env id (a gymnax id, or the Gymnasium id
+# after 'gymnasium:'; both lay these tasks' observations out alike), the indices kept.
+NAMED_MASKS: dict[str, dict[str, tuple[int, ...]]] = {
+    "no_velocity": {
+        "CartPole-v1": (0, 2),  # x, theta (without x_dot, theta_dot)
+        "Pendulum-v1": (0, 1),  # cos theta, sin theta (without theta_dot)
+        "MountainCar-v0": (0,),  # position
+        "MountainCarContinuous-v0": (0,),
+        "Acrobot-v1": (0, 1, 2, 3),  # cos/sin of both joints (without their angular velocities)
+    },
+}
+
+
+def observation_mask(mask: Any, env_id: str, obs_dim: int, key: str) -> tuple[int, ...] | None:
+    """The observation indices ``env.observation_mask`` keeps for ``env_id`` (an observation of ``obs_dim``
+    values), sorted; None for all. A bad index or an unknown variant is a ConfigError on ``key``."""
+    if mask is None:
+        return None
+    if isinstance(mask, str):
+        variants = NAMED_MASKS.get(mask)
+        base = env_id.removeprefix("gymnasium:")
+        if variants is None:
+            raise ConfigError(key, f"{mask!r} is no named mask; named masks: {', '.join(map(repr, NAMED_MASKS))}, "
+                                   "or a list of the observation indices kept")
+        if base not in variants:
+            raise ConfigError(key, f"{mask!r} is defined for {', '.join(variants)}, not {env_id}: give the "
+                                   f"observation indices kept as a list (0 .. {obs_dim - 1})")
+        mask = variants[base]
+    bad = [i for i in mask if not 0 <= i < obs_dim]
+    if bad:
+        raise ConfigError(key, f"index {bad[0]} is outside {env_id}'s observation of {obs_dim} values "
+                               f"(0 .. {obs_dim - 1})")
+    if len(mask) == obs_dim:
+        return None
+    return tuple(sorted(mask))

@@ -16,7 +16,7 @@ import optax
 from flax import serialization, struct
 
 from rlpipe.rl import loop, mesh, normalization, policies
-from rlpipe.rl.acting import EnvBatchState, reset_envs, unroll
+from rlpipe.rl.acting import EnvBatchState, reset_envs, reset_where, unroll, unroll_with_memory
 from rlpipe.rl.algorithm import IterationOutput
 from rlpipe.rl.envs import EnvSpec, ScenarioBatch
 from rlpipe.rl.mesh import AXIS
@@ -44,9 +44,34 @@ class DeviceState:
     envs: EnvBatchState
 
 
-def build_network(config: PPOConfig, spec: EnvSpec) -> nets.ActorCritic:
-    return nets.ActorCritic(config.network.hidden_sizes, spec.action_dim, spec.continuous, config.network.activation,
-                            config.train.init_log_std)
+@struct.dataclass
+class RecurrentDeviceState:
+    """A recurrent policy's envs and each env's policy state (zeros where an episode starts)."""
+
+    envs: EnvBatchState
+    memory: jax.Array  # [envs, state size]
+
+
+def build_network(config: PPOConfig, spec: EnvSpec) -> nets.ActorCritic | nets.RecurrentActorCritic:
+    return network_from_meta(PPO.policy_meta(config, spec))
+
+
+def network_from_meta(meta: dict[str, Any]) -> nets.ActorCritic | nets.RecurrentActorCritic:
+    """The actor-critic a policy bundle's meta describes (the one training built)."""
+    common = dict(hidden_sizes=tuple(meta["hidden_sizes"]), action_dim=meta["action_dim"],
+                  continuous=meta["continuous"], activation=meta["activation"],
+                  init_log_std=meta.get("init_log_std", 0.0), obs_mask=policies.mask_of(meta),
+                  actor_torso=policies.torso_of(meta, "actor"), critic_torso=policies.torso_of(meta, "critic"))
+    recurrent = meta.get("recurrent")
+    if recurrent:
+        return nets.RecurrentActorCritic(**common, cell=recurrent["cell"], hidden_size=recurrent["hidden_size"])
+    return nets.ActorCritic(**common)
+
+
+def memory_size(config: PPOConfig) -> int:
+    """Width of each env's policy state (0: feed-forward)."""
+    r = config.network.recurrent
+    return 0 if r is None else nets.state_size(r.cell, r.hidden_size)
 
 
 def total_iterations(config: PPOConfig) -> int:
@@ -81,6 +106,8 @@ def to_env_action(spec: EnvSpec):
 # -------------------------------------------------------------------------------------------------- learning
 def make_iteration(config: PPOConfig, spec: EnvSpec, num_devices: int):
     """``iteration(scenarios, training, device, key)`` on one device: rollout, GAE, SGD passes."""
+    if config.network.recurrent is not None:
+        return make_recurrent_iteration(config, spec, num_devices)
     t = config.train
     net = build_network(config, spec)
     optimizer = make_optimizer(config)
@@ -145,6 +172,101 @@ def make_iteration(config: PPOConfig, spec: EnvSpec, num_devices: int):
     return iteration
 
 
+def sequence_minibatches(batch: dict[str, jax.Array], start: jax.Array, order: jax.Array,
+                         num_minibatches: int) -> dict[str, jax.Array]:
+    """A rollout's minibatches of whole env sequences: ``batch`` leaves [time, envs, ...] and the envs' start
+    states ``start`` [envs, size] taken in the env order ``order`` and split into ``num_minibatches`` groups of
+    envs -> leaves [minibatches, time, envs of one, ...] (time kept in order) and "start" [minibatches, envs of
+    one, size]."""
+    def split(x, env_axis):
+        x = jnp.take(x, order, axis=env_axis)
+        x = x.reshape(x.shape[:env_axis] + (num_minibatches, -1) + x.shape[env_axis + 1:])
+        return jnp.moveaxis(x, env_axis, 0)
+
+    return {**jax.tree.map(lambda x: split(x, 1), batch), "start": split(start, 0)}
+
+
+def make_recurrent_iteration(config: PPOConfig, spec: EnvSpec, num_devices: int):
+    """The iteration of a recurrent policy: the rollout carries each env's policy state (zeroed where an episode
+    ended) and keeps the state it started from; the SGD passes take minibatches of whole env sequences (envs
+    shuffled, never time) and replay each sequence from that stored start, resetting where the rollout did."""
+    t = config.train
+    net = build_network(config, spec)
+    optimizer = make_optimizer(config)
+    to_env = to_env_action(spec)
+    continuous = spec.continuous
+    envs_per_device = t.num_envs // num_devices
+    value_clip = t.clip_eps if t.clip_value_loss else None
+
+    def observe(training: TrainingState, obs: jax.Array) -> jax.Array:
+        return normalization.normalize(training.obs_norm, obs) if t.normalize_observations else obs
+
+    def replay(params, obs, done, start):
+        """The network over sequences [time, envs] from states ``start`` [envs, size]: (actor out, log_std, value)
+        per step, the state zeroed after each step where an episode ended, as in the rollout."""
+
+        def step(state, inputs):
+            obs_t, done_t = inputs
+            actor_out, log_std, value, state = net.apply(params, obs_t, state)
+            return reset_where(done_t, state), (actor_out, log_std, value)
+
+        _, (actor_out, log_std, value) = jax.lax.scan(step, start, (obs, done))
+        return actor_out, log_std[0], value
+
+    def loss_fn(params, batch):
+        actor_out, log_std, value = replay(params, batch["obs"], batch["done"], batch["start"])
+        new_log_prob = nets.log_prob(continuous, actor_out, log_std, batch["action"])
+        advantage = normalize_advantages(batch["advantage"]) if t.normalize_advantages else batch["advantage"]
+        pg_loss, approx_kl, clip_fraction = clipped_surrogate(new_log_prob, batch["log_prob"], advantage, t.clip_eps)
+        v_loss = value_loss(value, batch["value"], batch["target"], value_clip)
+        ent = jnp.mean(nets.entropy(continuous, actor_out, log_std))
+        total = pg_loss + t.vf_coef * v_loss - t.ent_coef * ent
+        return total, {"policy_loss": pg_loss, "value_loss": v_loss, "entropy": ent, "approx_kl": approx_kl,
+                       "clip_fraction": clip_fraction}
+
+    def sgd_step(training: TrainingState, batch):
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(training.params, batch)
+        updates, opt_state = optimizer.update(mesh.pmean(grads, AXIS), training.opt_state, training.params)
+        params = optax.apply_updates(training.params, updates)
+        return training.replace(params=params, opt_state=opt_state, grad_steps=training.grad_steps + 1), metrics
+
+    def iteration(scenarios: ScenarioBatch, training: TrainingState, device: RecurrentDeviceState, key: jax.Array):
+        rollout_key, update_key = jax.random.split(key)
+
+        def policy(obs, act_key, memory):
+            actor_out, log_std, value, memory = net.apply(training.params, observe(training, obs), memory)
+            action = nets.sample(continuous, actor_out, log_std, act_key)
+            # the state after this step, before any reset: what the next observation is seen with
+            return action, (nets.log_prob(continuous, actor_out, log_std, action), value, memory), memory
+
+        start = device.memory
+        envs, memory, rollout, episodes = unroll_with_memory(spec, scenarios, policy, to_env, device.envs, start,
+                                                             rollout_key, t.num_steps)
+        tr = rollout.transition
+        old_log_prob, value, after = rollout.extras
+        # each step's true next observation valued with the state it would be seen with (one batched call)
+        flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
+        _, _, next_value, _ = net.apply(training.params, observe(training, flat(tr.next_obs)), flat(after))
+        next_value = next_value.reshape(value.shape)
+        advantage, target = gae(tr.reward, value, next_value, tr.discount, rollout.done, t.gamma, t.gae_lambda)
+        batch = {"obs": observe(training, tr.obs), "action": tr.action, "log_prob": old_log_prob, "value": value,
+                 "advantage": advantage, "target": target, "done": rollout.done}
+
+        def epoch(training, epoch_key):
+            order = jax.random.permutation(epoch_key, envs_per_device)
+            return jax.lax.scan(sgd_step, training, sequence_minibatches(batch, start, order, t.num_minibatches))
+
+        training, metrics = jax.lax.scan(epoch, training, jax.random.split(update_key, t.update_epochs))
+        if t.normalize_observations:
+            training = training.replace(obs_norm=normalization.update(training.obs_norm, tr.obs, AXIS))
+        metrics = {name: jnp.mean(value_) for name, value_ in metrics.items()}
+        metrics["explained_variance"] = explained_variance(value, target)
+        metrics["learning_rate"] = current_learning_rate(config, training.grad_steps)
+        return IterationOutput(training, RecurrentDeviceState(envs, memory), metrics, episodes)
+
+    return iteration
+
+
 # ---------------------------------------------------------------------------------------------------- plugin
 class PPOAlgorithm:
     """Proximal Policy Optimization with GAE, clipped objective, optional observation normalization."""
@@ -166,7 +288,10 @@ class PPOAlgorithm:
         """Fresh actor-critic, optimizer state and observation statistics (one compiled call)."""
 
         def init(key):
-            params = build_network(config, spec).init(key, jnp.zeros((1, spec.obs_dim), jnp.float32))
+            obs = jnp.zeros((1, spec.obs_dim), jnp.float32)
+            net = build_network(config, spec)
+            size = memory_size(config)
+            params = net.init(key, obs, jnp.zeros((1, size), jnp.float32)) if size else net.init(key, obs)
             return TrainingState(params, make_optimizer(config).init(params), RunningStats.init(spec.obs_dim),
                                  jnp.int32(0))
 
@@ -174,17 +299,24 @@ class PPOAlgorithm:
 
     def init_device_state(self, config: PPOConfig, spec: EnvSpec, scenarios: ScenarioBatch, key: jax.Array,
                           num_devices: int, device_data: Any) -> DeviceState:
-        return DeviceState(reset_envs(spec, scenarios, key, config.train.num_envs // num_devices))
+        envs = reset_envs(spec, scenarios, key, config.train.num_envs // num_devices)
+        if config.network.recurrent is None:
+            return DeviceState(envs)
+        return RecurrentDeviceState(envs, jnp.zeros((envs.obs.shape[0], memory_size(config)), jnp.float32))
 
     make_iteration = staticmethod(make_iteration)
 
     def redistribute_device_state(self, device: dict[str, Any], old_devices: int, new_devices: int) -> dict[str, Any]:
-        return device  # environments only: each is independent, the leading axis is simply re-split
+        return device  # per env only (envs, policy states): each is independent, the leading axis is simply re-split
 
     def policy_meta(self, config: PPOConfig, spec: EnvSpec) -> dict[str, Any]:
-        return policies.describe(self.name, spec, config.network.hidden_sizes, config.network.activation,
-                                 normalize_observations=config.train.normalize_observations,
-                                 init_log_std=config.train.init_log_std)
+        extra = {}
+        r = config.network.recurrent
+        if r is not None:
+            extra = {"recurrent": {"cell": r.cell, "hidden_size": r.hidden_size},
+                     "policy_state_size": nets.state_size(r.cell, r.hidden_size)}
+        return policies.describe(self.name, spec, config, normalize_observations=config.train.normalize_observations,
+                                 init_log_std=config.train.init_log_std, **extra)
 
     def policy_params(self, training: Any) -> dict[str, Any]:
         """Network weights and the observation statistics the policy normalizes with."""
@@ -192,19 +324,32 @@ class PPOAlgorithm:
         return {"network": state["params"], "obs_norm": {k: state["obs_norm"][k] for k in ("mean", "var")}}
 
     def make_policy(self, meta: dict[str, Any]):
-        """The Gaussian mean (clipped to the bounds) or the most likely discrete action."""
-        net = nets.ActorCritic(tuple(meta["hidden_sizes"]), meta["action_dim"], meta["continuous"],
-                               meta["activation"], meta.get("init_log_std", 0.0))
+        """The Gaussian mean (clipped to the bounds) or the most likely discrete action. A recurrent policy's is
+        ``act(params, obs, state) -> (action, next state)`` (``meta["policy_state_size"]`` wide, zeros at an
+        episode's start)."""
+        net = network_from_meta(meta)
         continuous = meta["continuous"]
 
-        def act(params, obs):
+        def observe(params, obs):
             if meta.get("normalize_observations"):
                 stats = params["obs_norm"]
                 obs = normalization.normalize(RunningStats(stats["mean"], stats["var"], jnp.float32(1.0)), obs)
-            action = nets.mode(continuous, net.apply(params["network"], obs)[0])
+            return obs
+
+        def to_env(action):
             if continuous:
                 return jnp.clip(action, jnp.asarray(meta["action_low"]), jnp.asarray(meta["action_high"]))
             return action
+
+        if meta.get("recurrent"):
+            def act_recurrent(params, obs, state):
+                actor_out, _, _, state = net.apply(params["network"], observe(params, obs), state)
+                return to_env(nets.mode(continuous, actor_out)), state
+
+            return act_recurrent
+
+        def act(params, obs):
+            return to_env(nets.mode(continuous, net.apply(params["network"], observe(params, obs))[0]))
 
         return act
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from rlpipe.rl import config as shared
 from rlpipe.rl.config import redefault, spec
 from rlpipe.rl.errors import ConfigError
@@ -34,6 +36,21 @@ class PPOTrainConfig(shared.LoopConfig):
     init_log_std: float = spec(0.0, doc="initial log std of the Gaussian policy (continuous actions)")
 
 
+class RecurrentConfig(shared.Config):
+    """A recurrent policy: an LSTM or GRU cell between the observation and the actor and critic heads."""
+
+    cell: Literal["lstm", "gru"] = spec("lstm", doc="the recurrent cell")
+    hidden_size: int = spec(64, ge=1, le=2**14, doc="the cell's width (also the observation embedding's)")
+
+
+class PPONetworkConfig(shared.NetworkConfig):
+    """PPO's networks: actor and critic (MLPs or torsos by name), optionally behind a shared recurrent cell."""
+
+    activation: shared.Activation = redefault(shared.NetworkConfig, "activation", "tanh")
+    recurrent: RecurrentConfig | None = spec(None, doc="a recurrent policy (memory for partially observable "
+                                                       "tasks): {cell: lstm | gru, hidden_size}; null: feed-forward")
+
+
 class PPOConfig(shared.Config):
     """Proximal Policy Optimization: the `ppo` parameters."""
 
@@ -41,8 +58,7 @@ class PPOConfig(shared.Config):
     env: shared.EnvConfig = shared.env_config("CartPole-v1")
     scenarios: shared.ScenarioConfig = spec(default_factory=shared.ScenarioConfig,
                                             doc="training and held-out evaluation scenarios")
-    network: shared.NetworkConfig = spec(default_factory=lambda: shared.NetworkConfig(activation="tanh"),
-                                         doc="policy and value networks")
+    network: PPONetworkConfig = spec(default_factory=PPONetworkConfig, doc="policy and value networks")
     train: PPOTrainConfig = spec(default_factory=PPOTrainConfig, doc="the training loop")
     early_stopping: shared.EarlyStoppingConfig = spec(default_factory=shared.EarlyStoppingConfig,
                                                       doc="stopping before the budget is spent")
@@ -56,11 +72,21 @@ def check(config: PPOConfig, key: str, num_devices: int | None) -> None:
     t, e = config.train, config.early_stopping
     if t.init_from_buffer:
         raise ConfigError(f"{key}.train.init_from_buffer", "true, but PPO has no replay buffer")
-    shared.check_common(config, key, num_devices, continuous=None, steps_per_iter=t.num_envs * t.num_steps)
+    env = shared.check_common(config, key, num_devices, continuous=None, steps_per_iter=t.num_envs * t.num_steps)
     if e.target_return is not None and e.monitor == "eval" and not t.eval_every_env_steps:
         raise ConfigError(f"{key}.early_stopping.monitor", f"'eval' needs evaluations during training, but "
                                                            f"{key}.train.eval_every_env_steps is 0")
     if num_devices is None:
+        return
+    recurrent = config.network.recurrent
+    head_input = shared.agent_obs_dim(config, key, env) if recurrent is None else recurrent.hidden_size
+    shared.check_networks(config, key, {"actor": head_input, "critic": head_input})
+    if config.network.recurrent is not None:
+        envs_per_device = t.num_envs // num_devices
+        if envs_per_device % t.num_minibatches:
+            raise ConfigError(f"{key}.train.num_minibatches",
+                              f"{t.num_minibatches} does not divide a device's {envs_per_device} envs (num_envs / "
+                              "devices): a recurrent policy's minibatches are whole env sequences")
         return
     per_device = t.num_envs // num_devices * t.num_steps
     if per_device % t.num_minibatches:

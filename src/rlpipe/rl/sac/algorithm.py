@@ -61,9 +61,14 @@ class SACNetworks:
 
     @staticmethod
     def build(config: SACConfig, spec: EnvSpec) -> SACNetworks:
-        net = config.network
-        return SACNetworks(Actor(net.hidden_sizes, spec.action_dim, net.activation),
-                           TwinCritic(net.hidden_sizes, net.activation))
+        return SACNetworks.from_meta(SAC.policy_meta(config, spec))
+
+    @staticmethod
+    def from_meta(meta: dict[str, Any]) -> SACNetworks:
+        """The networks a policy bundle's meta describes (the ones training built)."""
+        hidden, activation, mask = tuple(meta["hidden_sizes"]), meta["activation"], policies.mask_of(meta)
+        return SACNetworks(Actor(hidden, meta["action_dim"], activation, mask, policies.torso_of(meta, "actor")),
+                           TwinCritic(hidden, activation, mask, policies.torso_of(meta, "critic")))
 
 
 def make_optimizer(config: SACConfig) -> optax.GradientTransformation:
@@ -266,14 +271,14 @@ class SACAlgorithm:
         return {**device, "buffer": replay.redistribute(device["buffer"], old_devices, new_devices)}
 
     def policy_meta(self, config: SACConfig, spec: EnvSpec) -> dict[str, Any]:
-        return policies.describe(self.name, spec, config.network.hidden_sizes, config.network.activation)
+        return policies.describe(self.name, spec, config)
 
     def policy_params(self, training: Any) -> Any:
         return serialization.to_state_dict(training)["actor_params"]
 
     def make_policy(self, meta: dict[str, Any]):
         """tanh of the Gaussian mean, scaled to the action bounds."""
-        actor = Actor(tuple(meta["hidden_sizes"]), meta["action_dim"], meta["activation"])
+        actor = SACNetworks.from_meta(meta).actor
         low, high = jnp.asarray(meta["action_low"]), jnp.asarray(meta["action_high"])
 
         def act(params, obs):

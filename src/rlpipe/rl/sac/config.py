@@ -66,6 +66,8 @@ def check(config: SACConfig, key: str, num_devices: int | None) -> None:
                           f"({b.prefill_steps}) random steps; it counts prefill steps too")
     if num_devices is None:
         return
+    obs_in = shared.agent_obs_dim(config, key, env_spec)
+    shared.check_networks(config, key, {"actor": obs_in, "critic": obs_in + env_spec.action_dim})
     for name, value in (("train.batch_size", t.batch_size), ("buffer.capacity", b.capacity)):
         shared.check_divisible(value, f"{key}.{name}", num_devices)
     buffer_bytes = b.capacity * 4 * (2 * env_spec.obs_dim + env_spec.action_dim + 2)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rlpipe.rl.networks import MLP
+from rlpipe.rl.networks import MLP, select
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 _LOG2 = 0.6931471805599453
@@ -20,10 +21,13 @@ class Actor(nn.Module):
     hidden_sizes: Sequence[int]
     action_dim: int
     activation: str = "relu"
+    obs_mask: Sequence[int] | None = None  # the observation components it sees (None: all)
+    torso: Mapping[str, Any] | None = None  # a torso by name in place of the hidden_sizes MLP
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        out = MLP(self.hidden_sizes, 2 * self.action_dim, self.activation)(obs)
+        out = MLP(self.hidden_sizes, 2 * self.action_dim, self.activation, torso=self.torso)(
+            select(obs, self.obs_mask))
         mean, log_std = jnp.split(out, 2, axis=-1)
         return mean, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
 
@@ -33,12 +37,14 @@ class TwinCritic(nn.Module):
 
     hidden_sizes: Sequence[int]
     activation: str = "relu"
+    obs_mask: Sequence[int] | None = None
+    torso: Mapping[str, Any] | None = None
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
-        x = jnp.concatenate([obs, action], axis=-1)
-        q1 = MLP(self.hidden_sizes, 1, self.activation, name="q1")(x)
-        q2 = MLP(self.hidden_sizes, 1, self.activation, name="q2")(x)
+        x = jnp.concatenate([select(obs, self.obs_mask), action], axis=-1)
+        q1 = MLP(self.hidden_sizes, 1, self.activation, torso=self.torso, name="q1")(x)
+        q2 = MLP(self.hidden_sizes, 1, self.activation, torso=self.torso, name="q2")(x)
         return jnp.stack([q1[..., 0], q2[..., 0]])
 
 
