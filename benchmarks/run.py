@@ -4,7 +4,7 @@ Every figure printed is measured in this invocation: each case runs ours and a p
 ours, theirs, ...) in fresh processes, and reports per-pair ratios with medians and spread. Results go to
 ``benchmarks/results/<timestamp>.json`` and ``.md`` (and ``latest.md``), or to ``--out``.
 
-    .venv/bin/python benchmarks/run.py [--pairs 3] [--cases 1,2,3,4,5,6,7,8,9,10]
+    .venv/bin/python benchmarks/run.py [--pairs 3] [--cases 1,2,3,4,5,6,7,8,9,10,11]
 
 Case 5 also runs the scaling sweep on the code of ``--baseline-rev`` (default 444244e, the last commit on
 pmap; checked out in a temporary git worktree, removed at the end), alternating before/after pair by pair.
@@ -18,6 +18,7 @@ Case 8 trains SAC on HalfCheetah-v5 against Stable-Baselines3 (``--halfcheetah-s
 seed pair). Case 9 compares N seeds in one program with N one-seed runs (SAC, PPO) and runs a real search (the
 shipped ``sac_tune`` config) whose best config then meets the default one with fresh seeds. Case 10 trains the
 shipped partially observable PPO configs with their LSTM and with a feed-forward MLP instead (seeds 0..pairs-1).
+Case 11 times the default configs with the training history recorded inside the compiled chunk and without.
 """
 
 from __future__ import annotations
@@ -566,13 +567,32 @@ def case_recurrent(pairs: int) -> dict:
     return out
 
 
+HISTORY_STEPS = {"sac": 40_000, "ppo": 400_000}
+
+
+def case_history(pairs: int) -> dict:
+    """11. Full-resolution histories. Env steps/s of the default SAC and PPO configs with the history recorded
+    inside the compiled chunk (the default 50 points per progress line) and without (0), alternately."""
+    out = {}
+    for algo, steps in HISTORY_STEPS.items():
+        inside, outside = [], []
+        for _ in range(pairs):
+            common = ["--algo", algo, "--steps", str(steps)]
+            inside.append(run_json(OURS_PY, "ours/history.py", *common, "--points", "50"))
+            outside.append(run_json(OURS_PY, "ours/history.py", *common, "--points", "0"))
+        out[algo] = {"steps": steps, "runs": {"inside": inside, "outside": outside},
+                     "env_steps_per_s": paired(inside, outside, "env_steps_per_s", True)}
+    return out
+
+
 CASES = {"1": ("SAC Pendulum-v1 to -200", case_sac_threshold), "2": ("SAC identical hyperparameters", case_sac_throughput),
          "3": ("PPO CartPole-v1 to 475", case_ppo), "4": ("compilation", case_compile), "5": ("scaling", case_scaling),
          "6": ("multi-process: the cost of crossing processes", case_multiprocess),
          "7": ("first contact: whole-process times", case_first_contact),
          "8": ("any environment: HalfCheetah-v5 against SB3, host vs compiled env stepping", case_any_env),
          "9": ("experiments at scale: many seeds in one program, a real search", case_seeds),
-         "10": ("memory: recurrent PPO on partially observable tasks against feed-forward", case_recurrent)}
+         "10": ("memory: recurrent PPO on partially observable tasks against feed-forward", case_recurrent),
+         "11": ("full-resolution histories: env steps/s with the in-chunk history and without", case_history)}
 
 
 # ----------------------------------------------------------------------------------------------------- report
@@ -836,6 +856,25 @@ def report(results: dict) -> str:
         targets.append(("10: ppo_cartpole_novel without recurrence stays clearly below (< 200)",
                         max(r["final_eval_mean"] for r in ff) < 200,
                         f"best of {len(ff)}: {fmt(max(r['final_eval_mean'] for r in ff), 4)}"))
+    if "11" in results["cases"]:
+        c = results["cases"]["11"]
+        lines += ["## 11. Full-resolution histories", "",
+                  "Env steps/s of the compiled training calls, default configs at a fixed budget (no evaluation, "
+                  "no early stopping), with the history recorded inside the chunk (50 points per progress line) "
+                  "and without (one point per line); fresh processes, alternately pair by pair.", "",
+                  "| algorithm | env steps | history points | with, env steps/s | without | with/without |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for algo in HISTORY_STEPS:
+            a = c[algo]
+            rate = a["env_steps_per_s"]
+            lines.append(f"| {algo} | {a['steps']:,} | {a['runs']['inside'][0]['history_points']:,} vs "
+                         f"{a['runs']['outside'][0]['history_points']:,} | {spread(rate['ours'])} | "
+                         f"{spread(rate['theirs'])} | {spread(rate['advantage'])}× |")
+            ratio = rate["advantage"]
+            targets.append((f"11: {algo} with the in-chunk history at no measurable cost (pair ratios' range "
+                            "reaches 1)", ratio["max"] is not None and ratio["max"] >= 1.0,
+                            f"{fmt(ratio['median'])}× ({fmt(ratio['min'])}–{fmt(ratio['max'])})"))
+        lines.append("")
     lines += ["## Targets", "", "| target | met | measured |", "| --- | --- | --- |"]
     lines += [f"| {name} | {'yes' if ok else 'NO'} | {value} |" for name, ok, value in targets]
     return "\n".join(lines) + "\n"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -96,6 +97,15 @@ def test_a_default_run_prints_at_most_40_lines_and_says_where_everything_is(proj
     assert re.search(r"MLflow run [0-9a-f]{32} ", output)
     assert "Warning" not in output and "WARNING" not in output, output
     assert max(len(line) for line in lines) > 80  # one line each, not wrapped at a terminal width
+    # the history at full resolution: >= 100 training points, evaluations on the regular grid and at the end
+    (version,) = versions(project, "data/07_model_output/sac/training_history.parquet")
+    history = pd.read_parquet(project / "data/07_model_output/sac/training_history.parquet" / version /
+                              "training_history.parquet")
+    assert history["critic_loss"].notna().sum() >= 100
+    # returns where episodes ended: Pendulum's 8 envs all end theirs every 200 steps, 1,375 iterations in all
+    assert history["episode_return"].notna().sum() == 6
+    assert list(history.dropna(subset=["eval_return_mean"])["env_steps"]) == [5000, 10000, 12000]
+    assert history["env_steps"].is_monotonic_increasing and history["env_steps"].is_unique
 
 
 TINY_EVAL_SAC = {**TINY_SAC, "tracking": {"video_every_env_steps": TINY_SAC["train"]["log_every_env_steps"]}}

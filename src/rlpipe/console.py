@@ -182,6 +182,9 @@ class ConsoleHooks:
     def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
         self._run_started = time.perf_counter()
         self._version = run_params.get("session_id") or run_params.get("run_id")
+        from rlpipe import versions
+
+        versions.set_current_run(self._version)
         self._saved, self._mlflow_run = set(), None
 
     @hook_impl

@@ -24,11 +24,12 @@ class ConfigCheckHooks:
         before anything heavy is loaded: a bad key or value stops the run here with a ``ConfigError`` naming it.
         The rules that need the environment or the device count follow in each pipeline's ``load_config``."""
         from rlpipe.rl import algorithm
-        from rlpipe.rl.config import DistributedConfig, EvaluationConfig, parse
+        from rlpipe.rl.config import CompareConfig, DistributedConfig, EvaluationConfig, parse
 
         params = context.config_loader["parameters"]  # runtime --params merged
         parse(DistributedConfig, params.get("distributed"), "distributed")
         parse(EvaluationConfig, params.get("evaluation"), "evaluation")
+        parse(CompareConfig, params.get("compare"), "compare")
         for name in algorithm.names():
             if name in params:
                 algorithm.load_config(name, params[name], None)

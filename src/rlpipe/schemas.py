@@ -31,6 +31,7 @@ PIPELINES: dict[str, str] = {name: plugin.config for name, plugin in REGISTRY.it
 SHARED_SECTIONS: dict[str, type[shared.Config]] = {
     "distributed": shared.DistributedConfig,
     "evaluation": shared.EvaluationConfig,
+    "compare": shared.CompareConfig,
 }
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 

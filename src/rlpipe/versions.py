@@ -16,6 +16,8 @@ from pathlib import Path
 
 from kedro.io.core import generate_timestamp
 
+_CURRENT: dict[str, str | None] = {"run": None}
+
 LOCK_NAME = ".last_run_version"  # in data/: holds the last version handed out (one line)
 MAX_WAIT_S = 2.0  # a clock set back by more than this is trusted rather than waited for
 
@@ -64,3 +66,12 @@ def use_unique_run_versions(data_dir: Path) -> None:
     from kedro.framework.session import session
 
     session.generate_timestamp = lambda: unique_timestamp(data_dir)
+
+
+def set_current_run(version: str | None) -> None:
+    """The version (Kedro session id) of the run this process is in, for titles and captions."""
+    _CURRENT["run"] = version
+
+
+def current_run() -> str | None:
+    return _CURRENT["run"]

@@ -27,20 +27,78 @@ def _iqm_band(values: np.ndarray, seed: int = 0, reps: int = 2000) -> tuple[np.n
     return mid, low, high
 
 
-def learning_curve(history: pd.DataFrame, title: str) -> Figure:
-    """Training episode return and periodic deterministic evaluations against env steps; for a multi-seed run
-    every seed's curves (faint) and the IQM over the seeds with its 95% bootstrap band."""
-    fig = Figure(figsize=(7, 4), layout="constrained")
-    ax = fig.add_subplot()
+def smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Centered moving average over the finite values (NaN points are skipped, not zeros), ``window`` points wide."""
+    values = np.asarray(values, np.float64)
+    ok = np.isfinite(values)
+    if window <= 1 or ok.sum() < 2:
+        return values
+    kernel = np.ones(window)
+    total = np.convolve(np.where(ok, values, 0.0), kernel, mode="same")
+    count = np.convolve(ok.astype(np.float64), kernel, mode="same")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = total / count
+    out[count == 0] = np.nan
+    return out
+
+
+def learning_curve(history: pd.DataFrame, title: str, losses: tuple[str, ...] = (),
+                   diagnostics: tuple[str, ...] = ()) -> Figure:
+    """Above: training episode return (raw points faint, smoothed line) and the periodic deterministic
+    evaluations with their spread over the held-out scenarios; for a multi-seed run every seed's curves (faint)
+    and the IQM over the seeds with its 95% bootstrap band. Below, where the history has them: the ``losses``
+    (left) and the ``diagnostics`` (right: SAC's entropy temperature, PPO's KL and clip fraction), against env
+    steps."""
+    lower = [c for c in losses if c in history.columns], [c for c in diagnostics if c in history.columns]
+    fig = Figure(figsize=(9, 6.5) if any(lower) else (7, 4), layout="constrained")
+    grid = fig.add_gridspec(2 if any(lower) else 1, 2, height_ratios=[1.6, 1] if any(lower) else [1])
+    ax = fig.add_subplot(grid[0, :])
+    _returns_panel(ax, history)
+    _finish(ax, title, 8)
+    if any(lower):
+        for column, names in enumerate(lower):
+            if names:
+                _metrics_panel(fig.add_subplot(grid[1, column], sharex=ax), history, names, log=column == 1)
+    return fig
+
+
+def _metrics_panel(ax, history: pd.DataFrame, names: list[str], log: bool) -> None:
+    """Metrics against env steps: the first on the left axis, a second on its own right axis (losses of different
+    scales, as SAC's critic and actor, stay readable), more beside the first. ``log``: a log scale where all the
+    values on an axis are positive (SAC's temperature spans decades)."""
+    colors = iter(("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"))
+    axes, handles = [], []
+    for i, name in enumerate(names):
+        target = ax if i != 1 else ax.twinx()
+        if target not in axes:
+            axes.append(target)
+        values = history[["env_steps", name]].dropna()
+        color = next(colors)
+        handles += target.plot(values["env_steps"], values[name], lw=1, color=color, label=name)
+        if i == 1:
+            target.set_ylabel(name, color=color)
+    ax.set_ylabel(names[0] if len(names) <= 2 else ", ".join(n for i, n in enumerate(names) if i != 1))
+    for target in axes:
+        shown = [n for n in names if (target is ax) != (names.index(n) == 1)]
+        if log and all((history[n].dropna() > 0).all() for n in shown):
+            target.set_yscale("log")
+    ax.set_xlabel("env steps")
+    ax.grid(alpha=0.3)
+    ax.legend(handles=handles, fontsize=7)
+
+
+def _returns_panel(ax, history: pd.DataFrame) -> None:
     train_seeds, eval_seeds = _seed_columns(history, "episode_return"), _seed_columns(history, "eval_return_mean")
     if train_seeds:
         steps = history["env_steps"].to_numpy()
         for i, column in enumerate(train_seeds):
             ax.plot(steps, history[column], color="tab:blue", alpha=0.25, lw=0.8,
                     label="training episodes, each seed" if i == 0 else None)
-        mid, low, high = _iqm_band(history[train_seeds].to_numpy(np.float64))
-        ax.plot(steps, mid, color="tab:blue", lw=2, label=f"training episodes, IQM of {len(train_seeds)} seeds")
-        ax.fill_between(steps, low, high, color="tab:blue", alpha=0.2, label="95% bootstrap CI of the IQM")
+        rows = history.dropna(subset=train_seeds)
+        mid, low, high = _iqm_band(rows[train_seeds].to_numpy(np.float64))
+        ax.plot(rows["env_steps"], mid, color="tab:blue", lw=2, label=f"training episodes, IQM of {len(train_seeds)} "
+                                                                       "seeds")
+        ax.fill_between(rows["env_steps"], low, high, color="tab:blue", alpha=0.2, label="95% bootstrap CI of the IQM")
         ev = history.dropna(subset=eval_seeds[:1]) if eval_seeds else history.iloc[:0]
         if len(ev):
             for i, column in enumerate(eval_seeds):
@@ -49,24 +107,33 @@ def learning_curve(history: pd.DataFrame, title: str) -> Figure:
             mid, low, high = _iqm_band(ev[eval_seeds].to_numpy(np.float64))
             ax.errorbar(ev["env_steps"], mid, yerr=[mid - low, high - mid], fmt="o-", color="tab:orange", capsize=3,
                         label="evaluation on held-out scenarios, IQM of the seeds' means (95% CI)")
-        return _finish(fig, ax, title, 7)
+        return
     train = history.dropna(subset=["episode_return"])
-    ax.plot(train["env_steps"], train["episode_return"], label="training episodes (stochastic policy)", lw=1.5)
+    if len(train):
+        if len(train) >= 20:  # raw points faint, a moving average over 5% of them (at least 3) strong
+            window = max(3, len(train) // 20)
+            ax.plot(train["env_steps"], train["episode_return"], ".", color="tab:blue", alpha=0.3, ms=3,
+                    label="training episodes (stochastic policy)")
+            ax.plot(train["env_steps"], smooth(train["episode_return"].to_numpy(), window), color="tab:blue", lw=2,
+                    label=f"training episodes, smoothed ({window}-point moving average)")
+        else:  # a few points (long episodes ending together): each shown as it is
+            ax.plot(train["env_steps"], train["episode_return"], ".-", color="tab:blue", ms=6, lw=1.2,
+                    label="training episodes (stochastic policy)")
     if "eval_return_mean" in history:
         ev = history.dropna(subset=["eval_return_mean"])
         if len(ev):
-            ax.errorbar(ev["env_steps"], ev["eval_return_mean"], yerr=ev["eval_return_std"], fmt="o-", capsize=3,
-                        label="evaluation on held-out scenarios (deterministic, mean ± std)")
-    return _finish(fig, ax, title, 8)
+            mean, std = ev["eval_return_mean"].to_numpy(), ev["eval_return_std"].to_numpy()
+            ax.fill_between(ev["env_steps"], mean - std, mean + std, color="tab:orange", alpha=0.2)
+            ax.plot(ev["env_steps"], mean, "o-", color="tab:orange",
+                    label="evaluation on held-out scenarios (deterministic, mean ± std)")
 
 
-def _finish(fig: Figure, ax, title: str, legend_size: int) -> Figure:
+def _finish(ax, title: str, legend_size: int) -> None:
     ax.set_xlabel("env steps")
     ax.set_ylabel("episode return")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=legend_size)
-    return fig
 
 
 def eval_returns(episodes: pd.DataFrame, title: str) -> Figure:
@@ -94,4 +161,56 @@ def eval_returns(episodes: pd.DataFrame, title: str) -> Figure:
     ax.set_ylabel("episode return")
     ax.set_title(title)
     ax.legend(fontsize=8)
+    return fig
+
+
+def compare_curves(histories: list[pd.DataFrame], labels: list[str], title: str) -> Figure:
+    """Several runs' learning curves on one axis, a color a run: training return (smoothed where a run has many
+    points) as a line, its periodic evaluations as markers joined by a dashed line; the runs named below."""
+    from matplotlib.lines import Line2D
+
+    fig = Figure(figsize=(9, 5.5 + 0.22 * len(labels)), layout="constrained")
+    ax = fig.add_subplot()
+    handles = []
+    for i, (history, label) in enumerate(zip(histories, labels)):
+        color = f"C{i % 10}"
+        if "episode_return" in history:
+            train = history.dropna(subset=["episode_return"])
+            values = train["episode_return"].to_numpy()
+            if len(train) >= 20:
+                values = smooth(values, max(3, len(train) // 20))
+            ax.plot(train["env_steps"], values, color=color, lw=1.6)
+        if "eval_return_mean" in history:
+            ev = history.dropna(subset=["eval_return_mean"])
+            ax.plot(ev["env_steps"], ev["eval_return_mean"], "o--", color=color, ms=5, lw=1)
+        handles.append(Line2D([], [], color=color, lw=3, label=label))
+    styles = [Line2D([], [], color="gray", lw=1.6, label="training episodes"),
+              Line2D([], [], color="gray", ls="--", marker="o", ms=5, lw=1, label="evaluation (held-out scenarios)")]
+    ax.legend(handles=styles, fontsize=8, loc="lower right")
+    fig.legend(handles=handles, loc="outside lower center", fontsize=7, ncols=1)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("episode return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def compare_eval_returns(episodes: list[pd.DataFrame], labels: list[str], title: str) -> Figure:
+    """Each run's final evaluation: a box of its per-scenario returns with every scenario's return as a point."""
+    import textwrap
+
+    fig = Figure(figsize=(max(6, 1.8 * len(labels) + 2), 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    data = [e["return"].to_numpy(np.float64) for e in episodes]
+    ax.boxplot(data, showfliers=False, widths=0.5)
+    rng = np.random.default_rng(0)  # the jitter only spreads the points sideways
+    for i, values in enumerate(data):
+        ax.plot(i + 1 + rng.uniform(-0.15, 0.15, len(values)), values, ".", color=f"C{i % 10}", alpha=0.6, ms=4)
+        ax.plot([i + 1], [values.mean()], "D", color="black", ms=5, label="mean" if i == 0 else None)
+    ax.set_xticks(np.arange(1, len(labels) + 1), ["\n".join(textwrap.wrap(label, 28)) for label in labels],
+                  fontsize=7)
+    ax.set_ylabel("episode return")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=7)
     return fig

@@ -40,6 +40,8 @@ class Algorithm(Protocol):
     config_class: type  # its config (an rlpipe.rl.config.Config; the one REGISTRY names)
     metric_names: tuple[str, ...]  # per-iteration metrics, averaged over a chunk's iterations and over devices
     progress_labels: tuple[tuple[str, str], ...]  # (metric, short label) shown on progress lines
+    # metrics the learning curve plots below the returns: (losses, other diagnostics), e.g. SAC's temperature
+    curve_panels: tuple[tuple[str, ...], tuple[str, ...]]
     # training-state fields a run started with ``train.init_from`` takes from the stored agent: "params" always,
     # "optimizer" with ``train.init_from_optimizer`` (the rest, e.g. counters, start fresh)
     inheritable: dict[str, tuple[str, ...]]

@@ -150,6 +150,8 @@ def _observation_mask(value: Any) -> Any:
 
 
 ModulePath = Annotated[str, AfterValidator(_module_path)]
+# a list, or one string of names separated by spaces (``kedro run --params`` splits its value at commas)
+RunNames = Annotated[tuple[str, ...], BeforeValidator(lambda v: tuple(v.split()) if isinstance(v, str) else _as_tuple(v))]
 ObservationMask = Annotated[tuple[int, ...] | str | None, BeforeValidator(_observation_mask)]
 
 
@@ -227,6 +229,10 @@ class LoopConfig(Config):
     total_env_steps: int = spec(20_000, ge=1, le=2**53, doc="env steps in all")
     num_envs: int = spec(8, ge=1, le=2**20, doc="parallel environments over all devices")
     log_every_env_steps: int = spec(2_000, ge=1, doc="env steps between progress lines (one compiled call)")
+    history_points_per_log: int = spec(50, ge=0, le=10**5,
+                                       doc="training-history points recorded inside each compiled call (evenly "
+                                           "spaced iterations, each point the mean of its share), carried out at "
+                                           "its end: no extra host wake-ups; 0: one point per progress line")
     eval_every_env_steps: int = spec(5_000, ge=0, doc="env steps between evaluations on the eval scenarios; 0: none")
     checkpoint_every_env_steps: int = spec(10_000, ge=1, doc="env steps between periodic checkpoints")
     checkpoint_dir: str = spec("data/06_models/checkpoints", doc="where periodic checkpoints go, one folder a run")
@@ -303,6 +309,17 @@ class EvaluationConfig(Config):
                                                            "evaluate; null: the best one (the served policy)")
     animation: bool = spec(True, doc="render the animation scenario's episode (GIF, and MP4 when ffmpeg is on PATH)")
     animation_scenario: int = spec(0, ge=0, doc="row of the evaluated scenarios whose episode is animated")
+
+
+class CompareConfig(Config):
+    """Which stored runs ``kedro run --pipeline=compare`` puts side by side (the top-level ``compare``
+    parameters)."""
+
+    pipeline: str = spec("sac", doc="the training pipeline whose runs are compared (sac, ppo, ...)")
+    runs: RunNames = spec((), doc="the runs: catalog versions (e.g. 2026-11-23T02.39.19.842Z, the Kedro session "
+                                  "id) or MLflow run ids, as a list or one string separated by spaces (what "
+                                  "--params can carry); empty: the newest `last` runs of the pipeline")
+    last: int = spec(3, ge=1, le=100, doc="how many of the newest runs, when runs is empty")
 
 
 # ------------------------------------------------------------------------------------------ mapping -> typed

@@ -40,12 +40,13 @@ class Resume:
     env_steps: int
     history: list[dict[str, Any]]
     stopper: dict[str, Any] | None
+    curve: list[dict[str, Any]] = ()  # type: ignore[assignment]
 
     @staticmethod
     def from_checkpoint(tree: dict[str, Any], meta: dict[str, Any]) -> Resume:
         progress = meta["progress"]
         return Resume(tree, int(meta["num_devices"]), int(progress["iteration"]), int(meta["env_steps"]),
-                      list(progress["history"]), progress.get("stopper"))
+                      list(progress["history"]), progress.get("stopper"), list(progress.get("curve") or []))
 
 
 @dataclass(frozen=True)
@@ -85,12 +86,16 @@ def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: EvaluateFn 
         checkpoint_tree: Callable[[Any], Any] = lambda s: s, on_progress: ProgressFn | None = None,
         on_checkpoint: CheckpointFn | None = None, stopper: EarlyStopping | None = None,
         resume: Resume | None = None, periodic: tuple[tuple[int, Callable[[int, Any], None]], ...] = ()
-        ) -> tuple[Any, list[dict[str, Any]], dict[str, np.ndarray] | None]:
-    """Advance ``state`` chunk by chunk to ``schedule.total_iters``; returns the state, one history row a chunk, and
-    the evaluation of the final state (``{"returns", "lengths"}`` per scenario; None without ``evaluate``).
+        ) -> tuple[Any, list[dict[str, Any]], dict[str, np.ndarray] | None, list[dict[str, Any]]]:
+    """Advance ``state`` chunk by chunk to ``schedule.total_iters``; returns the state, one history row a chunk, the
+    evaluation of the final state (``{"returns", "lengths"}`` per scenario; None without ``evaluate``), and the
+    curve: the points the chunks recorded inside (``trace/...`` metrics, see ``rlpipe.rl.training``), one row each
+    with its env steps, the training metrics averaged over its iterations and the return of the episodes that
+    ended in them (NaN where none did).
 
-    ``evaluate(state)`` returns per-scenario returns and lengths; it runs every ``eval_every_env_steps`` and on the
-    final state (rows without an evaluation carry NaN). ``stopper`` may end training early, in which case the final
+    ``evaluate(state)`` returns per-scenario returns and lengths; it runs on a regular grid, at the first iteration
+    at or past every multiple of ``eval_every_env_steps`` (a chunk ends there), and on the final state (rows
+    without an evaluation carry NaN). ``stopper`` may end training early, in which case the final
     row has ``early_stopped = 1``. With ``resume``, ``state`` is the restored state and the loop carries on from
     where the checkpoint was taken. A chunk whose losses or parameters are not finite raises
     :class:`NonFiniteError` before anything of it is checkpointed. Each ``(every, fn)`` of ``periodic`` calls
@@ -98,6 +103,7 @@ def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: EvaluateFn 
     """
     s = schedule
     history: list[dict[str, Any]] = list(resume.history) if resume else []
+    curve: list[dict[str, Any]] = list(resume.curve) if resume else []
     done_iters = resume.iteration if resume else 0
     if resume and stopper is not None and resume.stopper is not None:
         stopper.load_state_dict(resume.stopper)
@@ -137,9 +143,13 @@ def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: EvaluateFn 
 
     while done_iters < s.total_iters:
         n = min(s.iters_per_chunk, s.total_iters - done_iters)
+        if evaluate is not None and s.eval_every_env_steps:  # end the chunk at the next point of the eval grid
+            now = s.env_steps_before + done_iters * s.env_steps_per_iter
+            n = min(n, max(1, math.ceil((next_eval - now) / s.env_steps_per_iter)))
         started = time.perf_counter()
         state, metrics = chunk(state, n)
         metrics = mesh.host_copy(metrics)
+        trace = {k.removeprefix("trace/"): np.asarray(metrics.pop(k)) for k in list(metrics) if k.startswith("trace/")}
         per_seed = {k.removeprefix("seeds/"): np.asarray(metrics.pop(k)) for k in list(metrics)
                     if k.startswith("seeds/")}
         metrics = {k: float(v) for k, v in metrics.items()}
@@ -184,10 +194,12 @@ def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: EvaluateFn 
             row["eval_seconds"] = eval_seconds
             row.update(seed_columns(per_seed))
         history.append(row)
+        if trace:
+            curve.extend(_curve_rows(trace, s, done_iters - n))
         if on_progress:
             on_progress({**row, "total_env_steps": s.total_env_steps})
         if on_checkpoint and (env_steps >= next_checkpoint or last or stop):
-            progress = {"iteration": done_iters, "history": history,
+            progress = {"iteration": done_iters, "history": history, "curve": curve,
                         "stopper": stopper.state_dict() if stopper is not None else None}
             on_checkpoint(env_steps, checkpoint_tree(state), progress)
             next_checkpoint = _next_multiple(env_steps, s.checkpoint_every_env_steps)
@@ -199,7 +211,30 @@ def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: EvaluateFn 
             break
     if evaluate is not None and final is None:  # resumed from the final checkpoint: nothing left to train
         evaluate_now()
-    return state, history, final
+    return state, history, final, curve
+
+
+def _curve_rows(trace: dict[str, np.ndarray], s: Schedule, first_iter: int) -> list[dict[str, Any]]:
+    """The points one chunk recorded (starting after ``first_iter`` iterations), one row each: env and gradient
+    steps at the point's last iteration, each metric's mean over its iterations, and the mean return of the episodes
+    that ended in them (NaN if none; each seed's as ``seed<k>.episode_return`` in a multi-seed run)."""
+    count = trace.pop("count")
+    returns, episodes = trace.pop("episode_return_sum"), trace.pop("episodes")
+    seed_returns, seed_episodes = trace.pop("seeds/episode_return_sum", None), trace.pop("seeds/episodes", None)
+    rows, done = [], first_iter
+    for j in np.flatnonzero(count > 0):
+        done += int(count[j])
+        row = {"env_steps": s.env_steps_before + done * s.env_steps_per_iter,
+               "grad_steps": done * s.grad_steps_per_iter,
+               **{k: float(v[j]) for k, v in trace.items()},
+               "episode_return": float(returns[j] / episodes[j]) if episodes[j] > 0 else float("nan"),
+               "episodes": float(episodes[j])}
+        if seed_returns is not None:
+            for k in range(len(seed_returns)):
+                row[f"seed{k}.episode_return"] = (float(seed_returns[k, j] / seed_episodes[k, j])
+                                                  if seed_episodes[k, j] > 0 else float("nan"))
+        rows.append(row)
+    return rows
 
 
 def _raise_if_nonfinite(metrics: dict[str, float], s: Schedule, done_iters: int, n: int) -> None:

@@ -41,6 +41,7 @@ class TrainResult(NamedTuple):
     state: dict[str, Any]  # the final run state in checkpoint form (global arrays)
     history: list[dict[str, Any]]  # one row per chunk
     final_evaluation: dict[str, Any] | None  # per-eval-scenario "returns", "lengths", "metrics" of the final policy
+    curve: list[dict[str, Any]] = []  # the training metrics at history_points_per_log points per chunk (see loop)
 
 
 def checkpoint_tree(run: RunState) -> dict[str, Any]:
@@ -64,26 +65,29 @@ def make_chunk(algorithm: Algorithm, config: Any, spec: EnvSpec, specs: RunState
     names = algorithm.metric_names
     iteration = algorithm.make_iteration(config, spec, mesh.device_count())
     axis = mesh.AXIS
+    points, stride = trace_shape(algorithm, config)
 
     def per_device(run: RunState, scenarios: ScenarioBatch, num_iters):
         # this device's stream: the run's key folded with the device's global index, then with the iteration
         # number (so the keys depend neither on how iterations are grouped into chunks nor on a resume)
         device_key = jax.random.fold_in(run.key, jax.lax.axis_index(axis))
 
-        def body(_, carry):
-            run, device_key, sums, episodes, bad_at, bad_flags = carry
+        def body(i, carry):
+            run, device_key, sums, episodes, bad_at, bad_flags, trace = carry
             out = iteration(scenarios, run.training, run.device, jax.random.fold_in(device_key, run.iteration))
             run = RunState(out.training, out.device, run.key, run.iteration + 1)
             flags = jnp.stack([jnp.logical_not(jnp.isfinite(out.metrics[k])) for k in names])
             first = jnp.logical_and(bad_at < 0, jnp.any(flags))
             bad_at = jnp.where(first, run.iteration, bad_at)
             bad_flags = jnp.where(first, flags, bad_flags)
+            trace = _record(trace, i // stride, out.metrics, out.episodes, names)
             return (run, device_key, {k: sums[k] + out.metrics[k] for k in names}, episodes + out.episodes, bad_at,
-                    bad_flags)
+                    bad_flags, trace)
 
         zero = {k: jnp.float32(0.0) for k in names}
-        init = (run, device_key, zero, EpisodeStats.zero(), jnp.int32(-1), jnp.zeros(len(names), bool))
-        run, _, sums, episodes, bad_at, bad_flags = jax.lax.fori_loop(0, num_iters, body, init)
+        init = (run, device_key, zero, EpisodeStats.zero(), jnp.int32(-1), jnp.zeros(len(names), bool),
+                _trace_zero(points, names))
+        run, _, sums, episodes, bad_at, bad_flags, trace = jax.lax.fori_loop(0, num_iters, body, init)
         n = jnp.maximum(num_iters, 1).astype(jnp.float32)
         metrics = {k: mesh.pmean(sums[k] / n, axis) for k in names}
         episodes = mesh.psum(episodes, axis)
@@ -92,15 +96,66 @@ def make_chunk(algorithm: Algorithm, config: Any, spec: EnvSpec, specs: RunState
         metrics["episodes"] = episodes.count
         metrics["nonfinite_iteration"] = mesh.pmax(bad_at, axis)
         _flag_nonfinite(metrics, names, mesh.psum(bad_flags.astype(jnp.int32), axis), run.training)
+        metrics.update(_trace_out(trace, names))
         return run, metrics
 
     replicated = mesh.replicated_spec()
     # check_vma=False: algorithms write plain JAX (zero-initialized scan carries and all); that the training state
     # really stays identical on every device is the algorithm's pmean, and a test of each algorithm checks it.
-    body = per_device if num_seeds(config) == 1 else _seeds_per_device(iteration, names)
+    body = per_device if num_seeds(config) == 1 else _seeds_per_device(iteration, names, points, stride)
     sharded = jax.shard_map(body, mesh=mesh.make_mesh(), in_specs=(specs, replicated, replicated),
                             out_specs=(specs, replicated), check_vma=False)
     return jax.jit(sharded, donate_argnums=(0,))
+
+
+def trace_shape(algorithm: Algorithm, config: Any) -> tuple[int, int]:
+    """(points, stride) of the in-chunk trace: a chunk of up to ``iters_per_chunk`` iterations records
+    ``points`` values per metric, point ``j`` the mean over iterations ``j*stride .. (j+1)*stride - 1``; (0, 1)
+    when ``train.history_points_per_log`` is 0."""
+    wanted = config.train.history_points_per_log
+    if not wanted:
+        return 0, 1
+    env_steps, grad_steps = algorithm.steps_per_iteration(config)
+    per_chunk = loop.Schedule.build(config.train, env_steps, grad_steps).iters_per_chunk
+    stride = -(-per_chunk // min(wanted, per_chunk))
+    return -(-per_chunk // stride), stride
+
+
+def _trace_zero(points: int, names) -> dict[str, jax.Array]:
+    """An empty in-chunk trace: per point, each metric's sum and the iterations, episode returns and episodes."""
+    if not points:
+        return {}
+    zeros = jnp.zeros(points, jnp.float32)
+    return {**{k: zeros for k in names}, "count": zeros, "episode_return_sum": zeros, "episodes": zeros}
+
+
+def _record(trace: dict, point: jax.Array, metrics: dict, episodes: EpisodeStats, names) -> dict:
+    if not trace:
+        return trace
+    add = {**{k: metrics[k] for k in names}, "count": 1.0, "episode_return_sum": episodes.return_sum,
+           "episodes": episodes.count}
+    return {k: trace[k].at[point].add(add[k]) for k in trace}
+
+
+def _trace_out(trace: dict, names, seeds: bool = False) -> dict[str, jax.Array]:
+    """The chunk's trace as metrics ``trace/<name>`` [points]: each metric's mean over the point's iterations
+    (averaged over devices, and over seeds), ``trace/count`` (iterations per point; 0: unused), the episode
+    returns summed over devices (``trace/episode_return_sum``, ``trace/episodes``; a multi-seed run's also per
+    seed as ``trace/seeds/...`` [seeds, points])."""
+    if not trace:
+        return {}
+    axis = mesh.AXIS
+    count = trace["count"][0] if seeds else trace["count"]
+    out = {f"trace/{k}": mesh.pmean(trace[k] / jnp.maximum(trace["count"], 1.0), axis) for k in names}
+    if seeds:
+        out = {k: jnp.mean(v, axis=0) for k, v in out.items()}
+    returns, episodes = mesh.psum(trace["episode_return_sum"], axis), mesh.psum(trace["episodes"], axis)
+    out["trace/count"] = count
+    if seeds:
+        out["trace/seeds/episode_return_sum"], out["trace/seeds/episodes"] = returns, episodes
+        returns, episodes = jnp.sum(returns, axis=0), jnp.sum(episodes, axis=0)
+    out["trace/episode_return_sum"], out["trace/episodes"] = returns, episodes
+    return out
 
 
 def _flag_nonfinite(metrics: dict, names, bad_counts, training) -> None:
@@ -112,7 +167,7 @@ def _flag_nonfinite(metrics: dict, names, bad_counts, training) -> None:
     metrics["nonfinite/parameters"] = jnp.logical_not(jnp.all(jnp.stack(finite))).astype(jnp.float32)
 
 
-def _seeds_per_device(iteration, names):
+def _seeds_per_device(iteration, names, points: int = 0, stride: int = 1):
     """The chunk's per-device body for a multi-seed run: every leaf of the run state has a leading seed axis
     (``key`` too; ``iteration`` is shared), and each seed runs the one-seed loop, vmapped. Metrics are averaged over
     seeds as well; ``seeds/episode_return`` and ``seeds/episodes`` keep each seed's own."""
@@ -122,22 +177,25 @@ def _seeds_per_device(iteration, names):
         def one_seed(training, device, key):
             device_key = jax.random.fold_in(key, jax.lax.axis_index(axis))
 
-            def body(_, carry):
-                training, device, it, sums, episodes, bad_at, bad_flags = carry
+            def body(i, carry):
+                training, device, it, sums, episodes, bad_at, bad_flags, trace = carry
                 out = iteration(scenarios, training, device, jax.random.fold_in(device_key, it))
                 it = it + 1
                 flags = jnp.stack([jnp.logical_not(jnp.isfinite(out.metrics[k])) for k in names])
                 first = jnp.logical_and(bad_at < 0, jnp.any(flags))
                 return (out.training, out.device, it, {k: sums[k] + out.metrics[k] for k in names},
-                        episodes + out.episodes, jnp.where(first, it, bad_at), jnp.where(first, flags, bad_flags))
+                        episodes + out.episodes, jnp.where(first, it, bad_at), jnp.where(first, flags, bad_flags),
+                        _record(trace, i // stride, out.metrics, out.episodes, names))
 
             zero = {k: jnp.float32(0.0) for k in names}
             init = (training, device, run.iteration, zero, EpisodeStats.zero(), jnp.int32(-1),
-                    jnp.zeros(len(names), bool))
-            training, device, _, sums, episodes, bad_at, bad_flags = jax.lax.fori_loop(0, num_iters, body, init)
-            return training, device, sums, episodes, bad_at, bad_flags
+                    jnp.zeros(len(names), bool), _trace_zero(points, names))
+            training, device, _, sums, episodes, bad_at, bad_flags, trace = jax.lax.fori_loop(0, num_iters, body,
+                                                                                               init)
+            return training, device, sums, episodes, bad_at, bad_flags, trace
 
-        training, device, sums, episodes, bad_at, bad_flags = jax.vmap(one_seed)(run.training, run.device, run.key)
+        training, device, sums, episodes, bad_at, bad_flags, trace = jax.vmap(one_seed)(run.training, run.device,
+                                                                                         run.key)
         run = RunState(training, device, run.key, run.iteration + num_iters)
         n = jnp.maximum(num_iters, 1).astype(jnp.float32)
         metrics = {k: jnp.mean(mesh.pmean(sums[k] / n, axis)) for k in names}
@@ -153,6 +211,7 @@ def _seeds_per_device(iteration, names):
                                                    jnp.min(jnp.where(bad_at >= 0, bad_at, jnp.iinfo(jnp.int32).max)),
                                                    -1)
         _flag_nonfinite(metrics, names, jnp.sum(mesh.psum(bad_flags.astype(jnp.int32), axis), axis=0), run.training)
+        metrics.update(_trace_out(trace, names, seeds=True))
         return run, metrics
 
     return per_device
@@ -347,13 +406,13 @@ def _train(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: Scenario
             deliver(env_steps, {"meta": {**meta, **extra, "env_steps": env_steps}, "params": params})
 
         periodic = ((every, deliver_policy),)
-    run, history, final = loop.run(schedule, run, chunk, evaluate=evaluate, checkpoint_tree=checkpoint_tree,
-                                   on_progress=on_progress, on_checkpoint=on_checkpoint, stopper=stopper,
-                                   resume=resume, periodic=periodic)
+    run, history, final, curve = loop.run(schedule, run, chunk, evaluate=evaluate, checkpoint_tree=checkpoint_tree,
+                                          on_progress=on_progress, on_checkpoint=on_checkpoint, stopper=stopper,
+                                          resume=resume, periodic=periodic)
     if stopper is not None and stopper.stopped_at is not None:
         logger.info("early stop at %d env steps: windowed %s return %.1f >= target %.1f for %d checks",
                     stopper.stopped_at, e.monitor, stopper.values[-1], e.target_return, e.patience)
-    return TrainResult(checkpoint_tree(run), history, final)
+    return TrainResult(checkpoint_tree(run), history, final, curve)
 
 
 def _evaluate_seeds(evaluator, params: Any, scenarios: ScenarioBatch, seeds: int) -> tuple:

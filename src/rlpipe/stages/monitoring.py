@@ -68,11 +68,31 @@ class TrainingRun:
                     time.perf_counter() - started, path)
         _injected_pause(self.checkpoints_written)
 
-    def outputs(self, history: list[dict[str, Any]]) -> tuple[StoredCheckpoint, pd.DataFrame]:
+    def outputs(self, history: list[dict[str, Any]],
+                curve: list[dict[str, Any]] = ()) -> tuple[StoredCheckpoint, pd.DataFrame]:
         """The train node's ``agent`` (the final checkpoint itself: the catalog entry takes it over, no second
-        copy) and history table (columns in the loop's order, also for rows that came back from a resumed
-        checkpoint)."""
-        return StoredCheckpoint(self.last_checkpoint), pd.DataFrame(history, columns=list(history[-1]))
+        copy) and history table (see ``history_table``)."""
+        return StoredCheckpoint(self.last_checkpoint), history_table(history, curve)
+
+
+def history_table(history: list[dict[str, Any]], curve: list[dict[str, Any]] = ()) -> pd.DataFrame:
+    """The training history: a row per point of the curve the compiled chunks recorded (training metrics at
+    ``history_points_per_log`` points per progress interval), the per-chunk columns (evaluations, timings, early
+    stopping) on the row where each chunk ended; without a curve, one row per chunk. Columns in the loop's order,
+    also for rows that came back from a resumed checkpoint (a chunk from before curves were recorded keeps its
+    own row)."""
+    chunks = pd.DataFrame(history, columns=list(history[-1]))
+    if not curve:
+        return chunks
+    points = pd.DataFrame(list(curve)).set_index("env_steps")
+    by_step = chunks.set_index("env_steps")
+    merged = points.join(by_step[[c for c in by_step.columns if c not in points.columns]], how="outer")
+    legacy = merged.index.difference(points.index)  # chunk rows no point stands for
+    shared = [c for c in points.columns if c in by_step.columns]
+    merged.loc[legacy, shared] = by_step.loc[legacy, shared]
+    merged = merged.reset_index()
+    order = [c for c in chunks.columns if c in merged.columns]
+    return merged[order + [c for c in merged.columns if c not in order]]
 
 
 def train(config: Any, initial_state: Any, lineage: dict[str, Any], scenarios_train: pd.DataFrame,
@@ -104,7 +124,7 @@ def train(config: Any, initial_state: Any, lineage: dict[str, Any], scenarios_tr
     if mesh.process_count() > 1:  # the processes agree if their lines show one hash
         logger.info("%s.train: final training state %s in process %d of %d", name,
                     _fingerprint(result.state["training"]), mesh.process_index(), mesh.process_count())
-    agent, history = run.outputs(result.history)
+    agent, history = run.outputs(result.history, result.curve)
     return agent, history, result.final_evaluation, videos.files if videos else {}
 
 

@@ -24,10 +24,18 @@ def track_metrics(training_history: pd.DataFrame, eval_summary: dict[str, Any]) 
 
 
 def plot_learning_curve(config: Any, training_history: pd.DataFrame) -> Figure:
-    """Training return and periodic evaluations against env steps."""
+    """Training return and periodic evaluations against env steps, with the algorithm's losses and diagnostics
+    below; titled with env, algorithm, seed(s) and run version."""
+    from rlpipe import versions
+    from rlpipe.rl.algorithm import for_config
+
+    algorithm = for_config(config)
     seeds = run_seeds(config)
     which = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}-{seeds[-1]}"
-    return plots.learning_curve(training_history, f"{config.env.id}: learning curve ({which})")
+    version = versions.current_run()
+    title = f"{config.env.id} · {algorithm.name.upper()} · {which}" + (f" · run {version}" if version else "")
+    panels = getattr(algorithm, "curve_panels", ((), ()))
+    return plots.learning_curve(training_history, title, *panels)
 
 
 def plot_eval_returns(config: Any, eval_episodes: pd.DataFrame) -> Figure:

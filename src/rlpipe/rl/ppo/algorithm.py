@@ -274,6 +274,7 @@ class PPOAlgorithm:
     name = "ppo"
     config_class = PPOConfig
     metric_names = METRICS
+    curve_panels = (("value_loss", "policy_loss"), ("approx_kl", "clip_fraction"))
     progress_labels = (("value_loss", "value"), ("policy_loss", "policy"))
     inheritable = {"params": ("params", "obs_norm"), "optimizer": ("opt_state",)}
 

@@ -206,6 +206,7 @@ class SACAlgorithm:
     name = "sac"
     config_class = SACConfig
     metric_names = METRICS
+    curve_panels = (("critic_loss", "actor_loss"), ("temperature",))  # the learning curve's lower panels
     progress_labels = (("critic_loss", "critic"), ("actor_loss", "actor"), ("temperature", "alpha"))
     inheritable = {"params": ("actor_params", "critic_params", "target_critic_params", "log_alpha"),
                    "optimizer": ("actor_opt_state", "critic_opt_state", "alpha_opt_state")}
