@@ -65,15 +65,16 @@ def test_the_learning_curve_has_smoothed_returns_evaluations_and_diagnostics():
     assert len(table) == len(result.curve) == 1024 // 32 and table["episode_return"].notna().sum() > 10
     fig = plots.learning_curve(table, "CartPole-v1 · PPO · seed 5 · run x", ("value_loss", "policy_loss"),
                                ("approx_kl", "clip_fraction"))
-    top, losses, other = fig.axes
+    top = fig.axes[0]
     assert top.get_title() == "CartPole-v1 · PPO · seed 5 · run x"
     labels = [line.get_label() for line in top.get_lines()]
     assert "training episodes (stochastic policy)" in labels  # the raw points (faint)
     assert any(label.startswith("training episodes, smoothed") for label in labels)
     assert any(label.startswith("evaluation on held-out") for label in labels)
-    assert [line.get_label() for line in losses.get_lines()] == ["value_loss", "policy_loss"]
-    assert len(losses.get_lines()[0].get_xdata()) == len(result.curve)
-    assert [line.get_label() for line in other.get_lines()] == ["approx_kl", "clip_fraction"]
+    lower = {line.get_label(): (ax, line) for ax in fig.axes[1:] for line in ax.get_lines()}
+    assert set(lower) == {"value_loss", "policy_loss", "approx_kl", "clip_fraction"}
+    assert lower["value_loss"][0] is not lower["policy_loss"][0]  # two losses of different scales: two axes
+    assert len(lower["value_loss"][1].get_xdata()) == len(result.curve)  # every point of the history
 
 
 @pytest.mark.parametrize("values,window,expected", [
