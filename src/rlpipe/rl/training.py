@@ -121,35 +121,40 @@ def trace_shape(algorithm: Algorithm, config: Any) -> tuple[int, int]:
     return -(-per_chunk // stride), stride
 
 
-def _trace_zero(points: int, names) -> dict[str, jax.Array]:
-    """An empty in-chunk trace: per point, each metric's sum and the iterations, episode returns and episodes."""
+_TRACE_EXTRA = ("count", "episode_return_sum", "episodes")  # columns of the trace after the metrics
+
+
+def _trace_zero(points: int, names) -> jax.Array | tuple:
+    """An empty in-chunk trace [points, metrics + 3]: per point, each metric's sum, then the iterations, the
+    returns of the episodes that ended and their number (one array: one update per iteration)."""
     if not points:
-        return {}
-    zeros = jnp.zeros(points, jnp.float32)
-    return {**{k: zeros for k in names}, "count": zeros, "episode_return_sum": zeros, "episodes": zeros}
+        return ()
+    return jnp.zeros((points, len(names) + len(_TRACE_EXTRA)), jnp.float32)
 
 
-def _record(trace: dict, point: jax.Array, metrics: dict, episodes: EpisodeStats, names) -> dict:
-    if not trace:
+def _record(trace, point: jax.Array, metrics: dict, episodes: EpisodeStats, names):
+    if not isinstance(trace, jax.Array):
         return trace
-    add = {**{k: metrics[k] for k in names}, "count": 1.0, "episode_return_sum": episodes.return_sum,
-           "episodes": episodes.count}
-    return {k: trace[k].at[point].add(add[k]) for k in trace}
+    row = jnp.stack([*(jnp.asarray(metrics[k], jnp.float32) for k in names), jnp.float32(1.0),
+                     episodes.return_sum, episodes.count])
+    return jax.lax.dynamic_update_index_in_dim(trace, trace[point] + row, point, 0)
 
 
-def _trace_out(trace: dict, names, seeds: bool = False) -> dict[str, jax.Array]:
+def _trace_out(trace, names, seeds: bool = False) -> dict[str, jax.Array]:
     """The chunk's trace as metrics ``trace/<name>`` [points]: each metric's mean over the point's iterations
     (averaged over devices, and over seeds), ``trace/count`` (iterations per point; 0: unused), the episode
     returns summed over devices (``trace/episode_return_sum``, ``trace/episodes``; a multi-seed run's also per
     seed as ``trace/seeds/...`` [seeds, points])."""
-    if not trace:
+    if not isinstance(trace, jax.Array):
         return {}
     axis = mesh.AXIS
-    count = trace["count"][0] if seeds else trace["count"]
-    out = {f"trace/{k}": mesh.pmean(trace[k] / jnp.maximum(trace["count"], 1.0), axis) for k in names}
-    if seeds:
-        out = {k: jnp.mean(v, axis=0) for k, v in out.items()}
-    returns, episodes = mesh.psum(trace["episode_return_sum"], axis), mesh.psum(trace["episodes"], axis)
+    k = len(names)
+    count = trace[..., k]
+    means = mesh.pmean(trace[..., :k] / jnp.maximum(count, 1.0)[..., None], axis)
+    returns, episodes = mesh.psum(trace[..., k + 1], axis), mesh.psum(trace[..., k + 2], axis)
+    if seeds:  # leading seed axis
+        means, count = jnp.mean(means, axis=0), count[0]
+    out = {f"trace/{name}": means[:, i] for i, name in enumerate(names)}
     out["trace/count"] = count
     if seeds:
         out["trace/seeds/episode_return_sum"], out["trace/seeds/episodes"] = returns, episodes
