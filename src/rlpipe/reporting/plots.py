@@ -83,8 +83,17 @@ def _metrics_panel(ax, history: pd.DataFrame, names: list[str], log: bool) -> No
         if log and all((history[n].dropna() > 0).all() for n in shown):
             target.set_yscale("log")
     ax.set_xlabel("env steps")
+    _steps_axis(ax)
     ax.grid(alpha=0.3)
     ax.legend(handles=handles, fontsize=7)
+
+
+def _steps_axis(ax) -> None:
+    """Env steps in thousands and few enough ticks not to run into each other on a half-width panel."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(6))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k" if abs(x) >= 1000 else f"{x:g}"))
 
 
 def _returns_panel(ax, history: pd.DataFrame) -> None:

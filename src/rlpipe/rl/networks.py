@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -73,14 +72,9 @@ def select(obs: jax.Array, mask: Sequence[int] | None) -> jax.Array:
 # ------------------------------------------------------------------------------------------ networks by name
 def module_class(path: str) -> type:
     """The class ``package.module:ClassName`` names; ValueError saying what is wrong when it is not a flax module."""
-    module_name, _, class_name = path.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"cannot import module {module_name!r}: {exc}") from exc
-    cls = getattr(module, class_name, None)
-    if cls is None:
-        raise ValueError(f"module {module_name!r} has no attribute {class_name!r}")
+    from rlpipe.rl.imports import import_object
+
+    cls = import_object(path)
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise ValueError(f"{path} is not a flax.linen.Module class (it is {type(cls).__name__} {cls!r})")
     return cls

@@ -143,15 +143,9 @@ def _make_env(env_id: str, kwargs_json: str, vector: str, workers: int) -> EnvSp
         raise ValueError(f"env.kwargs are for Gymnasium and Brax envs; {env_id} takes its parameters from "
                          "scenarios (scenarios.ranges)")
     if ":" in env_id:
-        module_name, _, class_name = env_id.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise ValueError(f"cannot import module {module_name!r}: {exc}") from exc
-        cls = getattr(module, class_name, None)
-        if cls is None:
-            raise ValueError(f"module {module_name!r} has no attribute {class_name!r}")
-        env = cls()
+        from rlpipe.rl.imports import import_object
+
+        env = import_object(env_id)()
         missing = [name for name in _REQUIRED if not hasattr(env, name)]
         if missing:
             raise ValueError(f"{env_id} lacks the gymnax Environment interface: missing {', '.join(missing)}")

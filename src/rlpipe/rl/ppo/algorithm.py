@@ -104,24 +104,15 @@ def to_env_action(spec: EnvSpec):
 
 
 # -------------------------------------------------------------------------------------------------- learning
-def make_iteration(config: PPOConfig, spec: EnvSpec, num_devices: int):
-    """``iteration(scenarios, training, device, key)`` on one device: rollout, GAE, SGD passes."""
-    if config.network.recurrent is not None:
-        return make_recurrent_iteration(config, spec, num_devices)
+def make_sgd_step(config: PPOConfig, continuous: bool, optimizer: optax.GradientTransformation, evaluate):
+    """One SGD step of both PPO forms on a minibatch: ``evaluate(params, batch) -> (actor out, log_std, value)``
+    for the minibatch's steps (a flat batch, or whole sequences replayed); the clipped objective, gradients
+    averaged over the mesh, clipping and Adam."""
     t = config.train
-    net = build_network(config, spec)
-    optimizer = make_optimizer(config)
-    to_env = to_env_action(spec)
-    continuous = spec.continuous
-    rollout_size = t.num_envs // num_devices * t.num_steps
-    minibatch_size = rollout_size // t.num_minibatches
     value_clip = t.clip_eps if t.clip_value_loss else None
 
-    def observe(training: TrainingState, obs: jax.Array) -> jax.Array:
-        return normalization.normalize(training.obs_norm, obs) if t.normalize_observations else obs
-
     def loss_fn(params, batch):
-        actor_out, log_std, value = net.apply(params, batch["obs"])
+        actor_out, log_std, value = evaluate(params, batch)
         new_log_prob = nets.log_prob(continuous, actor_out, log_std, batch["action"])
         advantage = normalize_advantages(batch["advantage"]) if t.normalize_advantages else batch["advantage"]
         pg_loss, approx_kl, clip_fraction = clipped_surrogate(new_log_prob, batch["log_prob"], advantage, t.clip_eps)
@@ -133,10 +124,29 @@ def make_iteration(config: PPOConfig, spec: EnvSpec, num_devices: int):
 
     def sgd_step(training: TrainingState, batch):
         grads, metrics = jax.grad(loss_fn, has_aux=True)(training.params, batch)
-        updates, opt_state = optimizer.update(mesh.pmean(grads, AXIS), training.opt_state,
-                                              training.params)
+        updates, opt_state = optimizer.update(mesh.pmean(grads, AXIS), training.opt_state, training.params)
         params = optax.apply_updates(training.params, updates)
         return training.replace(params=params, opt_state=opt_state, grad_steps=training.grad_steps + 1), metrics
+
+    return sgd_step
+
+
+def make_iteration(config: PPOConfig, spec: EnvSpec, num_devices: int):
+    """``iteration(scenarios, training, device, key)`` on one device: rollout, GAE, SGD passes."""
+    if config.network.recurrent is not None:
+        return make_recurrent_iteration(config, spec, num_devices)
+    t = config.train
+    net = build_network(config, spec)
+    optimizer = make_optimizer(config)
+    to_env = to_env_action(spec)
+    continuous = spec.continuous
+    rollout_size = t.num_envs // num_devices * t.num_steps
+    minibatch_size = rollout_size // t.num_minibatches
+
+    def observe(training: TrainingState, obs: jax.Array) -> jax.Array:
+        return normalization.normalize(training.obs_norm, obs) if t.normalize_observations else obs
+
+    sgd_step = make_sgd_step(config, continuous, optimizer, lambda params, batch: net.apply(params, batch["obs"]))
 
     def iteration(scenarios: ScenarioBatch, training: TrainingState, device: DeviceState, key: jax.Array):
         rollout_key, update_key = jax.random.split(key)
@@ -196,7 +206,6 @@ def make_recurrent_iteration(config: PPOConfig, spec: EnvSpec, num_devices: int)
     to_env = to_env_action(spec)
     continuous = spec.continuous
     envs_per_device = t.num_envs // num_devices
-    value_clip = t.clip_eps if t.clip_value_loss else None
 
     def observe(training: TrainingState, obs: jax.Array) -> jax.Array:
         return normalization.normalize(training.obs_norm, obs) if t.normalize_observations else obs
@@ -213,22 +222,8 @@ def make_recurrent_iteration(config: PPOConfig, spec: EnvSpec, num_devices: int)
         _, (actor_out, log_std, value) = jax.lax.scan(step, start, (obs, done))
         return actor_out, log_std[0], value
 
-    def loss_fn(params, batch):
-        actor_out, log_std, value = replay(params, batch["obs"], batch["done"], batch["start"])
-        new_log_prob = nets.log_prob(continuous, actor_out, log_std, batch["action"])
-        advantage = normalize_advantages(batch["advantage"]) if t.normalize_advantages else batch["advantage"]
-        pg_loss, approx_kl, clip_fraction = clipped_surrogate(new_log_prob, batch["log_prob"], advantage, t.clip_eps)
-        v_loss = value_loss(value, batch["value"], batch["target"], value_clip)
-        ent = jnp.mean(nets.entropy(continuous, actor_out, log_std))
-        total = pg_loss + t.vf_coef * v_loss - t.ent_coef * ent
-        return total, {"policy_loss": pg_loss, "value_loss": v_loss, "entropy": ent, "approx_kl": approx_kl,
-                       "clip_fraction": clip_fraction}
-
-    def sgd_step(training: TrainingState, batch):
-        grads, metrics = jax.grad(loss_fn, has_aux=True)(training.params, batch)
-        updates, opt_state = optimizer.update(mesh.pmean(grads, AXIS), training.opt_state, training.params)
-        params = optax.apply_updates(training.params, updates)
-        return training.replace(params=params, opt_state=opt_state, grad_steps=training.grad_steps + 1), metrics
+    sgd_step = make_sgd_step(config, continuous, optimizer,
+                             lambda params, batch: replay(params, batch["obs"], batch["done"], batch["start"]))
 
     def iteration(scenarios: ScenarioBatch, training: TrainingState, device: RecurrentDeviceState, key: jax.Array):
         rollout_key, update_key = jax.random.split(key)

@@ -49,18 +49,11 @@ def state_size(cell: str, hidden_size: int) -> int:
     return 2 * hidden_size if cell == "lstm" else hidden_size
 
 
-class RecurrentActorCritic(nn.Module):
+class RecurrentActorCritic(ActorCritic):
     """One step of the recurrent actor-critic: observation -> dense embedding -> LSTM/GRU cell (state carried
-    between steps, one flat vector per env) -> actor and critic heads on the cell's output."""
+    between steps, one flat vector per env) -> actor and critic heads on the cell's output (ActorCritic's fields,
+    and the cell's)."""
 
-    hidden_sizes: Sequence[int]
-    action_dim: int
-    continuous: bool
-    activation: str = "tanh"
-    init_log_std: float = 0.0
-    obs_mask: Sequence[int] | None = None
-    actor_torso: Mapping[str, Any] | None = None
-    critic_torso: Mapping[str, Any] | None = None
     cell: str = "lstm"
     hidden_size: int = 64
 
