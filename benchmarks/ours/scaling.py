@@ -33,6 +33,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--num-envs", type=int, required=True)
     parser.add_argument("--iterations", type=int, default=600)
+    parser.add_argument("--history-points", type=int, default=None,
+                        help="train.history_points_per_log (default: the config's)")
     args = parser.parse_args()
     devices = mesh.device_count()  # over all processes
     n = args.num_envs
@@ -41,6 +43,8 @@ def main():
                  "train": {"num_envs": n, "grad_updates_per_iter": 1, "total_env_steps": max(1000, n) + steps,
                            "log_every_env_steps": steps // 3, "eval_every_env_steps": 0,
                            "checkpoint_every_env_steps": 10**9, "batch_size": 128}}
+    if args.history_points is not None:
+        overrides["train"]["history_points_per_log"] = args.history_points
     sac = algorithm.get("sac")
     cfg = algorithm.load_config("sac", overrides, devices)
     spec = make_env(cfg.env.id)

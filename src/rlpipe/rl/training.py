@@ -72,22 +72,17 @@ def make_chunk(algorithm: Algorithm, config: Any, spec: EnvSpec, specs: RunState
         # number (so the keys depend neither on how iterations are grouped into chunks nor on a resume)
         device_key = jax.random.fold_in(run.key, jax.lax.axis_index(axis))
 
-        def body(i, carry):
-            run, device_key, sums, episodes, bad_at, bad_flags, trace = carry
+        def step(carry):
+            run, bad_at, bad_flags = carry
             out = iteration(scenarios, run.training, run.device, jax.random.fold_in(device_key, run.iteration))
             run = RunState(out.training, out.device, run.key, run.iteration + 1)
             flags = jnp.stack([jnp.logical_not(jnp.isfinite(out.metrics[k])) for k in names])
             first = jnp.logical_and(bad_at < 0, jnp.any(flags))
-            bad_at = jnp.where(first, run.iteration, bad_at)
-            bad_flags = jnp.where(first, flags, bad_flags)
-            trace = _record(trace, i // stride, out.metrics, out.episodes, names)
-            return (run, device_key, {k: sums[k] + out.metrics[k] for k in names}, episodes + out.episodes, bad_at,
-                    bad_flags, trace)
+            return ((run, jnp.where(first, run.iteration, bad_at), jnp.where(first, flags, bad_flags)), out.metrics,
+                    out.episodes)
 
-        zero = {k: jnp.float32(0.0) for k in names}
-        init = (run, device_key, zero, EpisodeStats.zero(), jnp.int32(-1), jnp.zeros(len(names), bool),
-                _trace_zero(points, names))
-        run, _, sums, episodes, bad_at, bad_flags, trace = jax.lax.fori_loop(0, num_iters, body, init)
+        (run, bad_at, bad_flags), sums, episodes, trace = _iterate(
+            step, (run, jnp.int32(-1), jnp.zeros(len(names), bool)), num_iters, points, stride, names)
         n = jnp.maximum(num_iters, 1).astype(jnp.float32)
         metrics = {k: mesh.pmean(sums[k] / n, axis) for k in names}
         episodes = mesh.psum(episodes, axis)
@@ -132,12 +127,33 @@ def _trace_zero(points: int, names) -> jax.Array | tuple:
     return jnp.zeros((points, len(names) + len(_TRACE_EXTRA)), jnp.float32)
 
 
-def _record(trace, point: jax.Array, metrics: dict, episodes: EpisodeStats, names):
-    if not isinstance(trace, jax.Array):
-        return trace
-    row = jnp.stack([*(jnp.asarray(metrics[k], jnp.float32) for k in names), jnp.float32(1.0),
-                     episodes.return_sum, episodes.count])
-    return jax.lax.dynamic_update_index_in_dim(trace, trace[point] + row, point, 0)
+def _iterate(step, carry, num_iters, points: int, stride: int, names):
+    """``step(carry) -> (carry, metrics, EpisodeStats)`` ``num_iters`` times (traced): returns the carry, each
+    metric's sum, the episode statistics summed, and the trace (``()`` without points). With points the loop is
+    nested: an outer loop over the points, an inner one over each point's ``stride`` iterations, the point's sums
+    written once when its iterations are done (nothing more per iteration than without a trace)."""
+    zero = ({k: jnp.float32(0.0) for k in names}, EpisodeStats.zero())
+
+    def inner(_, state):
+        carry, sums, episodes = state
+        carry, metrics, stats = step(carry)
+        return carry, {k: sums[k] + metrics[k] for k in names}, episodes + stats
+
+    if not points:
+        carry, sums, episodes = jax.lax.fori_loop(0, num_iters, inner, (carry, *zero))
+        return carry, sums, episodes, ()
+
+    def outer(j, state):
+        carry, sums, episodes, trace = state
+        n = jnp.minimum(stride, num_iters - j * stride)
+        carry, point_sums, point_episodes = jax.lax.fori_loop(0, n, inner, (carry, *zero))
+        row = jnp.stack([*(point_sums[k] for k in names), n.astype(jnp.float32), point_episodes.return_sum,
+                         point_episodes.count])
+        return (carry, {k: sums[k] + point_sums[k] for k in names}, episodes + point_episodes,
+                jax.lax.dynamic_update_index_in_dim(trace, row, j, 0))
+
+    state = (carry, *zero, _trace_zero(points, names))
+    return jax.lax.fori_loop(0, (num_iters + stride - 1) // stride, outer, state)
 
 
 def _trace_out(trace, names, seeds: bool = False) -> dict[str, jax.Array]:
@@ -182,21 +198,18 @@ def _seeds_per_device(iteration, names, points: int = 0, stride: int = 1):
         def one_seed(training, device, key):
             device_key = jax.random.fold_in(key, jax.lax.axis_index(axis))
 
-            def body(i, carry):
-                training, device, it, sums, episodes, bad_at, bad_flags, trace = carry
+            def step(carry):
+                training, device, it, bad_at, bad_flags = carry
                 out = iteration(scenarios, training, device, jax.random.fold_in(device_key, it))
                 it = it + 1
                 flags = jnp.stack([jnp.logical_not(jnp.isfinite(out.metrics[k])) for k in names])
                 first = jnp.logical_and(bad_at < 0, jnp.any(flags))
-                return (out.training, out.device, it, {k: sums[k] + out.metrics[k] for k in names},
-                        episodes + out.episodes, jnp.where(first, it, bad_at), jnp.where(first, flags, bad_flags),
-                        _record(trace, i // stride, out.metrics, out.episodes, names))
+                return ((out.training, out.device, it, jnp.where(first, it, bad_at),
+                         jnp.where(first, flags, bad_flags)), out.metrics, out.episodes)
 
-            zero = {k: jnp.float32(0.0) for k in names}
-            init = (training, device, run.iteration, zero, EpisodeStats.zero(), jnp.int32(-1),
-                    jnp.zeros(len(names), bool), _trace_zero(points, names))
-            training, device, _, sums, episodes, bad_at, bad_flags, trace = jax.lax.fori_loop(0, num_iters, body,
-                                                                                               init)
+            init = (training, device, run.iteration, jnp.int32(-1), jnp.zeros(len(names), bool))
+            (training, device, _, bad_at, bad_flags), sums, episodes, trace = _iterate(step, init, num_iters, points,
+                                                                                       stride, names)
             return training, device, sums, episodes, bad_at, bad_flags, trace
 
         training, device, sums, episodes, bad_at, bad_flags, trace = jax.vmap(one_seed)(run.training, run.device,
