@@ -42,6 +42,12 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
+def smoothing_window(points: int) -> int:
+    """The moving-average width a training-return curve of ``points`` points is drawn with: 5% of them, at least 3;
+    0 below 20 points (few points, e.g. long episodes ending together, are shown as they are)."""
+    return max(3, points // 20) if points >= 20 else 0
+
+
 def learning_curve(history: pd.DataFrame, title: str, losses: tuple[str, ...] = (),
                    diagnostics: tuple[str, ...] = ()) -> Figure:
     """Above: training episode return (raw points faint, smoothed line) and the periodic deterministic
@@ -119,8 +125,8 @@ def _returns_panel(ax, history: pd.DataFrame) -> None:
         return
     train = history.dropna(subset=["episode_return"])
     if len(train):
-        if len(train) >= 20:  # raw points faint, a moving average over 5% of them (at least 3) strong
-            window = max(3, len(train) // 20)
+        window = smoothing_window(len(train))
+        if window:  # raw points faint, the moving average strong
             ax.plot(train["env_steps"], train["episode_return"], ".", color="tab:blue", alpha=0.3, ms=3,
                     label="training episodes (stochastic policy)")
             ax.plot(train["env_steps"], smooth(train["episode_return"].to_numpy(), window), color="tab:blue", lw=2,
@@ -186,8 +192,8 @@ def compare_curves(histories: list[pd.DataFrame], labels: list[str], title: str)
         if "episode_return" in history:
             train = history.dropna(subset=["episode_return"])
             values = train["episode_return"].to_numpy()
-            if len(train) >= 20:
-                values = smooth(values, max(3, len(train) // 20))
+            if window := smoothing_window(len(train)):
+                values = smooth(values, window)
             ax.plot(train["env_steps"], values, color=color, lw=1.6)
         if "eval_return_mean" in history:
             ev = history.dropna(subset=["eval_return_mean"])
