@@ -102,12 +102,15 @@ def assert_bitwise_equal(a, b):
         np.testing.assert_array_equal(x, y)
 
 
-KILL_SAC_SEEDS = {**KILL_SAC, "train": {**KILL_SAC["train"], "total_env_steps": 3_600, "num_seeds": 2}}
+# two seeds with a scenario curriculum: each seed's draw weights are run state that must resume exactly
+KILL_SAC_SEEDS = {**KILL_SAC, "train": {**KILL_SAC["train"], "total_env_steps": 3_600, "num_seeds": 2},
+                  "scenarios": {**KILL_SAC["scenarios"], "ranges": {"m": [0.5, 2.0]},
+                                "curriculum": {"every_env_steps": 800, "temperature": 0.5}}}
 
 
 @pytest.mark.parametrize("algo,params,corrupt_newest", [("sac", KILL_SAC, True), ("ppo", KILL_PPO, False),
                                                         ("sac", KILL_SAC_SEEDS, False)],
-                         ids=["sac", "ppo-recurrent", "sac-2-seeds"])
+                         ids=["sac", "ppo-recurrent", "sac-2-seeds-curriculum"])
 def test_sigkill_then_resume_is_bitwise_identical_to_an_uninterrupted_run(project, algo, params, corrupt_newest):
     write_params(project, algo, params)
     kill_after_checkpoints(project, algo, count=2)
@@ -115,6 +118,9 @@ def test_sigkill_then_resume_is_bitwise_identical_to_an_uninterrupted_run(projec
     if algo == "ppo":  # the checkpoint holds every env's policy state, mid-episode
         saved, _ = load_checkpoint(taken[-1], ["device"])
         assert saved["device"]["memory"].shape == (4, 32) and np.abs(saved["device"]["memory"]).sum() > 0
+    if "curriculum" in params["scenarios"]:  # re-weighted before the checkpoints: not uniform any more
+        saved, _ = load_checkpoint(taken[-1], ["curriculum"])
+        assert saved["curriculum"]["weights"].shape == (2, 8) and np.ptp(saved["curriculum"]["weights"][0]) > 0
     if corrupt_newest:  # a torn newest checkpoint: resume must notice, say so, and take the one before
         newest = taken[-1]
         victim = max((p for p in (newest / "state").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from rlpipe.rl.envs import EnvSpec, ScenarioBatch
-from rlpipe.rl.envs.scenarios import take
+from rlpipe.rl.envs.scenarios import draw, take
 
 ActionMap = Callable[[jax.Array], jax.Array]
 
@@ -93,8 +93,8 @@ def flat_obs(obs: jax.Array, num: int) -> jax.Array:
 
 
 def reset_envs(spec: EnvSpec, scenarios: ScenarioBatch, key: jax.Array, num_envs: int) -> EnvBatchState:
-    """Start ``num_envs`` episodes on uniformly sampled scenarios."""
-    index = jax.random.randint(key, (num_envs,), 0, scenarios.size)
+    """Start ``num_envs`` episodes on sampled scenarios (uniformly, or by the curriculum's weights)."""
+    index = draw(scenarios, key, num_envs)
     params, reset_keys = take(scenarios, index)
     obs, env_state = spec.reset_batch(reset_keys, params)
     zeros = jnp.zeros((num_envs,), jnp.float32)
@@ -123,7 +123,7 @@ def step_envs(spec: EnvSpec, scenarios: ScenarioBatch, state: EnvBatchState, act
                             episode_length * keep_running)
 
     def restart_finished(stepped: EnvBatchState) -> EnvBatchState:
-        index = jax.random.randint(pick_key, (num_envs,), 0, scenarios.size)
+        index = draw(scenarios, pick_key, num_envs)
         params, reset_keys = take(scenarios, index)
         # a host env resets only the finished envs, in place; a JAX env starts all and the finished ones are kept
         obs, env_state = spec.reset_batch(reset_keys, params, stepped.env_state, done, flat_obs(stepped.obs, num_envs))

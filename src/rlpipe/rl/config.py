@@ -179,6 +179,18 @@ def env_config(default_id: str):
     return spec(default_factory=lambda: EnvConfig(id=default_id), doc="the environment")
 
 
+class CurriculumConfig(Config):
+    """A failure-weighted curriculum over the training scenarios."""
+
+    every_env_steps: int = spec(20_000, ge=1, doc="env steps between re-weightings: the current deterministic "
+                                                  "policy is evaluated on every training scenario")
+    temperature: float = spec(1.0, gt=0.0, le=1e6, doc="softmax temperature, in standard deviations of the scores "
+                                                       "over the training scenarios (lower: sharper)")
+    floor: float = spec(0.1, ge=0.0, le=1.0, doc="share of the draws that stays uniform, so no scenario is starved")
+    metric: str | None = spec(None, doc="a success metric named in env.metrics (its final value, 1 = success): "
+                                        "scenarios are weighted by failure; null: by negative return")
+
+
 class ScenarioConfig(Config):
     """Training and held-out evaluation scenarios: environment parameters drawn per scenario."""
 
@@ -190,6 +202,8 @@ class ScenarioConfig(Config):
     )
     seed: int | None = spec(None, ge=0, lt=2**31, doc="seed of the scenario tables; null: the run's seed (every "
                                                          "seed of a multi-seed run shares the run's scenarios)")
+    curriculum: CurriculumConfig | None = spec(None, doc="draw training scenarios by failure: {every_env_steps, "
+                                                         "temperature, floor, metric}; null: uniformly")
 
 
 class ModuleConfig(Config):
@@ -509,6 +523,24 @@ def check_env_metrics(metrics: tuple[str, ...], env_spec: Any, key: str) -> None
             raise ConfigError(key, f"{env_spec.id} never reports {name!r}{hint}; its steps report: {reported}")
 
 
+def check_curriculum(config: Any, key: str, steps_per_iter: int) -> None:
+    """``scenarios.curriculum``: re-weighting at most once per iteration, on a metric the evaluation reports."""
+    c = config.scenarios.curriculum
+    if c is None:
+        return
+    where = f"{key}.scenarios.curriculum"
+    if c.every_env_steps < steps_per_iter:
+        raise ConfigError(f"{where}.every_env_steps", f"{c.every_env_steps} is below one iteration "
+                                                      f"({steps_per_iter} env steps)")
+    if c.metric is not None and c.metric not in config.env.metrics:
+        named = ", ".join(config.env.metrics) or "none"
+        raise ConfigError(f"{where}.metric", f"{c.metric!r} is not one of the env metrics the evaluation reports "
+                                             f"({key}.env.metrics: {named}); add it there")
+    if config.scenarios.num_train < 2:
+        raise ConfigError(f"{where}", f"a curriculum weighs several training scenarios; "
+                                      f"{key}.scenarios.num_train is {config.scenarios.num_train}")
+
+
 def check_seeds(config: Any, key: str) -> None:
     """A multi-seed run: seeds that stay valid seeds, and no single stored agent to start every seed from."""
     n = config.train.num_seeds
@@ -533,6 +565,7 @@ def check_common(config: Any, key: str, num_devices: int | None, continuous: boo
                           f"{t.log_every_env_steps} is below one iteration ({steps_per_iter} env steps)")
     check_init_from(t, f"{key}.train")
     check_seeds(config, key)
+    check_curriculum(config, key, steps_per_iter)
     net = config.network
     if net.kwargs and net.module is None:
         raise ConfigError(f"{key}.network.kwargs", "given without network.module (the class they are for)")

@@ -25,6 +25,9 @@ ProgressFn = Callable[[dict[str, Any]], None]
 CheckpointFn = Callable[[int, Any, dict[str, Any]], None]  # (env steps, state tree, loop progress)
 
 
+ADAPT_PREFIX = "curriculum."  # the history columns an ``adapt`` step logs
+
+
 class NonFiniteError(FloatingPointError):
     """Training produced NaN or Inf; the message names the iteration and the quantities."""
 
@@ -85,8 +88,8 @@ def _next_multiple(value: int, every: int) -> int:
 def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: EvaluateFn | None = None,
         checkpoint_tree: Callable[[Any], Any] = lambda s: s, on_progress: ProgressFn | None = None,
         on_checkpoint: CheckpointFn | None = None, stopper: EarlyStopping | None = None,
-        resume: Resume | None = None, periodic: tuple[tuple[int, Callable[[int, Any], None]], ...] = ()
-        ) -> tuple[Any, list[dict[str, Any]], dict[str, np.ndarray] | None, list[dict[str, Any]]]:
+        resume: Resume | None = None, periodic: tuple[tuple[int, Callable[[int, Any], None]], ...] = (),
+        adapt: tuple[int, Callable[[Any], tuple[Any, dict[str, float]]]] | None = None) -> tuple[Any, list[dict[str, Any]], dict[str, np.ndarray] | None, list[dict[str, Any]]]:
     """Advance ``state`` chunk by chunk to ``schedule.total_iters``; returns the state, one history row a chunk, the
     evaluation of the final state (``{"returns", "lengths"}`` per scenario; None without ``evaluate``), and the
     curve: the points the chunks recorded inside (``trace/...`` metrics, see ``rlpipe.rl.training``), one row each
@@ -100,6 +103,10 @@ def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: EvaluateFn 
     where the checkpoint was taken. A chunk whose losses or parameters are not finite raises
     :class:`NonFiniteError` before anything of it is checkpointed. Each ``(every, fn)`` of ``periodic`` calls
     ``fn(env_steps, state)`` at the first chunk end at or past every multiple of ``every`` env steps, and at the end.
+    ``adapt = (every, fn)`` changes the state between chunks: ``fn(state) -> (state, logged)`` at every multiple of
+    ``every`` env steps (chunks end on that grid too; not after the last chunk), before the evaluation and the
+    checkpoint of that chunk end; ``logged`` (names starting with ``ADAPT_PREFIX``) goes into the row (NaN in rows
+    without an update).
     """
     s = schedule
     history: list[dict[str, Any]] = list(resume.history) if resume else []
@@ -118,6 +125,8 @@ def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: EvaluateFn 
     metric_names: list[str] = [k.removeprefix("eval_env.") for k in (history[-1] if history else {})
                                if k.startswith("eval_env.")]
     next_periodic = [_next_multiple(start, every) for every, _ in periodic]
+    next_adapt = _next_multiple(start, adapt[0]) if adapt is not None else None
+    adapt_names = [k for k in (history[-1] if history else {}) if k.startswith(ADAPT_PREFIX)]
 
     def evaluate_now() -> tuple[float, float]:
         nonlocal eval_seconds, final
@@ -146,6 +155,9 @@ def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: EvaluateFn 
         if evaluate is not None and s.eval_every_env_steps:  # end the chunk at the next point of the eval grid
             now = s.env_steps_before + done_iters * s.env_steps_per_iter
             n = min(n, max(1, math.ceil((next_eval - now) / s.env_steps_per_iter)))
+        if adapt is not None:  # and at the next point of the adaptation grid
+            now = s.env_steps_before + done_iters * s.env_steps_per_iter
+            n = min(n, max(1, math.ceil((next_adapt - now) / s.env_steps_per_iter)))
         started = time.perf_counter()
         state, metrics = chunk(state, n)
         metrics = mesh.host_copy(metrics)
@@ -159,6 +171,13 @@ def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: EvaluateFn 
         done_iters += n
         env_steps = s.env_steps_before + done_iters * s.env_steps_per_iter
         last = done_iters == s.total_iters
+
+        adapted: dict[str, float] = {}
+        if adapt is not None and env_steps >= next_adapt and not last:
+            state, adapted = adapt[1](state)
+            adapt_names = list(adapted)
+            next_adapt = _next_multiple(env_steps, adapt[0])
+        adapted = {name: adapted.get(name, float("nan")) for name in adapt_names}
 
         eval_mean = eval_std = float("nan")
         final = None
@@ -180,6 +199,7 @@ def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: EvaluateFn 
             "eval_return_std": eval_std,
             **eval_metrics,
             **seed_columns(per_seed),
+            **adapted,
             "env_steps_per_s": n * s.env_steps_per_iter / elapsed,
             "grad_steps_per_s": n * s.grad_steps_per_iter / elapsed,
             "train_seconds": train_seconds,  # compiled training calls only: no compile, eval or checkpoint time

@@ -35,6 +35,7 @@ class RunState:
     device: Any  # each device's own: leading axis split over the mesh; scalars replicated
     key: jax.Array  # replicated, fixed for the run: folded with a device's global index and the iteration number
     iteration: jax.Array  # replicated int32: iterations done
+    curriculum: Any = ()  # replicated: the scenario curriculum's {"weights", "returns"} (rlpipe.rl.curriculum); ()
 
 
 class TrainResult(NamedTuple):
@@ -42,16 +43,21 @@ class TrainResult(NamedTuple):
     history: list[dict[str, Any]]  # one row per chunk
     final_evaluation: dict[str, Any] | None  # per-eval-scenario "returns", "lengths", "metrics" of the final policy
     curve: list[dict[str, Any]] = []  # the training metrics at history_points_per_log points per chunk (see loop)
+    curriculum: dict[str, Any] | None = None  # the final curriculum state (numpy), None without a curriculum
 
 
 def checkpoint_tree(run: RunState) -> dict[str, Any]:
     """What a checkpoint holds: the whole run state, each part once (the mesh layout is not a copy per device)."""
-    return {"training": run.training, "device": run.device, "key": run.key, "iteration": run.iteration}
+    tree = {"training": run.training, "device": run.device, "key": run.key, "iteration": run.iteration}
+    if jax.tree.leaves(run.curriculum):
+        tree["curriculum"] = run.curriculum
+    return tree
 
 
 def _specs(device_specs: Any) -> RunState:
     replicated = mesh.replicated_spec()
-    return RunState(training=replicated, device=device_specs, key=replicated, iteration=replicated)
+    return RunState(training=replicated, device=device_specs, key=replicated, iteration=replicated,
+                    curriculum=replicated)
 
 
 def make_chunk(algorithm: Algorithm, config: Any, spec: EnvSpec, specs: RunState):
@@ -67,7 +73,11 @@ def make_chunk(algorithm: Algorithm, config: Any, spec: EnvSpec, specs: RunState
     axis = mesh.AXIS
     points, stride = trace_shape(algorithm, config)
 
+    curriculum = config.scenarios.curriculum is not None
+
     def per_device(run: RunState, scenarios: ScenarioBatch, num_iters):
+        if curriculum:  # resets draw training scenarios by the curriculum's weights
+            scenarios = scenarios.replace(weights=run.curriculum["weights"])
         # this device's stream: the run's key folded with the device's global index, then with the iteration
         # number (so the keys depend neither on how iterations are grouped into chunks nor on a resume)
         device_key = jax.random.fold_in(run.key, jax.lax.axis_index(axis))
@@ -75,7 +85,7 @@ def make_chunk(algorithm: Algorithm, config: Any, spec: EnvSpec, specs: RunState
         def step(carry):
             run, bad_at, bad_flags = carry
             out = iteration(scenarios, run.training, run.device, jax.random.fold_in(device_key, run.iteration))
-            run = RunState(out.training, out.device, run.key, run.iteration + 1)
+            run = run.replace(training=out.training, device=out.device, iteration=run.iteration + 1)
             flags = jnp.stack([jnp.logical_not(jnp.isfinite(out.metrics[k])) for k in names])
             first = jnp.logical_and(bad_at < 0, jnp.any(flags))
             return ((run, jnp.where(first, run.iteration, bad_at), jnp.where(first, flags, bad_flags)), out.metrics,
@@ -97,7 +107,7 @@ def make_chunk(algorithm: Algorithm, config: Any, spec: EnvSpec, specs: RunState
     replicated = mesh.replicated_spec()
     # check_vma=False: algorithms write plain JAX (zero-initialized scan carries and all); that the training state
     # really stays identical on every device is the algorithm's pmean, and a test of each algorithm checks it.
-    body = per_device if num_seeds(config) == 1 else _seeds_per_device(iteration, names, points, stride)
+    body = per_device if num_seeds(config) == 1 else _seeds_per_device(iteration, names, points, stride, curriculum)
     sharded = jax.shard_map(body, mesh=mesh.make_mesh(), in_specs=(specs, replicated, replicated),
                             out_specs=(specs, replicated), check_vma=False)
     return jax.jit(sharded, donate_argnums=(0,))
@@ -188,19 +198,20 @@ def _flag_nonfinite(metrics: dict, names, bad_counts, training) -> None:
     metrics["nonfinite/parameters"] = jnp.logical_not(jnp.all(jnp.stack(finite))).astype(jnp.float32)
 
 
-def _seeds_per_device(iteration, names, points: int = 0, stride: int = 1):
+def _seeds_per_device(iteration, names, points: int = 0, stride: int = 1, curriculum: bool = False):
     """The chunk's per-device body for a multi-seed run: every leaf of the run state has a leading seed axis
-    (``key`` too; ``iteration`` is shared), and each seed runs the one-seed loop, vmapped. Metrics are averaged over
-    seeds as well; ``seeds/episode_return`` and ``seeds/episodes`` keep each seed's own."""
+    (``key`` and the curriculum too; ``iteration`` is shared), and each seed runs the one-seed loop, vmapped. Metrics
+    are averaged over seeds as well; ``seeds/episode_return`` and ``seeds/episodes`` keep each seed's own."""
     axis = mesh.AXIS
 
     def per_device(run: RunState, scenarios: ScenarioBatch, num_iters):
-        def one_seed(training, device, key):
+        def one_seed(training, device, key, weights):
+            scenarios_ = scenarios.replace(weights=weights) if curriculum else scenarios
             device_key = jax.random.fold_in(key, jax.lax.axis_index(axis))
 
             def step(carry):
                 training, device, it, bad_at, bad_flags = carry
-                out = iteration(scenarios, training, device, jax.random.fold_in(device_key, it))
+                out = iteration(scenarios_, training, device, jax.random.fold_in(device_key, it))
                 it = it + 1
                 flags = jnp.stack([jnp.logical_not(jnp.isfinite(out.metrics[k])) for k in names])
                 first = jnp.logical_and(bad_at < 0, jnp.any(flags))
@@ -212,9 +223,10 @@ def _seeds_per_device(iteration, names, points: int = 0, stride: int = 1):
                                                                                        stride, names)
             return training, device, sums, episodes, bad_at, bad_flags, trace
 
+        weights = run.curriculum["weights"] if curriculum else jnp.zeros(run.key.shape[:1])
         training, device, sums, episodes, bad_at, bad_flags, trace = jax.vmap(one_seed)(run.training, run.device,
-                                                                                         run.key)
-        run = RunState(training, device, run.key, run.iteration + num_iters)
+                                                                                         run.key, weights)
+        run = run.replace(training=training, device=device, iteration=run.iteration + num_iters)
         n = jnp.maximum(num_iters, 1).astype(jnp.float32)
         metrics = {k: jnp.mean(mesh.pmean(sums[k] / n, axis)) for k in names}
         episodes = mesh.psum(episodes, axis)  # per seed
@@ -293,11 +305,18 @@ def initial_state(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: S
     data = mesh.put(device_data, split) if device_data is not None else None
     init, device_specs = _device_init(algorithm, config, spec, keys, scenarios, data)
     specs = _specs(device_specs)
+    fresh_curriculum = ()
+    if config.scenarios.curriculum is not None:
+        from rlpipe.rl import curriculum
+
+        fresh_curriculum = curriculum.initial_state(scenarios.size, seeds)
     if resume is None:
         return RunState(mesh.put_replicated(mesh.host_copy(training)), init(keys, scenarios, data),
-                        mesh.put_replicated(np.asarray(run_key)), mesh.put_replicated(np.int32(0))), specs
+                        mesh.put_replicated(np.asarray(run_key)), mesh.put_replicated(np.int32(0)),
+                        mesh.put_replicated(fresh_curriculum)), specs
     abstract = RunState(jax.eval_shape(lambda: training), jax.eval_shape(init, keys, scenarios, data),
-                        jax.ShapeDtypeStruct(run_key.shape, run_key.dtype), jax.ShapeDtypeStruct((), jnp.int32))
+                        jax.ShapeDtypeStruct(run_key.shape, run_key.dtype), jax.ShapeDtypeStruct((), jnp.int32),
+                        jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), fresh_curriculum))
     restored = restore_state(algorithm, abstract, specs, resume, seeds)
     if spec.host is not None:
         logger.warning("%s is stepped on the host and its envs cannot be snapshotted: the run resumes from the "
@@ -327,6 +346,10 @@ def restore_state(algorithm: Algorithm, abstract: RunState, specs: RunState, res
                 algorithm.redistribute_device_state(seed_slice(tree["device"], k), resume.num_devices, num_devices)
                 for k in range(seeds)])
     want = checkpoint_tree(abstract)
+    if "curriculum" in want and "curriculum" not in tree:
+        raise ValueError("the checkpoint was written without scenarios.curriculum: it is from another config")
+    if "curriculum" not in want:
+        tree.pop("curriculum", None)
     restored = serialization.from_state_dict(want, tree)
     for (path, wanted), got in zip(jax.tree_util.tree_leaves_with_path(want), jax.tree.leaves(restored)):
         if tuple(np.shape(got)) != tuple(wanted.shape):
@@ -335,7 +358,8 @@ def restore_state(algorithm: Algorithm, abstract: RunState, specs: RunState, res
     restored = jax.tree.map(lambda x, wanted: np.asarray(x, wanted.dtype), restored, want)
     return RunState(training=mesh.put(restored["training"], specs.training),
                     device=mesh.put(restored["device"], specs.device),
-                    key=mesh.put_replicated(restored["key"]), iteration=mesh.put_replicated(restored["iteration"]))
+                    key=mesh.put_replicated(restored["key"]), iteration=mesh.put_replicated(restored["iteration"]),
+                    curriculum=mesh.put_replicated(restored["curriculum"]) if "curriculum" in restored else ())
 
 
 def compile_chunk(chunk, state: RunState, scenarios: ScenarioBatch, num_iters: int, alongside=None):
@@ -424,13 +448,44 @@ def _train(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: Scenario
             deliver(env_steps, {"meta": {**meta, **extra, "env_steps": env_steps}, "params": params})
 
         periodic = ((every, deliver_policy),)
+    adapt = None
+    if config.scenarios.curriculum is not None:
+        adapt = (config.scenarios.curriculum.every_env_steps,
+                 _curriculum_update(algorithm, config, spec, scenarios, seeds))
     run, history, final, curve = loop.run(schedule, run, chunk, evaluate=evaluate, checkpoint_tree=checkpoint_tree,
                                           on_progress=on_progress, on_checkpoint=on_checkpoint, stopper=stopper,
-                                          resume=resume, periodic=periodic)
+                                          resume=resume, periodic=periodic, adapt=adapt)
     if stopper is not None and stopper.stopped_at is not None:
         logger.info("early stop at %d env steps: windowed %s return %.1f >= target %.1f for %d checks",
                     stopper.stopped_at, e.monitor, stopper.values[-1], e.target_return, e.patience)
-    return TrainResult(checkpoint_tree(run), history, final, curve)
+    final_curriculum = mesh.host_copy(run.curriculum) if adapt is not None else None
+    return TrainResult(checkpoint_tree(run), history, final, curve, final_curriculum)
+
+
+def _curriculum_update(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: ScenarioBatch, seeds: int):
+    """``adapt(run) -> (run, logged)`` of the loop: the current deterministic policy (every seed's) run once on every
+    training scenario by one compiled evaluator, the curriculum re-weighted from its returns (or its failures on
+    ``scenarios.curriculum.metric``) in the replicated run state."""
+    from rlpipe.rl import curriculum
+
+    c = config.scenarios.curriculum
+    meta = algorithm.policy_meta(config, spec)
+    evaluator = make_evaluator(spec, lambda p: policies.jax_policy({"meta": meta, "params": p}),
+                               max_episode_steps(scenarios), (c.metric,) if c.metric else ())
+    final_metric = f"{c.metric}_final"
+
+    def adapt(run: RunState) -> tuple[RunState, dict[str, float]]:
+        params = mesh.host_copy(algorithm.policy_params(run.training))
+        if seeds == 1:
+            returns, _ = evaluator(params, scenarios)
+            metric = evaluator.last_metrics.get(final_metric) if c.metric else None
+        else:
+            returns, _, metrics = _evaluate_seeds(evaluator, params, scenarios, seeds)
+            metric = metrics.get(final_metric) if c.metric else None
+        state, logged = curriculum.update(returns, metric, c)
+        return run.replace(curriculum=mesh.put_replicated(state)), logged
+
+    return adapt
 
 
 def _evaluate_seeds(evaluator, params: Any, scenarios: ScenarioBatch, seeds: int) -> tuple:

@@ -97,10 +97,11 @@ def history_table(history: list[dict[str, Any]], curve: list[dict[str, Any]] = (
 
 def train(config: Any, initial_state: Any, lineage: dict[str, Any], scenarios_train: pd.DataFrame,
           scenarios_eval: pd.DataFrame, device_data: dict[str, Any] | None = None
-          ) -> tuple[StoredCheckpoint, pd.DataFrame, dict[str, Any], dict[str, bytes]]:
+          ) -> tuple[StoredCheckpoint, pd.DataFrame, dict[str, Any], dict[str, bytes], pd.DataFrame]:
     """Train to ``total_env_steps`` with periodic checkpoints and evaluations, on every device of every process;
-    returns the agent (the final checkpoint), the history, the evaluation of the final policy and the videos of
-    the policy during training (``tracking.video_every_env_steps``; none when 0).
+    returns the agent (the final checkpoint), the history, the evaluation of the final policy, the videos of
+    the policy during training (``tracking.video_every_env_steps``; none when 0) and the training scenarios' draw
+    weights at the end (see ``scenario_weights``).
 
     ``lineage`` names the stored agent the run started from (``train.init_from``; empty otherwise): the agent's
     meta keeps it. ``device_data`` are host arrays split over the devices for their initial state (SAC's prefill
@@ -125,7 +126,26 @@ def train(config: Any, initial_state: Any, lineage: dict[str, Any], scenarios_tr
         logger.info("%s.train: final training state %s in process %d of %d", name,
                     _fingerprint(result.state["training"]), mesh.process_index(), mesh.process_count())
     agent, history = run.outputs(result.history, result.curve)
-    return agent, history, result.final_evaluation, videos.files if videos else {}
+    weights = scenario_weights(scenarios_train, result.curriculum)
+    return agent, history, result.final_evaluation, videos.files if videos else {}, weights
+
+
+def scenario_weights(scenarios_train: pd.DataFrame, curriculum: dict[str, Any] | None) -> pd.DataFrame:
+    """The probability of drawing each training scenario at a reset when training ended (``weight``) and the
+    return of the curriculum's last evaluation it came from (``return``; NaN before any, or without a curriculum,
+    when the weights are uniform); a multi-seed run has a row per seed and scenario (``seed_index``)."""
+    import numpy as np
+
+    ids = scenarios_train["scenario_id"].to_numpy()
+    if curriculum is None:
+        return pd.DataFrame({"scenario_id": ids, "weight": np.full(len(ids), 1.0 / len(ids)),
+                             "return": np.full(len(ids), np.nan)})
+    weights, returns = np.asarray(curriculum["weights"], np.float64), np.asarray(curriculum["returns"], np.float64)
+    if weights.ndim == 1:
+        return pd.DataFrame({"scenario_id": ids, "weight": weights, "return": returns})
+    seeds = weights.shape[0]
+    return pd.DataFrame({"seed_index": np.repeat(np.arange(seeds, dtype=np.int64), len(ids)),
+                         "scenario_id": np.tile(ids, seeds), "weight": weights.ravel(), "return": returns.ravel()})
 
 
 class TrainingVideos:

@@ -9,5 +9,6 @@ from rlpipe.stages.common import algorithm_pipeline
 def create_pipeline(**kwargs) -> Pipeline:
     return algorithm_pipeline("ppo", [
         Node(monitoring.train, ["config", "initial_state", "lineage", "scenarios_train", "scenarios_eval"],
-             ["agent", "training_history", "final_evaluation", "training_videos"], name="train"),
+             ["agent", "training_history", "final_evaluation", "training_videos",
+              "scenario_weights"], name="train"),
     ])

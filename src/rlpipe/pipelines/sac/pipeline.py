@@ -13,5 +13,6 @@ def create_pipeline(**kwargs) -> Pipeline:
              name="prefill_buffer"),
         Node(monitoring.train, ["config", "initial_state", "lineage", "scenarios_train", "scenarios_eval",
                                 "prefill_transitions"],
-             ["agent", "training_history", "final_evaluation", "training_videos"], name="train"),
+             ["agent", "training_history", "final_evaluation", "training_videos",
+              "scenario_weights"], name="train"),
     ])

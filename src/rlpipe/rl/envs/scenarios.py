@@ -30,6 +30,7 @@ class ScenarioError(ValueError):
 class ScenarioBatch:
     params: object  # env params struct, every leaf with a leading [num_scenarios] axis
     reset_keys: jax.Array  # uint32 [num_scenarios, 2]
+    weights: jax.Array | None = None  # probability of drawing each scenario at a reset; None: uniform
 
     @property
     def size(self) -> int:
@@ -125,6 +126,13 @@ def _first_bad(name: str, column: str, data: np.ndarray, bad: np.ndarray, proble
     rows = np.flatnonzero(bad)
     if rows.size:
         raise ScenarioError(f"{name}: column {column!r} row {int(rows[0])} is {float(data[rows[0]])!r}: {problem}")
+
+
+def draw(batch: ScenarioBatch, key: jax.Array, num: int) -> jax.Array:
+    """Indices of ``num`` scenarios drawn for resets: uniformly, or by ``batch.weights`` (a curriculum's)."""
+    if batch.weights is None:
+        return jax.random.randint(key, (num,), 0, batch.size)
+    return jax.random.choice(key, batch.size, (num,), p=batch.weights)
 
 
 def take(batch: ScenarioBatch, index: jax.Array) -> tuple[object, jax.Array]:
