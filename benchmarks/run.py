@@ -19,6 +19,9 @@ seed pair). Case 9 compares N seeds in one program with N one-seed runs (SAC, PP
 shipped ``sac_tune`` config) whose best config then meets the default one with fresh seeds. Case 10 trains the
 shipped partially observable PPO configs with their LSTM and with a feed-forward MLP instead (seeds 0..pairs-1).
 Case 11 times the default configs with the training history recorded inside the compiled chunk and without.
+Case 12 trains the randomized-Pendulum SAC config with its curriculum and with uniform scenario sampling (4 seeds in
+one program each, at the config's budget and at 100k env steps), and runs the imitation chain (SAC expert,
+recorded demonstrations, PPO imitating them with task_weight 0; 3 imitator seeds) as `kedro run` commands.
 """
 
 from __future__ import annotations
@@ -585,6 +588,26 @@ def case_history(pairs: int) -> dict:
     return out
 
 
+CURRICULUM_STEPS = (40_000, 100_000)
+
+
+def case_curriculum(pairs: int) -> dict:
+    """12. Learning from failures and from demonstrations. The randomized-Pendulum SAC config (mass and length in
+    [0.5, 2.0]) with its curriculum and with uniform sampling, 4 seeds in one program each, alternately, at each
+    budget of CURRICULUM_STEPS: the final eval's worst-decile and mean return per seed. Then the imitation chain."""
+    out = {}
+    for steps in CURRICULUM_STEPS:
+        runs = {"curriculum": [], "uniform": []}
+        for _ in range(max(1, pairs // 3)):
+            runs["curriculum"].append(run_json(OURS_PY, "ours/curriculum.py", "--steps", str(steps)))
+            runs["uniform"].append(run_json(OURS_PY, "ours/curriculum.py", "--steps", str(steps), "--uniform"))
+        out[str(steps)] = {"runs": runs, **{
+            f"{kind}_{key}": stats([v for r in rs for v in r[key]]) for kind, rs in runs.items()
+            for key in ("eval_worst_decile", "eval_mean")}}
+    out["imitation"] = run_json(OURS_PY, "ours/imitation.py", "--seeds", "3", timeout=TIMEOUT)
+    return out
+
+
 CASES = {"1": ("SAC Pendulum-v1 to -200", case_sac_threshold), "2": ("SAC identical hyperparameters", case_sac_throughput),
          "3": ("PPO CartPole-v1 to 475", case_ppo), "4": ("compilation", case_compile), "5": ("scaling", case_scaling),
          "6": ("multi-process: the cost of crossing processes", case_multiprocess),
@@ -592,7 +615,9 @@ CASES = {"1": ("SAC Pendulum-v1 to -200", case_sac_threshold), "2": ("SAC identi
          "8": ("any environment: HalfCheetah-v5 against SB3, host vs compiled env stepping", case_any_env),
          "9": ("experiments at scale: many seeds in one program, a real search", case_seeds),
          "10": ("memory: recurrent PPO on partially observable tasks against feed-forward", case_recurrent),
-         "11": ("full-resolution histories: env steps/s with the in-chunk history and without", case_history)}
+         "11": ("full-resolution histories: env steps/s with the in-chunk history and without", case_history),
+         "12": ("learning from failures and demonstrations: curriculum vs uniform, the imitation chain",
+                case_curriculum)}
 
 
 # ----------------------------------------------------------------------------------------------------- report
@@ -875,6 +900,36 @@ def report(results: dict) -> str:
                             "reaches 1)", ratio["max"] is not None and ratio["max"] >= 1.0,
                             f"{fmt(ratio['median'])}× ({fmt(ratio['min'])}–{fmt(ratio['max'])})"))
         lines.append("")
+    if "12" in results["cases"]:
+        c = results["cases"]["12"]
+        lines += ["## 12. Learning from failures and from demonstrations", "",
+                  "SAC on Pendulum-v1 with mass and length in [0.5, 2.0] (conf/sac_pendulum_randomized), 4 seeds in "
+                  "one program, scored on the same 64 held-out scenarios: each seed's worst-decile return (the mean "
+                  "of its 7 lowest scenario returns) and mean return; median (min–max) over the seeds.", "",
+                  "| env steps | sampling | worst-decile eval return | mean eval return | wall s |",
+                  "| --- | --- | --- | --- | --- |"]
+        for steps in CURRICULUM_STEPS:
+            a = c[str(steps)]
+            for kind in ("curriculum", "uniform"):
+                lines.append(f"| {steps:,} | {kind} | {spread(a[f'{kind}_eval_worst_decile'], 4)} | "
+                             f"{spread(a[f'{kind}_eval_mean'], 4)} | "
+                             f"{fmt(statistics.median(r['seconds'] for r in a['runs'][kind]))} |")
+            better = a["curriculum_eval_worst_decile"]["median"] > a["uniform_eval_worst_decile"]["median"]
+            targets.append((f"12: curriculum's worst-decile eval return above uniform's at {steps:,} env steps "
+                            "(median of 4 seeds)", better,
+                            f"{fmt(a['curriculum_eval_worst_decile']['median'], 4)} vs "
+                            f"{fmt(a['uniform_eval_worst_decile']['median'], 4)}"))
+        m = c["imitation"]
+        lines += ["", "The imitation chain (`kedro run --pipeline=imitation_chain`, then `--pipeline=ppo_imitation` "
+                  "with seeds 1, 2 on the same demonstrations): PPO with task_weight 0, 409,600 env steps.", "",
+                  f"Expert (SAC) eval mean {fmt(m['expert_eval_mean'], 4)}; demonstrations {m['demonstrations']:,} "
+                  f"transitions, mean return {fmt(m['demonstrations_return_mean'], 4)}; imitator eval means "
+                  f"{', '.join(fmt(v, 4) for v in m['imitator_eval_mean'])} (seeds "
+                  f"{', '.join(map(str, m['imitator_seeds']))}); the chain took {fmt(m['chain_seconds'])} s, each "
+                  f"further imitator {', '.join(fmt(v) for v in m['imitator_seconds'])} s.", ""]
+        targets.append(("12: the imitator (task_weight 0) reaches an eval mean >= -400 (every seed)",
+                        min(m["imitator_eval_mean"]) >= -400,
+                        ", ".join(fmt(v, 4) for v in m["imitator_eval_mean"])))
     lines += ["## Targets", "", "| target | met | measured |", "| --- | --- | --- |"]
     lines += [f"| {name} | {'yes' if ok else 'NO'} | {value} |" for name, ok, value in targets]
     return "\n".join(lines) + "\n"

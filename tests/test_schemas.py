@@ -24,6 +24,7 @@ SHIPPED = {
     "conf/ppo_pendulum/parameters_ppo.yml": "ppo.json",
     "conf/base/parameters_sac_tune.yml": "sac_tune.json",
     "conf/base/parameters_ppo_tune.yml": "ppo_tune.json",
+    "conf/base/parameters_ppo_imitation.yml": "ppo_imitation.json",
 }
 
 

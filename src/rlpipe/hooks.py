@@ -24,12 +24,15 @@ class ConfigCheckHooks:
         before anything heavy is loaded: a bad key or value stops the run here with a ``ConfigError`` naming it.
         The rules that need the environment or the device count follow in each pipeline's ``load_config``."""
         from rlpipe.rl import algorithm
-        from rlpipe.rl.config import CompareConfig, DistributedConfig, EvaluationConfig, parse
+        from rlpipe.rl.config import CompareConfig, DemonstrationsConfig, DistributedConfig, EvaluationConfig, parse
 
         params = context.config_loader["parameters"]  # runtime --params merged
         parse(DistributedConfig, params.get("distributed"), "distributed")
         parse(EvaluationConfig, params.get("evaluation"), "evaluation")
         parse(CompareConfig, params.get("compare"), "compare")
+        parse(DemonstrationsConfig, params.get("demonstrations"), "demonstrations")
+        if "ppo_imitation" in params:  # PPO's config under the imitation pipeline's own name
+            algorithm.load_config("ppo", params["ppo_imitation"], None, "ppo_imitation")
         for name in algorithm.names():
             if name in params:
                 algorithm.load_config(name, params[name], None)

@@ -214,6 +214,32 @@ def evaluate(spec: EnvSpec, scenarios: ScenarioBatch, policy: ActionMap | Recurr
     return total, length.astype(jnp.int32), out
 
 
+def record(spec: EnvSpec, scenarios: ScenarioBatch, policy: ActionMap | Recurrent,
+           max_steps: int) -> dict[str, jax.Array]:
+    """Every scenario's deterministic episode (as ``evaluate`` runs it) step by step, for demonstrations: the
+    observation, env action, reward, true next observation and termination of each step [max_steps, scenarios,
+    ...], and ``alive`` (1 while the scenario's episode was running at that step)."""
+    n = scenarios.size
+    policy = as_recurrent(policy)
+    obs, env_state = spec.reset_batch(scenarios.reset_keys, scenarios.params)
+    step_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(scenarios.reset_keys)
+
+    def body(carry, t):
+        obs, env_state, memory, running = carry
+        keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(step_keys, t)
+        seen = flat_obs(obs, n)
+        action, memory = policy.step(seen, memory)
+        obs, env_state, reward, terminated, truncated, _ = spec.step_batch(keys, env_state, action, scenarios.params)
+        step = {"observation": seen, "action": action, "reward": reward.astype(jnp.float32),
+                "next_observation": flat_obs(obs, n), "terminated": terminated, "alive": running}
+        running = running * (1.0 - jnp.logical_or(terminated, truncated).astype(jnp.float32))
+        return (obs, env_state, memory, running), step
+
+    memory = jnp.zeros((n, policy.state_size), jnp.float32)
+    _, steps = jax.lax.scan(body, (obs, env_state, memory, jnp.ones(n)), jnp.arange(max_steps))
+    return steps
+
+
 class Evaluator:
     """``evaluator(params, scenarios) -> (returns, lengths)`` as numpy: ``evaluate`` compiled once; the metrics
     of that evaluation (see ``evaluate``) are in ``last_metrics`` afterwards.

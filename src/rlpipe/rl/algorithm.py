@@ -83,6 +83,13 @@ class Algorithm(Protocol):
         next state)``, every episode starting from zeros."""
 
 
+def metric_names(algorithm: Algorithm, config: Any) -> tuple[str, ...]:
+    """The per-iteration metrics of ``algorithm`` under ``config``: its ``metrics_of(config)`` where it has one
+    (metrics that depend on the config, e.g. PPO's imitation diagnostics), else its ``metric_names``."""
+    of = getattr(algorithm, "metrics_of", None)
+    return tuple(of(config)) if of is not None else algorithm.metric_names
+
+
 def get(name: str) -> Algorithm:
     """The registered algorithm ``name``; an unknown name is a ValueError listing the known ones."""
     return _load(name)

@@ -325,6 +325,18 @@ class EvaluationConfig(Config):
     animation_scenario: int = spec(0, ge=0, doc="row of the evaluated scenarios whose episode is animated")
 
 
+class DemonstrationsConfig(Config):
+    """What the recording pipelines record from a stored agent (the top-level ``demonstrations`` parameters)."""
+
+    num_episodes: int = spec(64, ge=1, le=10**6, doc="episodes recorded, one per scenario")
+    seed: int | None = spec(None, ge=0, lt=2**31, doc="seed of their scenarios (drawn like the agent's, sharing no "
+                                                      "reset seed with its training or eval scenarios); null: the "
+                                                      "agent's scenario seed + 2")
+    seed_index: int | None = spec(None, ge=0, le=1023, doc="of a multi-seed agent, the seed recorded; null: the "
+                                                           "best one (the served policy)")
+    max_steps: int | None = spec(None, ge=1, le=10**7, doc="steps per episode at most; null: the env's limit")
+
+
 class CompareConfig(Config):
     """Which stored runs ``kedro run --pipeline=compare`` puts side by side (the top-level ``compare``
     parameters)."""

@@ -20,7 +20,7 @@ from flax import serialization, struct, traverse_util
 
 from rlpipe.rl import loop, mesh, policies
 from rlpipe.rl.acting import EnvBatchState, EpisodeStats, make_evaluator
-from rlpipe.rl.algorithm import Algorithm
+from rlpipe.rl.algorithm import Algorithm, metric_names
 from rlpipe.rl.early_stopping import EarlyStopping
 from rlpipe.rl.envs import EnvSpec, ScenarioBatch, max_episode_steps
 from rlpipe.rl.errors import ConfigError
@@ -68,7 +68,7 @@ def make_chunk(algorithm: Algorithm, config: Any, spec: EnvSpec, specs: RunState
     iteration whose metrics were not finite (-1 if none), ``nonfinite/<metric>`` flags which (1.0) at that
     iteration, and ``nonfinite/parameters`` whether the training state's floating-point leaves are finite at the end.
     """
-    names = algorithm.metric_names
+    names = metric_names(algorithm, config)
     iteration = algorithm.make_iteration(config, spec, mesh.device_count())
     axis = mesh.AXIS
     points, stride = trace_shape(algorithm, config)

@@ -26,9 +26,10 @@ from rlpipe.rl.training import inherit
 logger = logging.getLogger(__name__)
 
 
-def validated_config(algorithm: str, params: dict[str, Any]) -> Any:
-    """``params:<algorithm>`` as a typed config; any bad key stops the run here, before any work."""
-    config = algorithms.load_config(algorithm, params, mesh.device_count())
+def validated_config(algorithm: str, params: dict[str, Any], key: str | None = None) -> Any:
+    """``params:<key>`` (by default ``params:<algorithm>``) as the algorithm's typed config; any bad key stops the
+    run here, before any work."""
+    config = algorithms.load_config(algorithm, params, mesh.device_count(), key)
     logger.info("%s on %s, seed %d, %d env steps, %d device(s) in %d process(es)", algorithm.upper(), config.env.id,
                 config.seed, config.train.total_env_steps, mesh.device_count(), mesh.process_count())
     return config
@@ -235,18 +236,26 @@ def _evaluate_seeds(config: Any, policy: dict[str, Any], scenarios_eval: pd.Data
     return episodes, summary, _seed_table(summaries, seeds, best)
 
 
-def algorithm_pipeline(algorithm: str, specific: list[Node]) -> Pipeline:
-    """An algorithm's pipeline in namespace ``algorithm``: the shared head (config, scenarios, initial state), the
-    algorithm's own nodes (which must produce ``agent``, ``training_history`` and ``final_evaluation``), the shared
-    export, evaluation and reporting."""
+def algorithm_pipeline(algorithm: str, specific: list[Node], namespace: str | None = None,
+                       inputs: set[str] | None = None, check: Any = None) -> Pipeline:
+    """An algorithm's pipeline in ``namespace`` (default: the algorithm's name; its parameters are
+    ``params:<namespace>``): the shared head (config, scenarios, initial state), the algorithm's own nodes (which
+    must produce ``agent``, ``training_history`` and ``final_evaluation``), the shared export, evaluation and
+    reporting. ``inputs``: datasets from outside the namespace; ``check(config, key)``: the pipeline's own rules on
+    the config, run in its load_config node."""
     from rlpipe.stages.reporting import reporting_pipeline
+
+    namespace = namespace or algorithm
 
     def load_config(params: dict[str, Any]) -> Any:
         """Validate the algorithm's parameters; any bad key stops the run here, before any work."""
-        return validated_config(algorithm, params)
+        config = validated_config(algorithm, params, namespace)
+        if check is not None:
+            check(config, namespace)
+        return config
 
     head = [
-        Node(load_config, f"params:{algorithm}", "config", name="load_config"),
+        Node(load_config, f"params:{namespace}", "config", name="load_config"),
         Node(generate_scenarios, "config", ["scenarios_train", "scenarios_eval"], name="generate_scenarios"),
         Node(init_agent, ["config", "agent_store"], ["initial_state", "lineage"], name="init_agent"),
     ]
@@ -256,5 +265,5 @@ def algorithm_pipeline(algorithm: str, specific: list[Node]) -> Pipeline:
         Node(evaluate, ["config", "policy", "scenarios_eval", "final_evaluation"],
              ["eval_episodes", "eval_summary", "eval_seeds"], name="evaluate"),
     ]
-    return Pipeline(Pipeline(head + specific + tail) + reporting_pipeline(), namespace=algorithm,
-                    parameters={f"params:{algorithm}"}, prefix_datasets_with_namespace=True)
+    return Pipeline(Pipeline(head + specific + tail) + reporting_pipeline(), namespace=namespace,
+                    parameters={f"params:{namespace}"}, inputs=inputs, prefix_datasets_with_namespace=True)

@@ -303,7 +303,9 @@ def _injected_pause(checkpoints_written: int) -> None:
 def _check_same_config(algorithm: str, config: Any, meta: dict[str, Any]) -> None:
     """A run resumes only under the config it started with (``train.resume`` aside)."""
     # keys added since the checkpoint was written count as their defaults
-    now, then = _flat(to_dict(config)), {**_flat(to_dict(type(config)())), **_flat(meta["config"])}
+    stored = _flat(meta["config"])
+    defaults = {k: v for k, v in _flat(to_dict(type(config)())).items() if not _overlaps(k, stored)}
+    now, then = _flat(to_dict(config)), {**defaults, **stored}
     changed = sorted(k for k in now.keys() | then.keys() if k != "train.resume" and now.get(k) != then.get(k))
     if changed:
         details = "; ".join(f"{k}: checkpoint {then.get(k)!r}, now {now.get(k)!r}" for k in changed[:5])
@@ -313,6 +315,12 @@ def _check_same_config(algorithm: str, config: Any, meta: dict[str, Any]) -> Non
         raise ConfigError(f"{algorithm}.train.resume", f"the checkpoint has format {meta.get('format_version')} "
                                                        "(written by an rlpipe before the device mesh); it can be "
                                                        "loaded for inspection but not resumed")
+
+
+def _overlaps(key: str, flat: dict[str, Any]) -> bool:
+    """Whether ``flat`` has ``key`` itself, a key inside it (``key.x``), or one it lies inside: a default such as
+    ``scenarios.ranges: {}`` or ``scenarios.curriculum: null`` must not stand beside the values a config gave."""
+    return any(k == key or k.startswith(f"{key}.") or key.startswith(f"{k}.") for k in flat)
 
 
 def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -4,6 +4,7 @@ from kedro.pipeline import Node, Pipeline
 
 from rlpipe.stages import monitoring
 from rlpipe.stages.common import algorithm_pipeline
+from rlpipe.stages.demonstrations import forbid_imitation
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -11,4 +12,4 @@ def create_pipeline(**kwargs) -> Pipeline:
         Node(monitoring.train, ["config", "initial_state", "lineage", "scenarios_train", "scenarios_eval"],
              ["agent", "training_history", "final_evaluation", "training_videos",
               "scenario_weights"], name="train"),
-    ])
+    ], check=forbid_imitation)

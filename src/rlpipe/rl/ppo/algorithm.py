@@ -27,6 +27,8 @@ from rlpipe.rl.ppo.losses import clipped_surrogate, explained_variance, gae, nor
 
 METRICS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "explained_variance",
            "learning_rate")
+IMITATION_METRICS = ("style_reward", "task_reward", "discriminator_loss", "discriminator_accuracy_agent",
+                     "discriminator_accuracy_demo")
 
 
 @struct.dataclass
@@ -40,8 +42,29 @@ class TrainingState:
 
 
 @struct.dataclass
+class ImitationTrainingState:
+    """PPO's training state and the discriminator's (adversarial imitation)."""
+
+    params: Any
+    opt_state: Any
+    obs_norm: RunningStats
+    grad_steps: jax.Array
+    disc_params: Any
+    disc_opt_state: Any
+
+
+@struct.dataclass
 class DeviceState:
     envs: EnvBatchState
+
+
+@struct.dataclass
+class ImitationDeviceState:
+    """The envs and this device's share of the demonstration pairs (raw observations)."""
+
+    envs: EnvBatchState
+    demo_obs: jax.Array  # [transitions, obs_dim]
+    demo_next_obs: jax.Array
 
 
 @struct.dataclass
@@ -147,6 +170,7 @@ def make_iteration(config: PPOConfig, spec: EnvSpec, num_devices: int):
         return normalization.normalize(training.obs_norm, obs) if t.normalize_observations else obs
 
     sgd_step = make_sgd_step(config, continuous, optimizer, lambda params, batch: net.apply(params, batch["obs"]))
+    imitation = Imitation(config, rollout_size) if config.imitation is not None else None
 
     def iteration(scenarios: ScenarioBatch, training: TrainingState, device: DeviceState, key: jax.Array):
         rollout_key, update_key = jax.random.split(key)
@@ -160,7 +184,10 @@ def make_iteration(config: PPOConfig, spec: EnvSpec, num_devices: int):
         tr = rollout.transition
         old_log_prob, value = rollout.extras
         _, _, next_value = net.apply(training.params, observe(training, tr.next_obs))
-        advantage, target = gae(tr.reward, value, next_value, tr.discount, rollout.done, t.gamma, t.gae_lambda)
+        reward, extra = tr.reward, {}
+        if imitation is not None:  # the discriminator's style reward, mixed with (or instead of) the task's
+            reward, extra = imitation.reward(training, tr)
+        advantage, target = gae(reward, value, next_value, tr.discount, rollout.done, t.gamma, t.gae_lambda)
         flat = lambda x: x.reshape((rollout_size,) + x.shape[2:])  # noqa: E731
         batch = {"obs": flat(observe(training, tr.obs)), "action": flat(tr.action), "log_prob": flat(old_log_prob),
                  "value": flat(value), "advantage": flat(advantage), "target": flat(target)}
@@ -177,9 +204,69 @@ def make_iteration(config: PPOConfig, spec: EnvSpec, num_devices: int):
         metrics = {name: jnp.mean(value_) for name, value_ in metrics.items()}
         metrics["explained_variance"] = explained_variance(batch["value"], batch["target"])
         metrics["learning_rate"] = current_learning_rate(config, training.grad_steps)
+        if imitation is not None:
+            training, disc_metrics = imitation.update(training, device, tr, jax.random.fold_in(update_key, 1))
+            metrics.update(extra, **disc_metrics)
+            return IterationOutput(training, device.replace(envs=envs), metrics, episodes)
         return IterationOutput(training, DeviceState(envs), metrics, episodes)
 
     return iteration
+
+
+class Imitation:
+    """The adversarial-imitation parts of a PPO iteration on one device: the mixed reward of a rollout and the
+    discriminator's update (gradients averaged over the mesh)."""
+
+    def __init__(self, config: PPOConfig, rollout_size: int):
+        from rlpipe.rl import imitation
+
+        self.lib = imitation
+        self.config = config.imitation
+        self.net = imitation.Discriminator(tuple(self.config.discriminator.hidden_sizes))
+        self.optimizer = imitation.make_optimizer(self.config.discriminator.learning_rate)
+        self.num_minibatches = config.train.num_minibatches
+        self.rollout_size = rollout_size
+
+    def init(self, key: jax.Array, obs_dim: int) -> tuple[Any, Any]:
+        params = self.net.init(key, jnp.zeros((1, 2 * obs_dim), jnp.float32))
+        return params, self.optimizer.init(params)
+
+    def reward(self, training: ImitationTrainingState, tr) -> tuple[jax.Array, dict[str, jax.Array]]:
+        score = self.net.apply(training.disc_params, self.lib.pairs(tr.obs, tr.next_obs))
+        style = self.lib.style_reward(score)
+        c = self.config
+        return c.task_weight * tr.reward + c.style_weight * style, {"style_reward": jnp.mean(style),
+                                                                    "task_reward": jnp.mean(tr.reward)}
+
+    def update(self, training: ImitationTrainingState, device: ImitationDeviceState, tr, key: jax.Array):
+        """``discriminator.epochs`` passes over the rollout's pairs in ``num_minibatches`` steps, each against as
+        many demonstration pairs drawn (with replacement) from this device's share."""
+        agent = self.lib.pairs(tr.obs, tr.next_obs).reshape(self.rollout_size, -1)
+        demos = self.lib.pairs(device.demo_obs, device.demo_next_obs)
+        size = self.rollout_size // self.num_minibatches
+        gp = self.config.discriminator.gradient_penalty
+
+        def step(state, inputs):
+            params, opt_state = state
+            agent_batch, demo_index = inputs
+            grads, metrics = jax.grad(
+                lambda p: self.lib.discriminator_loss(self.net.apply, p, demos[demo_index], agent_batch, gp),
+                has_aux=True)(params)
+            updates, opt_state = self.optimizer.update(mesh.pmean(grads, AXIS), opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), metrics
+
+        def epoch(state, epoch_key):
+            order_key, demo_key = jax.random.split(epoch_key)
+            batches = agent[jax.random.permutation(order_key, self.rollout_size)]
+            batches = batches.reshape(self.num_minibatches, size, -1)
+            demo_index = jax.random.randint(demo_key, (self.num_minibatches, size), 0, demos.shape[0])
+            return jax.lax.scan(step, state, (batches, demo_index))
+
+        (params, opt_state), metrics = jax.lax.scan(
+            epoch, (training.disc_params, training.disc_opt_state),
+            jax.random.split(key, self.config.discriminator.epochs))
+        metrics = {name: jnp.mean(v) for name, v in metrics.items()}
+        return training.replace(disc_params=params, disc_opt_state=opt_state), metrics
 
 
 def sequence_minibatches(batch: dict[str, jax.Array], start: jax.Array, order: jax.Array,
@@ -280,22 +367,33 @@ class PPOAlgorithm:
     def env_steps_before_training(self, config: PPOConfig) -> int:
         return 0
 
+    def metrics_of(self, config: PPOConfig) -> tuple[str, ...]:
+        return METRICS + (IMITATION_METRICS if config.imitation is not None else ())
+
     def init_training_state(self, config: PPOConfig, spec: EnvSpec, key: jax.Array) -> TrainingState:
-        """Fresh actor-critic, optimizer state and observation statistics (one compiled call)."""
+        """Fresh actor-critic, optimizer state and observation statistics (one compiled call); with imitation, the
+        discriminator and its optimizer too (from a key of their own)."""
 
         def init(key):
             obs = jnp.zeros((1, spec.obs_dim), jnp.float32)
             net = build_network(config, spec)
             size = memory_size(config)
             params = net.init(key, obs, jnp.zeros((1, size), jnp.float32)) if size else net.init(key, obs)
-            return TrainingState(params, make_optimizer(config).init(params), RunningStats.init(spec.obs_dim),
-                                 jnp.int32(0))
+            state = TrainingState(params, make_optimizer(config).init(params), RunningStats.init(spec.obs_dim),
+                                  jnp.int32(0))
+            if config.imitation is None:
+                return state
+            disc_params, disc_opt_state = Imitation(config, 1).init(jax.random.fold_in(key, 1), spec.obs_dim)
+            return ImitationTrainingState(state.params, state.opt_state, state.obs_norm, state.grad_steps,
+                                          disc_params, disc_opt_state)
 
         return jax.jit(init)(key)
 
     def init_device_state(self, config: PPOConfig, spec: EnvSpec, scenarios: ScenarioBatch, key: jax.Array,
                           num_devices: int, device_data: Any) -> DeviceState:
         envs = reset_envs(spec, scenarios, key, config.train.num_envs // num_devices)
+        if config.imitation is not None:  # device_data: this device's share of the demonstration pairs
+            return ImitationDeviceState(envs, device_data["obs"], device_data["next_obs"])
         if config.network.recurrent is None:
             return DeviceState(envs)
         return RecurrentDeviceState(envs, jnp.zeros((envs.obs.shape[0], memory_size(config)), jnp.float32))
@@ -303,7 +401,7 @@ class PPOAlgorithm:
     make_iteration = staticmethod(make_iteration)
 
     def redistribute_device_state(self, device: dict[str, Any], old_devices: int, new_devices: int) -> dict[str, Any]:
-        return device  # per env only (envs, policy states): each is independent, the leading axis is simply re-split
+        return device  # per env (envs, policy states) or per demonstration pair: the leading axis is simply re-split
 
     def policy_meta(self, config: PPOConfig, spec: EnvSpec) -> dict[str, Any]:
         extra = {}

@@ -51,6 +51,27 @@ class PPONetworkConfig(shared.NetworkConfig):
                                                        "tasks): {cell: lstm | gru, hidden_size}; null: feed-forward")
 
 
+class DiscriminatorConfig(shared.Config):
+    """The adversarial-imitation discriminator on (observation, next observation) pairs."""
+
+    hidden_sizes: shared.HiddenSizes = spec((128, 128), doc="its MLP's layer widths (ReLU)")
+    learning_rate: float = spec(3e-4, gt=0.0, le=1.0, doc="Adam learning rate")
+    gradient_penalty: float = spec(5.0, ge=0.0, le=1e6, doc="weight of the penalty on its gradient at the "
+                                                            "demonstrations (AMP's w_gp)")
+    epochs: int = spec(1, ge=1, le=100, doc="passes over each rollout per iteration (num_minibatches steps each, "
+                                            "every agent batch against as many demonstration pairs)")
+
+
+class ImitationConfig(shared.Config):
+    """Adversarial imitation (AMP-style): a style reward from a discriminator trained on demonstrations."""
+
+    demonstrations: str = spec("latest", doc="the demonstrations version to imitate (a version of the "
+                                             "demonstrations entry, or latest: the one Kedro loads)")
+    style_weight: float = spec(1.0, ge=0.0, le=1e6, doc="weight of the style reward")
+    task_weight: float = spec(0.0, ge=0.0, le=1e6, doc="weight of the env's own reward (0: the agent never sees it)")
+    discriminator: DiscriminatorConfig = spec(default_factory=DiscriminatorConfig, doc="the discriminator")
+
+
 class PPOConfig(shared.Config):
     """Proximal Policy Optimization: the `ppo` parameters."""
 
@@ -64,6 +85,8 @@ class PPOConfig(shared.Config):
                                                       doc="stopping before the budget is spent")
     tracking: shared.TrackingConfig = spec(
         default_factory=lambda: shared.TrackingConfig(registered_model_name="rlpipe-ppo"), doc="MLflow and TensorBoard")
+    imitation: ImitationConfig | None = spec(None, doc="adversarial imitation of recorded demonstrations "
+                                                       "(the ppo_imitation pipeline); null: the task reward alone")
 
 
 def check(config: PPOConfig, key: str, num_devices: int | None) -> None:
@@ -76,6 +99,13 @@ def check(config: PPOConfig, key: str, num_devices: int | None) -> None:
     if e.target_return is not None and e.monitor == "eval" and not t.eval_every_env_steps:
         raise ConfigError(f"{key}.early_stopping.monitor", f"'eval' needs evaluations during training, but "
                                                            f"{key}.train.eval_every_env_steps is 0")
+    imitation = config.imitation
+    if imitation is not None:
+        if imitation.style_weight == 0 and imitation.task_weight == 0:
+            raise ConfigError(f"{key}.imitation.style_weight", "0 with task_weight 0 leaves no reward to learn from")
+        if config.network.recurrent is not None:
+            raise ConfigError(f"{key}.imitation", "adversarial imitation is for feed-forward policies; set "
+                                                  f"{key}.network.recurrent: null")
     if num_devices is None:
         return
     recurrent = config.network.recurrent
