@@ -914,11 +914,11 @@ def report(results: dict) -> str:
                 lines.append(f"| {steps:,} | {kind} | {spread(a[f'{kind}_eval_worst_decile'], 4)} | "
                              f"{spread(a[f'{kind}_eval_mean'], 4)} | "
                              f"{fmt(statistics.median(r['seconds'] for r in a['runs'][kind]))} |")
-            better = a["curriculum_eval_worst_decile"]["median"] > a["uniform_eval_worst_decile"]["median"]
-            targets.append((f"12: curriculum's worst-decile eval return above uniform's at {steps:,} env steps "
-                            "(median of 4 seeds)", better,
-                            f"{fmt(a['curriculum_eval_worst_decile']['median'], 4)} vs "
-                            f"{fmt(a['uniform_eval_worst_decile']['median'], 4)}"))
+            cur, uni = a["curriculum_eval_worst_decile"], a["uniform_eval_worst_decile"]
+            targets.append((f"12: curriculum's worst-decile eval return clearly above uniform's at {steps:,} env "
+                            "steps (its worst seed above uniform's median seed)", cur["min"] > uni["median"],
+                            f"medians {fmt(cur['median'], 4)} vs {fmt(uni['median'], 4)}; curriculum's worst seed "
+                            f"{fmt(cur['min'], 4)}"))
         m = c["imitation"]
         lines += ["", "The imitation chain (`kedro run --pipeline=imitation_chain`, then `--pipeline=ppo_imitation` "
                   "with seeds 1, 2 on the same demonstrations): PPO with task_weight 0, 409,600 env steps.", "",
