@@ -22,6 +22,9 @@ Case 11 times the default configs with the training history recorded inside the 
 Case 12 trains the randomized-Pendulum SAC config with its curriculum and with uniform scenario sampling (4 seeds in
 one program each, at the config's budget and at 100k env steps), and runs the imitation chain (SAC expert,
 recorded demonstrations, PPO imitating them with task_weight 0; 3 imitator seeds) as `kedro run` commands.
+Case 13 trains the shipped multi-agent SAC config on MPE_simple_spread_v3 with attention critics and with independent
+critics (3 seeds in one program each) and runs JaxMARL's own IPPO baseline script (read from a clone of the JaxMARL
+repository, ``--jaxmarl-repo``; the script is not on the package index) at the same env-step budget, 3 seeds.
 """
 
 from __future__ import annotations
@@ -608,6 +611,26 @@ def case_curriculum(pairs: int) -> dict:
     return out
 
 
+MASAC_STEPS = 150_000
+JAXMARL_REPO = os.environ.get("JAXMARL_REPO", "/work/.mirror/FLAIROx+JaxMARL/repo")
+
+
+def case_masac(pairs: int) -> dict:
+    """13. Many agents. Multi-agent SAC with attention critics against independent critics (3 seeds in one program
+    each, the shipped config at MASAC_STEPS joint env steps), and JaxMARL's IPPO script at the same budget."""
+    out = {"steps": MASAC_STEPS, "runs": {"attention": [], "independent": []}}
+    for _ in range(max(1, pairs // 3)):
+        for form in ("attention", "independent"):
+            out["runs"][form].append(run_json(OURS_PY, "ours/masac.py", "--critic-form", form, "--num-seeds", "3",
+                                              "--steps", str(MASAC_STEPS)))
+    if Path(JAXMARL_REPO).exists():
+        out["ippo"] = run_json(PEERS_PY, "peers/ippo_jaxmarl.py", "--repo", JAXMARL_REPO, "--steps",
+                               str(MASAC_STEPS), "--seeds", "3", timeout=TIMEOUT)
+    else:
+        out["ippo"] = {"skipped": f"no JaxMARL repository at {JAXMARL_REPO} (set JAXMARL_REPO)"}
+    return out
+
+
 CASES = {"1": ("SAC Pendulum-v1 to -200", case_sac_threshold), "2": ("SAC identical hyperparameters", case_sac_throughput),
          "3": ("PPO CartPole-v1 to 475", case_ppo), "4": ("compilation", case_compile), "5": ("scaling", case_scaling),
          "6": ("multi-process: the cost of crossing processes", case_multiprocess),
@@ -617,7 +640,9 @@ CASES = {"1": ("SAC Pendulum-v1 to -200", case_sac_threshold), "2": ("SAC identi
          "10": ("memory: recurrent PPO on partially observable tasks against feed-forward", case_recurrent),
          "11": ("full-resolution histories: env steps/s with the in-chunk history and without", case_history),
          "12": ("learning from failures and demonstrations: curriculum vs uniform, the imitation chain",
-                case_curriculum)}
+                case_curriculum),
+         "13": ("many agents: multi-agent SAC with attention critics, independent critics, JaxMARL's IPPO",
+                case_masac)}
 
 
 # ----------------------------------------------------------------------------------------------------- report
@@ -930,6 +955,39 @@ def report(results: dict) -> str:
         targets.append(("12: the imitator (task_weight 0) reaches an eval mean >= -400 (every seed)",
                         min(m["imitator_eval_mean"]) >= -400,
                         ", ".join(fmt(v, 4) for v in m["imitator_eval_mean"])))
+    if "13" in results["cases"]:
+        c = results["cases"]["13"]
+        lines += ["## 13. Many agents", "",
+                  f"MPE_simple_spread_v3 (3 agents), {c['steps']:,} joint env steps, 3 seeds each; team return = the "
+                  "sum of the agents' rewards over an episode (25 steps). Training return: the mean over the last "
+                  "progress intervals (stochastic policies; IPPO: its LogWrapper's returned_episode_returns over its "
+                  "last 5 updates, an agent's return times the number of agents). Eval: rlpipe's deterministic "
+                  "policy on its 32 held-out scenarios. IPPO acts with discrete actions (its script's setting), "
+                  "rlpipe with continuous ones (action_type: Continuous).", "",
+                  "| learner | training team return per seed | eval team return per seed | wall s (3 seeds) |",
+                  "| --- | --- | --- | --- |"]
+        for form in ("attention", "independent"):
+            for r in c["runs"][form]:
+                lines.append(f"| masac, {form} critics | {', '.join(fmt(v, 4) for v in r['train_team_return'])} | "
+                             f"{', '.join(fmt(v, 4) for v in r['eval_team_return'])} | {fmt(r['seconds'])} |")
+        ippo = c["ippo"]
+        if "skipped" in ippo:
+            lines.append(f"| JaxMARL IPPO | skipped: {ippo['skipped']} | | |")
+        else:
+            lines.append(f"| JaxMARL IPPO ({ippo['script']} @ {ippo['commit'][:7]}) | "
+                         f"{', '.join(fmt(v, 4) for v in ippo['team_return_last_updates'])} | n/a | "
+                         f"{fmt(ippo['seconds'])} |")
+        lines.append("")
+        att, ind = c["runs"]["attention"][0], c["runs"]["independent"][0]
+        targets.append(("13: attention critics' training team return above independent critics' (every seed pair)",
+                        min(att["train_team_return"]) > max(ind["train_team_return"]),
+                        f"{fmt(statistics.median(att['train_team_return']), 4)} vs "
+                        f"{fmt(statistics.median(ind['train_team_return']), 4)} (medians)"))
+        if "skipped" not in ippo:
+            targets.append(("13: masac's training team return above JaxMARL IPPO's at the same env steps (every seed)",
+                            min(att["train_team_return"]) > max(ippo["team_return_last_updates"]),
+                            f"{fmt(statistics.median(att['train_team_return']), 4)} vs "
+                            f"{fmt(statistics.median(ippo['team_return_last_updates']), 4)} (medians)"))
     lines += ["## Targets", "", "| target | met | measured |", "| --- | --- | --- |"]
     lines += [f"| {name} | {'yes' if ok else 'NO'} | {value} |" for name, ok, value in targets]
     return "\n".join(lines) + "\n"

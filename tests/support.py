@@ -14,7 +14,7 @@ import jax
 import pytest
 
 from rlpipe.rl import algorithm, training
-from rlpipe.rl.envs import generate_scenarios, make_env, scenarios_to_batch
+from rlpipe.rl.envs import env_spec, generate_scenarios, scenarios_to_batch
 from rlpipe.rl.keys import stage_key
 
 
@@ -22,7 +22,7 @@ def setup(algo: str, raw: dict, num_devices: int | None = None):
     """(algorithm, config, spec, train batch, eval batch) for ``raw`` validated for ``num_devices`` devices."""
     plugin = algorithm.get(algo)
     cfg = algorithm.load_config(algo, raw, num_devices or jax.device_count())
-    spec = make_env(cfg.env.id)
+    spec = env_spec(cfg.env)
     s = cfg.scenarios
     train_table, eval_table = generate_scenarios(spec, s.ranges, s.num_train, s.num_eval, cfg.seed)
     return plugin, cfg, spec, scenarios_to_batch(train_table, spec, "train"), scenarios_to_batch(eval_table, spec,
@@ -31,11 +31,8 @@ def setup(algo: str, raw: dict, num_devices: int | None = None):
 
 def device_data(algo: str, cfg, spec, train_batch):
     """What the train stage gets beside the initial state: SAC's prefill transitions, nothing for PPO."""
-    if algo != "sac":
-        return None
-    from rlpipe.rl.sac.algorithm import collect_random
-
-    return collect_random(cfg, spec, train_batch, stage_key(cfg.seed, "prefill"))
+    make = getattr(algorithm.get(algo), "initial_device_data", None)  # SAC's and MASAC's random prefill
+    return None if make is None else make(cfg, spec, train_batch, cfg.seed)
 
 
 def train(algo: str, raw: dict, *, evaluate: bool = True, **kwargs):

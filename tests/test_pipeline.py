@@ -13,6 +13,7 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
 from rlpipe.rl.config import to_dict
+from rlpipe.rl.masac.config import MASACConfig
 from rlpipe.rl.ppo.config import PPOConfig
 from rlpipe.rl.sac.config import SACConfig
 from tests.conftest import PROJECT_ROOT, TINY_SAC
@@ -39,7 +40,7 @@ def versions(root: Path, rel: str) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if (p / folder.name).exists()) if folder.is_dir() else []
 
 
-@pytest.mark.parametrize("algo,config_class", [("sac", SACConfig), ("ppo", PPOConfig)])
+@pytest.mark.parametrize("algo,config_class", [("sac", SACConfig), ("ppo", PPOConfig), ("masac", MASACConfig)])
 def test_shipped_parameters_match_the_typed_defaults(algo, config_class):
     """conf/base/parameters_<algo>.yml shows users the real defaults: it must not drift from the dataclasses."""
     shipped = yaml.safe_load((PROJECT_ROOT / f"conf/base/parameters_{algo}.yml").read_text())[algo]

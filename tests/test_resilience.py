@@ -108,9 +108,18 @@ KILL_SAC_SEEDS = {**KILL_SAC, "train": {**KILL_SAC["train"], "total_env_steps": 
                                 "curriculum": {"every_env_steps": 800, "temperature": 0.5}}}
 
 
+# multi-agent SAC on a JaxMARL env: the joint env states, the shared actor, the attention critics and the buffer
+KILL_MASAC = {"seed": 13, "scenarios": {"num_train": 8, "num_eval": 4},
+              "network": {"hidden_sizes": [32, 32], "attention": {"embed_dim": 16, "heads": 2}},
+              "buffer": {"capacity": 4096, "prefill_steps": 256},
+              "train": {"total_env_steps": 4_096, "num_envs": 8, "batch_size": 32, "grad_updates_per_iter": 2,
+                        "log_every_env_steps": 256, "eval_every_env_steps": 2048, "checkpoint_every_env_steps": 1024,
+                        "keep_checkpoints": 5}}
+
+
 @pytest.mark.parametrize("algo,params,corrupt_newest", [("sac", KILL_SAC, True), ("ppo", KILL_PPO, False),
-                                                        ("sac", KILL_SAC_SEEDS, False)],
-                         ids=["sac", "ppo-recurrent", "sac-2-seeds-curriculum"])
+                                                        ("sac", KILL_SAC_SEEDS, False), ("masac", KILL_MASAC, False)],
+                         ids=["sac", "ppo-recurrent", "sac-2-seeds-curriculum", "masac"])
 def test_sigkill_then_resume_is_bitwise_identical_to_an_uninterrupted_run(project, algo, params, corrupt_newest):
     write_params(project, algo, params)
     kill_after_checkpoints(project, algo, count=2)

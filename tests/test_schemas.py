@@ -25,6 +25,7 @@ SHIPPED = {
     "conf/base/parameters_sac_tune.yml": "sac_tune.json",
     "conf/base/parameters_ppo_tune.yml": "ppo_tune.json",
     "conf/base/parameters_ppo_imitation.yml": "ppo_imitation.json",
+    "conf/base/parameters_masac.yml": "masac.json",
 }
 
 

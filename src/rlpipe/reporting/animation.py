@@ -73,6 +73,18 @@ def _state_bars(draw: ImageDraw.ImageDraw, state: dict[str, np.ndarray], t: int,
         draw.text((4, y + row / 2 - 5), name[:14], fill=INK, font=font)
 
 
+def _entities(draw: ImageDraw.ImageDraw, state: dict[str, np.ndarray], t: int, params: Any) -> None:
+    """A multi-agent env with positions (JaxMARL's MPE): agents as blue discs, landmarks as grey ones, on [-1.5, 1.5]."""
+    positions, is_agent = np.asarray(state["positions"][t]), np.asarray(state["is_agent"][t])
+    w, h = SIZE
+    origin = (w / 2, HEADER + (h - HEADER) / 2)
+    scale = (min(w, h - HEADER) / 2 - 4) / 1.5
+    for (x, y), agent in sorted(zip(positions.tolist(), is_agent.tolist()), key=lambda e: e[1]):
+        px, py = _to_px(x, y, scale, origin)
+        r = 0.15 * scale if agent else 0.05 * scale
+        draw.ellipse([px - r, py - r, px + r, py + r], fill=(31, 119, 180) if agent else (150, 150, 150))
+
+
 _DRAWERS: dict[str, Callable] = {"Pendulum-v1": _pendulum, "CartPole-v1": _cartpole}
 
 
@@ -82,7 +94,8 @@ def episode_frames(env_id: str, states: dict[str, np.ndarray], rewards: np.ndarr
     stride between them in env steps."""
     steps = len(rewards)
     stride = max(1, int(np.ceil((steps + 1) / max_frames)))
-    draw_scene = _DRAWERS.get(env_id, _state_bars)
+    draw_scene = _DRAWERS.get(env_id, _entities if "positions" in states and np.size(states["positions"]) else
+                              _state_bars)
     cumulative = np.concatenate([[0.0], np.cumsum(rewards)])
     font = _font()
     frames = []

@@ -23,6 +23,7 @@ class Plugin(NamedTuple):
 REGISTRY: dict[str, Plugin] = {
     "sac": Plugin("rlpipe.rl.sac.algorithm:SAC", "rlpipe.rl.sac.config:SACConfig"),
     "ppo": Plugin("rlpipe.rl.ppo.algorithm:PPO", "rlpipe.rl.ppo.config:PPOConfig"),
+    "masac": Plugin("rlpipe.rl.masac.algorithm:MASAC", "rlpipe.rl.masac.config:MASACConfig"),
 }
 
 

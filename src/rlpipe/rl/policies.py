@@ -107,6 +107,20 @@ def make_policy_fn(policy: dict[str, Any]) -> Callable[..., Any]:
     return stateful_fn if size else policy_fn
 
 
+def agent_rows(policy: dict[str, Any], rows: np.ndarray) -> np.ndarray:
+    """A multi-agent bundle's policy on rows of one agent each: [its observation, its one-hot id] -> its env action
+    (how the served model takes agents one by one; joint rows of every agent's observation work as well)."""
+    meta = policy["meta"]
+    rows = np.asarray(rows, np.float32).reshape(len(rows), -1)
+    width = meta["agent_obs_dim"] + meta["num_agents"]
+    if rows.shape[1] != width:
+        raise ValueError(f"a row of this multi-agent policy is one agent's observation ({meta['agent_obs_dim']} "
+                         f"values) followed by its one-hot id ({meta['num_agents']} values): {width} values, or "
+                         f"every agent's observation ({meta['obs_dim']} values); got {rows.shape[1]}")
+    act = jax.jit(algorithms.get(meta["algorithm"]).make_agent_policy(meta))
+    return np.asarray(act(policy["params"], jnp.asarray(rows)))
+
+
 def stateful_rows(policy_fn: Callable[..., Any], rows: np.ndarray, obs_dim: int, size: int) -> np.ndarray:
     """A stateful policy on rows [observation, state] -> rows [action, next state] (how the served model takes
     and gives its state)."""

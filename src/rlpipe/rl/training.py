@@ -418,7 +418,7 @@ def _train(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: Scenario
     if eval_scenarios is not None:
         meta = algorithm.policy_meta(config, spec)
         evaluator = make_evaluator(spec, lambda p: policies.jax_policy({"meta": meta, "params": p}),
-                                   max_episode_steps(eval_scenarios), tuple(config.env.metrics))
+                                   max_episode_steps(eval_scenarios), evaluation_metrics(algorithm, config, spec))
         # host copies: one placement for the ahead-of-time compile and every later call
         params_of = lambda run: mesh.host_copy(algorithm.policy_params(run.training))  # noqa: E731
         if seeds == 1:
@@ -486,6 +486,14 @@ def _curriculum_update(algorithm: Algorithm, config: Any, spec: EnvSpec, scenari
         return run.replace(curriculum=mesh.put_replicated(state)), logged
 
     return adapt
+
+
+def evaluation_metrics(algorithm: Algorithm, config: Any, spec: EnvSpec) -> tuple[str, ...]:
+    """The env metrics an evaluation reports: ``env.metrics`` and what the algorithm adds (multi-agent SAC: every
+    agent's own reward, ``reward_<agent>``)."""
+    extra = getattr(algorithm, "evaluation_metrics", None)
+    names = list(config.env.metrics) + (list(extra(config, spec)) if extra is not None else [])
+    return tuple(dict.fromkeys(names))
 
 
 def _evaluate_seeds(evaluator, params: Any, scenarios: ScenarioBatch, seeds: int) -> tuple:

@@ -163,6 +163,10 @@ def tabulate_evaluation(returns: Any, lengths: Any, scenarios_eval: pd.DataFrame
     for name, values in (metrics or {}).items():
         episodes[f"env.{name}"] = np.asarray(values, np.float64)
         summary[f"env.{name}"] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+        if name.startswith("reward_") and not name.endswith("_final"):  # an agent's own reward: its return
+            agent_return = np.asarray(values, np.float64) * np.asarray(lengths, np.float64)
+            episodes[f"return_{name.removeprefix('reward_')}"] = agent_return
+            summary[f"return_{name.removeprefix('reward_')}"] = float(np.mean(agent_return))
     if log:
         logger.info("evaluation on %d held-out scenarios: mean return %.1f +- %.1f (min %.1f, max %.1f)%s",
                     summary["num_episodes"], summary["return_mean"], summary["return_std"], summary["return_min"],

@@ -110,9 +110,9 @@ def recording_pipeline(algorithm: str, name: str) -> Pipeline:
     nodes = [
         Node(load, ["agent", "params:demonstrations"], ["expert_config", "expert_policy", "expert_info"],
              name="load_expert"),
-        Node(demonstration_scenarios, ["expert_config", "params:demonstrations"], "scenarios",
+        Node(demonstration_scenarios, ["expert_config", "params:demonstrations"], "demonstration_scenarios",
              name="demonstration_scenarios"),
-        Node(record_demonstrations, ["expert_config", "expert_policy", "expert_info", "scenarios",
+        Node(record_demonstrations, ["expert_config", "expert_policy", "expert_info", "demonstration_scenarios",
                                      "params:demonstrations"], "demonstrations", name="record"),
     ]
     return Pipeline(nodes, namespace=name, inputs={"agent": f"{algorithm}.agent"},

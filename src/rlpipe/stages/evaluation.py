@@ -69,11 +69,14 @@ def evaluate_agent(config: Any, agent_policy: dict[str, Any], agent_info: dict[s
     from rlpipe.rl.acting import make_evaluator
     from rlpipe.rl.policies import jax_policy
 
+    from rlpipe.rl import algorithm as algorithms
+    from rlpipe.rl.training import evaluation_metrics
+
     spec = env_spec(config.env)
     batch = scenarios_to_batch(scenarios_eval, spec, f"{agent_info['algorithm']}_eval.scenarios_eval")
     meta = agent_policy["meta"]
     evaluator = make_evaluator(spec, lambda p: jax_policy({"meta": meta, "params": p}), max_episode_steps(batch),
-                               tuple(config.env.metrics))
+                               evaluation_metrics(algorithms.for_config(config), config, spec))
     returns, lengths = evaluator(agent_policy["params"], batch)
     episodes, summary = tabulate_evaluation(returns, lengths, scenarios_eval, config.env.id, agent_policy,
                                             evaluator.last_metrics)

@@ -96,8 +96,10 @@ def _series(states: dict[str, Any], steps: int) -> dict[str, np.ndarray]:
         value = np.asarray(value)[:steps]
         if value.ndim <= 1:
             out[name] = value
-        elif value.ndim == 2:
+        elif value.ndim == 2 and name != "is_agent":
             out.update({f"{name}[{i}]": value[:, i] for i in range(value.shape[1])})
+        else:  # per step a table (a multi-agent env's entity positions [entities, 2], which ones are agents)
+            out[name] = value
     return out
 
 

@@ -1,6 +1,6 @@
 """Which environment an id names: a gymnax id, ``gymnasium:<id>`` (a Gymnasium env stepped on the host, see
-``rlpipe.rl.envs.host``), ``brax:<name>`` (see ``rlpipe.rl.envs.brax``), or a user class given as
-``package.module:ClassName``.
+``rlpipe.rl.envs.host``), ``brax:<name>`` (see ``rlpipe.rl.envs.brax``), ``jaxmarl:<id>`` (a multi-agent env as one
+joint env, see ``rlpipe.rl.envs.jaxmarl``), or a user class given as ``package.module:ClassName``.
 
 A user class follows the gymnax ``Environment`` interface: ``default_params`` (a flax struct),
 ``reset_env(key, params) -> (obs, state)``, ``step_env(key, state, action, params) -> (obs, state, reward,
@@ -139,8 +139,13 @@ def _make_env(env_id: str, kwargs_json: str, vector: str, workers: int) -> EnvSp
 
         env = make_brax(env_id.removeprefix("brax:"), kwargs)
         return _describe(env_id, env, env.default_params)
+    if env_id.startswith("jaxmarl:"):
+        from rlpipe.rl.envs.jaxmarl import make_jaxmarl
+
+        env = make_jaxmarl(env_id.removeprefix("jaxmarl:"), kwargs)
+        return _describe(env_id, env, env.default_params)
     if kwargs:
-        raise ValueError(f"env.kwargs are for Gymnasium and Brax envs; {env_id} takes its parameters from "
+        raise ValueError(f"env.kwargs are for Gymnasium, Brax and JaxMARL envs; {env_id} takes its parameters from "
                          "scenarios (scenarios.ranges)")
     if ":" in env_id:
         from rlpipe.rl.imports import import_object
@@ -158,7 +163,8 @@ def _make_env(env_id: str, kwargs_json: str, vector: str, workers: int) -> EnvSp
         close = difflib.get_close_matches(env_id, gymnax.registered_envs, n=3, cutoff=0.6)
         hint = f"did you mean {', '.join(close)}? " if close else ""
         raise ValueError(f"unknown environment; {hint}gymnax ids are {', '.join(gymnax.registered_envs)}; "
-                         "or 'gymnasium:<id>', 'brax:<name>', or a user class as 'package.module:ClassName'")
+                         "or 'gymnasium:<id>', 'brax:<name>', 'jaxmarl:<id>', or a user class as "
+                         "'package.module:ClassName'")
     return _describe(env_id, env, params)
 
 

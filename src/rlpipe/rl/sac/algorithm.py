@@ -80,8 +80,8 @@ def target_entropy(config: SACConfig, spec: EnvSpec) -> float:
     return float(-spec.action_dim) if t is None else t
 
 
-def _init_training_state(config: SACConfig, spec: EnvSpec, key: jax.Array) -> TrainingState:
-    nets = SACNetworks.build(config, spec)
+def _init_training_state(config: SACConfig, spec: EnvSpec, key: jax.Array, nets: Any = None) -> TrainingState:
+    nets = nets or SACNetworks.build(config, spec)
     actor_key, critic_key = jax.random.split(key)
     obs = jnp.zeros((1, spec.obs_dim), jnp.float32)
     action = jnp.zeros((1, spec.action_dim), jnp.float32)
@@ -104,7 +104,15 @@ def _init_training_state(config: SACConfig, spec: EnvSpec, key: jax.Array) -> Tr
 # -------------------------------------------------------------------------------------------------- learning
 def make_update_step(nets: SACNetworks, optimizer: optax.GradientTransformation, gamma: float, tau: float,
                      entropy_target: float, axis_name: str | None = AXIS):
-    """One SGD step on a batch: critics, then actor and temperature against the updated critics, then targets."""
+    """One SGD step on a batch: critics, then actor and temperature against the updated critics, then targets.
+
+    The same step serves multi-agent SAC (``rlpipe.rl.masac``), whose actor gives every agent's action [batch,
+    agents, action] and log-probability [batch, agents] and whose critics one Q-value per agent [2, batch, agents]:
+    joint actions are flattened for the critics, the team reward and discount broadcast over the agents, and each
+    agent's target uses its own entropy term. For SAC these reshapes do nothing."""
+
+    def flat(action):  # the critics take the joint action [batch, action_dim]
+        return action.reshape(action.shape[0], -1)
 
     def average(tree):
         return mesh.pmean(tree, axis_name or None)
@@ -116,10 +124,13 @@ def make_update_step(nets: SACNetworks, optimizer: optax.GradientTransformation,
         def critic_objective(critic_params):
             next_mean, next_log_std = nets.actor.apply(training.actor_params, batch.next_obs)
             next_action, next_log_prob = sample_tanh_gaussian(next_mean, next_log_std, next_key)
-            next_q = nets.critic.apply(training.target_critic_params, batch.next_obs, next_action)
-            target = critic_target(batch.reward, batch.discount, next_q, next_log_prob, alpha, gamma)
+            next_q = nets.critic.apply(training.target_critic_params, batch.next_obs, flat(next_action))
+            per_agent = (1,) * (next_log_prob.ndim - 1)
+            target = critic_target(batch.reward.reshape(batch.reward.shape + per_agent),
+                                   batch.discount.reshape(batch.discount.shape + per_agent), next_q, next_log_prob,
+                                   alpha, gamma)
             q = nets.critic.apply(critic_params, batch.obs, batch.action)
-            return critic_loss(q, target), q
+            return critic_loss(q.reshape(2, -1), target.reshape(-1)), q
 
         (c_loss, q), c_grads = jax.value_and_grad(critic_objective, has_aux=True)(training.critic_params)
         c_updates, critic_opt_state = optimizer.update(average(c_grads), training.critic_opt_state)
@@ -128,7 +139,7 @@ def make_update_step(nets: SACNetworks, optimizer: optax.GradientTransformation,
         def actor_objective(actor_params):
             mean, log_std = nets.actor.apply(actor_params, batch.obs)
             action, log_prob = sample_tanh_gaussian(mean, log_std, actor_key)
-            return actor_loss(log_prob, nets.critic.apply(critic_params, batch.obs, action), alpha), log_prob
+            return actor_loss(log_prob, nets.critic.apply(critic_params, batch.obs, flat(action)), alpha), log_prob
 
         (a_loss, log_prob), a_grads = jax.value_and_grad(actor_objective, has_aux=True)(training.actor_params)
         a_updates, actor_opt_state = optimizer.update(average(a_grads), training.actor_opt_state)
@@ -226,9 +237,19 @@ class SACAlgorithm:
 
         return collect_random(config, spec, scenarios, stage_key(seed, "prefill"))
 
+    def networks(self, config: SACConfig, spec: EnvSpec) -> Any:
+        """Actor and critics (``.actor``, ``.critic``) of this config."""
+        return SACNetworks.build(config, spec)
+
+    def networks_from_meta(self, meta: dict[str, Any]) -> Any:
+        return SACNetworks.from_meta(meta)
+
+    def entropy_target(self, config: SACConfig, spec: EnvSpec) -> float:
+        return target_entropy(config, spec)
+
     def init_training_state(self, config: SACConfig, spec: EnvSpec, key: jax.Array) -> TrainingState:
         """Fresh networks (targets = critics), optimizer states and temperature (one compiled call, not op by op)."""
-        return jax.jit(lambda k: _init_training_state(config, spec, k))(key)
+        return jax.jit(lambda k: _init_training_state(config, spec, k, self.networks(config, spec)))(key)
 
     def init_device_state(self, config: SACConfig, spec: EnvSpec, scenarios: ScenarioBatch, key: jax.Array,
                           num_devices: int, device_data: dict[str, jax.Array]) -> DeviceState:
@@ -239,8 +260,8 @@ class SACAlgorithm:
 
     def make_iteration(self, config: SACConfig, spec: EnvSpec, num_devices: int):
         t = config.train
-        nets = SACNetworks.build(config, spec)
-        update = make_update_step(nets, make_optimizer(config), t.gamma, t.tau, target_entropy(config, spec))
+        nets = self.networks(config, spec)
+        update = make_update_step(nets, make_optimizer(config), t.gamma, t.tau, self.entropy_target(config, spec))
         batch_per_device = t.batch_size // num_devices
         to_env = scale_action(spec)
 
@@ -249,7 +270,8 @@ class SACAlgorithm:
 
             def policy(obs, act_key):
                 mean, log_std = nets.actor.apply(training.actor_params, obs)
-                return sample_tanh_gaussian(mean, log_std, act_key)[0], ()
+                action = sample_tanh_gaussian(mean, log_std, act_key)[0]
+                return action.reshape(obs.shape[0], -1), ()  # (a multi-agent actor's [envs, agents, action])
 
             envs, rollout, episodes = unroll(spec, scenarios, policy, to_env, device.envs, unroll_key,
                                              t.unroll_length)
@@ -279,11 +301,12 @@ class SACAlgorithm:
 
     def make_policy(self, meta: dict[str, Any]):
         """tanh of the Gaussian mean, scaled to the action bounds."""
-        actor = SACNetworks.from_meta(meta).actor
+        actor = self.networks_from_meta(meta).actor
         low, high = jnp.asarray(meta["action_low"]), jnp.asarray(meta["action_high"])
 
         def act(params, obs):
-            return scale_to_bounds(deterministic_action(actor.apply(params, obs)[0]), low, high)
+            action = deterministic_action(actor.apply(params, obs)[0])
+            return scale_to_bounds(action.reshape(obs.shape[0], -1), low, high)
 
         return act
 

@@ -1,0 +1,97 @@
+"""Multi-agent SAC networks on joint observations [batch, agents x obs] and joint actions [batch, agents x action].
+
+``SharedActor``: one set of weights for every agent, fed its own observation and a one-hot agent id; gives each
+agent's tanh-Gaussian [batch, agents, action]. ``AttentionCritic`` (MAAC, Iqbal & Sha 2019): agent i's Q-value from
+its own encoded observation and action, and from an attention-weighted sum over the *other* agents' encoded
+observations and actions (keys and values carry no agent id and the weights sum over the others, so the order in
+which the others come does not matter); ``attention=False`` leaves the attention out: each critic sees only its own
+agent (independent learners). ``TwinCritic`` stacks two of them: [2, batch, agents].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from rlpipe.rl.networks import ACTIVATIONS, MLP
+from rlpipe.rl.sac.networks import LOG_STD_MAX, LOG_STD_MIN
+
+
+def split_agents(x: jax.Array, num_agents: int) -> jax.Array:
+    """[batch, agents x d] -> [batch, agents, d]."""
+    return x.reshape(x.shape[:-1] + (num_agents, x.shape[-1] // num_agents))
+
+
+def agent_ids(num_agents: int, like: jax.Array) -> jax.Array:
+    """One-hot ids [.., agents, agents] broadcast to ``like``'s leading axes ([.., agents, d])."""
+    return jnp.broadcast_to(jnp.eye(num_agents, dtype=like.dtype), like.shape[:-1] + (num_agents,))
+
+
+class SharedActor(nn.Module):
+    hidden_sizes: Sequence[int]
+    action_dim: int  # per agent
+    num_agents: int
+    activation: str = "relu"
+
+    def setup(self):
+        self.mlp = MLP(self.hidden_sizes, 2 * self.action_dim, self.activation)
+
+    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Joint observations [batch, agents x obs] -> every agent's (mean, log_std) [batch, agents, action]."""
+        own = split_agents(obs, self.num_agents)
+        return self.agent(jnp.concatenate([own, agent_ids(self.num_agents, own)], axis=-1))
+
+    def agent(self, obs_and_id: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """One agent's observation followed by its one-hot id [.., obs + agents] -> its (mean, log_std)."""
+        mean, log_std = jnp.split(self.mlp(obs_and_id), 2, axis=-1)
+        return mean, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
+
+
+class AttentionCritic(nn.Module):
+    hidden_sizes: Sequence[int]
+    num_agents: int
+    embed_dim: int = 64
+    heads: int = 4
+    activation: str = "relu"
+    attention: bool = True
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        act = ACTIVATIONS[self.activation]
+        n = self.num_agents
+        o, a = split_agents(obs, n), split_agents(action, n)
+        ids = agent_ids(n, o)
+        own = act(nn.Dense(self.embed_dim, name="own")(jnp.concatenate([o, a, ids], axis=-1)))
+        features = [own]
+        if self.attention:
+            head = self.embed_dim // self.heads
+            others = act(nn.Dense(self.embed_dim, name="encode")(jnp.concatenate([o, a], axis=-1)))
+            query_in = act(nn.Dense(self.embed_dim, name="state")(jnp.concatenate([o, ids], axis=-1)))
+            shape = others.shape[:-1] + (self.heads, head)
+            q = nn.Dense(self.embed_dim, use_bias=False, name="query")(query_in).reshape(shape)
+            k = nn.Dense(self.embed_dim, use_bias=False, name="key")(others).reshape(shape)
+            v = act(nn.Dense(self.embed_dim, name="value")(others)).reshape(shape)
+            logits = jnp.einsum("...ihd,...jhd->...hij", q, k) / jnp.sqrt(jnp.float32(head))
+            logits = jnp.where(jnp.eye(n, dtype=bool), -jnp.inf, logits)  # agent i attends to the others only
+            weights = jax.nn.softmax(logits, axis=-1)
+            attended = jnp.einsum("...hij,...jhd->...ihd", weights, v)
+            features.append(attended.reshape(attended.shape[:-2] + (self.embed_dim,)))
+        return MLP(self.hidden_sizes, 1, self.activation)(jnp.concatenate(features, axis=-1))[..., 0]
+
+
+class TwinCritic(nn.Module):
+    hidden_sizes: Sequence[int]
+    num_agents: int
+    embed_dim: int = 64
+    heads: int = 4
+    activation: str = "relu"
+    attention: bool = True
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        make = lambda name: AttentionCritic(self.hidden_sizes, self.num_agents, self.embed_dim, self.heads,  # noqa: E731
+                                            self.activation, self.attention, name=name)
+        return jnp.stack([make("q1")(obs, action), make("q2")(obs, action)])
