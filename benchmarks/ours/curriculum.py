@@ -12,7 +12,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
-from common import emit  # noqa: E402
+from common import emit, train_through_library  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,22 +32,9 @@ def main():
     if args.uniform:
         raw["scenarios"]["curriculum"] = None
 
-    from rlpipe.rl import algorithm, curriculum, mesh, training
-    from rlpipe.rl.envs import env_spec, scenarios_to_batch
-    from rlpipe.rl.keys import stage_keys
-    from rlpipe.stages.common import generate_scenarios, init_agent, initial_device_data
+    from rlpipe.rl import curriculum
 
-    plugin = algorithm.get("sac")
-    config = algorithm.load_config("sac", raw, mesh.device_count())
-    spec = env_spec(config.env)
-    train_table, eval_table = generate_scenarios(config)
-    started = time.perf_counter()
-    train_batch = scenarios_to_batch(train_table, spec, "train")
-    state, _ = init_agent(config, None)
-    result = training.train(plugin, config, spec, train_batch, state, stage_keys(config, "train"),
-                            device_data=initial_device_data(plugin, config, spec, train_batch),
-                            eval_scenarios=scenarios_to_batch(eval_table, spec, "eval"))
-    seconds = time.perf_counter() - started
+    config, result, seconds = train_through_library("sac", raw)
     returns = np.asarray(result.final_evaluation["returns"]).reshape(args.num_seeds, -1)
     history = result.history
     weights = result.curriculum["weights"] if result.curriculum is not None else None

@@ -13,7 +13,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
-from common import emit  # noqa: E402
+from common import emit, train_through_library  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,22 +33,7 @@ def main():
     if args.steps:
         raw["train"]["total_env_steps"] = args.steps
 
-    from rlpipe.rl import algorithm, mesh, training
-    from rlpipe.rl.envs import env_spec, scenarios_to_batch
-    from rlpipe.rl.keys import stage_keys
-    from rlpipe.stages.common import generate_scenarios, init_agent, initial_device_data
-
-    plugin = algorithm.get("masac")
-    config = algorithm.load_config("masac", raw, mesh.device_count())
-    spec = env_spec(config.env)
-    train_table, eval_table = generate_scenarios(config)
-    started = time.perf_counter()
-    train_batch = scenarios_to_batch(train_table, spec, "train")
-    state, _ = init_agent(config, None)
-    result = training.train(plugin, config, spec, train_batch, state, stage_keys(config, "train"),
-                            device_data=initial_device_data(plugin, config, spec, train_batch),
-                            eval_scenarios=scenarios_to_batch(eval_table, spec, "eval"))
-    seconds = time.perf_counter() - started
+    config, result, seconds = train_through_library("masac", raw)
     history = result.history
     seeds = args.num_seeds
     returns = np.asarray(result.final_evaluation["returns"]).reshape(seeds, -1)

@@ -8,7 +8,13 @@ from rlpipe.stages.common import algorithm_pipeline
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return algorithm_pipeline("sac", [
+    return replay_pipeline("sac")
+
+
+def replay_pipeline(algorithm: str) -> Pipeline:
+    """The pipeline of an off-policy algorithm with SAC's replay buffer (sac, masac): the shared stages around the
+    buffer prefill and the shared train stage."""
+    return algorithm_pipeline(algorithm, [
         Node(nodes.prefill_buffer, ["config", "scenarios_train", "agent_store", "lineage"], "prefill_transitions",
              name="prefill_buffer"),
         Node(monitoring.train, ["config", "initial_state", "lineage", "scenarios_train", "scenarios_eval",

@@ -50,13 +50,7 @@ class BraxEnv:
 
     def __init__(self, name: str, kwargs: dict[str, Any]):
         envs = _import_brax()
-        known = sorted(envs._envs)  # noqa: SLF001 - Brax lists its envs nowhere else
-        if name not in known:
-            import difflib
-
-            close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-            hint = f"did you mean {', '.join(close)}? " if close else ""
-            raise ValueError(f"Brax has no env {name!r}; {hint}its envs are {', '.join(known)}")
+        check_name("Brax", name, sorted(envs._envs))  # noqa: SLF001 - Brax lists its envs nowhere else
         try:
             self.inner = envs.get_environment(name, **kwargs)
         except TypeError as exc:
@@ -85,6 +79,17 @@ class BraxEnv:
 
     def action_space(self, params: BraxParams) -> spaces.Box:
         return spaces.Box(-1.0, 1.0, (self.inner.action_size,), jnp.float32)
+
+
+def check_name(library: str, name: str, known: list[str]) -> None:
+    """A ValueError naming the closest of ``library``'s env names when ``name`` is none of them."""
+    if name in known:
+        return
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise ValueError(f"{library} has no env {name!r}; {hint}its envs are {', '.join(known)}")
 
 
 def make_brax(name: str, kwargs: dict[str, Any]) -> BraxEnv:

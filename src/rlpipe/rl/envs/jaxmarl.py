@@ -74,13 +74,9 @@ class JaxMARLEnv:
 
     def __init__(self, name: str, kwargs: dict[str, Any]):
         jaxmarl = _import_jaxmarl()
-        known = list(jaxmarl.registered_envs)
-        if name not in known:
-            import difflib
+        from rlpipe.rl.envs.brax import check_name
 
-            close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-            hint = f"did you mean {', '.join(close)}? " if close else ""
-            raise ValueError(f"JaxMARL has no env {name!r}; {hint}its envs are {', '.join(known)}")
+        check_name("JaxMARL", name, list(jaxmarl.registered_envs))
         try:
             with _quiet_stdout():
                 self.inner = jaxmarl.make(name, **kwargs)

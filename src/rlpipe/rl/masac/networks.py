@@ -82,16 +82,10 @@ class AttentionCritic(nn.Module):
         return MLP(self.hidden_sizes, 1, self.activation)(jnp.concatenate(features, axis=-1))[..., 0]
 
 
-class TwinCritic(nn.Module):
-    hidden_sizes: Sequence[int]
-    num_agents: int
-    embed_dim: int = 64
-    heads: int = 4
-    activation: str = "relu"
-    attention: bool = True
+class TwinCritic(AttentionCritic):
+    """Two independent critics of the same form: [2, batch, agents]."""
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
-        make = lambda name: AttentionCritic(self.hidden_sizes, self.num_agents, self.embed_dim, self.heads,  # noqa: E731
-                                            self.activation, self.attention, name=name)
-        return jnp.stack([make("q1")(obs, action), make("q2")(obs, action)])
+        fields = (self.hidden_sizes, self.num_agents, self.embed_dim, self.heads, self.activation, self.attention)
+        return jnp.stack([AttentionCritic(*fields, name=name)(obs, action) for name in ("q1", "q2")])
