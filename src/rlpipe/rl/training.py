@@ -35,7 +35,7 @@ class RunState:
     device: Any  # each device's own: leading axis split over the mesh; scalars replicated
     key: jax.Array  # replicated, fixed for the run: folded with a device's global index and the iteration number
     iteration: jax.Array  # replicated int32: iterations done
-    curriculum: Any = ()  # replicated: the scenario curriculum's {"weights", "returns"} (rlpipe.rl.curriculum); ()
+    curriculum: Any = ()  # replicated: the curriculum's {"weights", "returns"} (rlpipe.rl.curriculum), or ()
 
 
 class TrainResult(NamedTuple):
