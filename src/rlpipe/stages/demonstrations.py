@@ -20,18 +20,13 @@ logger = logging.getLogger(__name__)
 
 def load_expert(algorithm: str, agent: Any, settings: dict[str, Any] | None) -> tuple[Any, dict, dict]:
     """The stored agent's config, deterministic policy (a multi-seed agent's ``demonstrations.seed_index``, by
-    default its best seed's) and identity (version, env steps)."""
-    from rlpipe.stages.common import policy_of_agent
+    default its best seed's) and identity (version, env steps), as the evaluation pipelines load it."""
+    from rlpipe.stages.evaluation import load_agent
 
     d = parse(DemonstrationsConfig, settings, "demonstrations")
-    meta = agent["meta"]
-    if meta.get("algorithm") != algorithm:
-        raise ConfigError(f"{algorithm}.agent", f"the loaded agent ({agent.path}) is a {meta.get('algorithm')} agent")
-    policy, config = policy_of_agent(agent, f"{algorithm}.agent", d.seed_index)
-    info = {"source_algorithm": algorithm, "source_version": agent.path.parent.name,
-            "source_env_steps": int(meta["env_steps"]), "env_id": config.env.id}
-    logger.info("recording demonstrations of %s agent %s (%d env steps) on %s", algorithm.upper(),
-                info["source_version"], info["source_env_steps"], config.env.id)
+    config, policy, agent_info = load_agent(algorithm, agent, {"seed_index": d.seed_index})
+    info = {"source_algorithm": algorithm, "source_version": agent_info["agent_version"],
+            "source_env_steps": agent_info["agent_env_steps"], "env_id": config.env.id}
     return config, policy, info
 
 
@@ -42,6 +37,7 @@ def demonstration_scenarios(config: Any, settings: dict[str, Any] | None) -> pd.
     from rlpipe.rl.envs import env_spec
     from rlpipe.rl.envs import generate_scenarios as sample_scenarios
     from rlpipe.rl.keys import scenario_seed
+    from rlpipe.stages.evaluation import without_reset_seeds
 
     d = parse(DemonstrationsConfig, settings, "demonstrations")
     s = config.scenarios
@@ -50,9 +46,7 @@ def demonstration_scenarios(config: Any, settings: dict[str, Any] | None) -> pd.
     taken = set(train["reset_seed"]) | set(held_out["reset_seed"])
     seed = scenario_seed(config) + 2 if d.seed is None else d.seed
     _, table = sample_scenarios(spec, s.ranges, 1, d.num_episodes + len(taken), seed)
-    table = table[~table["reset_seed"].isin(taken)].head(d.num_episodes).reset_index(drop=True)
-    table["scenario_id"] = np.arange(len(table), dtype=np.int64)
-    return table
+    return without_reset_seeds(table, taken, d.num_episodes)
 
 
 def record_demonstrations(config: Any, policy: dict[str, Any], info: dict[str, Any], scenarios: pd.DataFrame,

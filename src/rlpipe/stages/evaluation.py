@@ -56,9 +56,15 @@ def eval_scenarios(config: Any, evaluation: dict[str, Any]) -> pd.DataFrame:
         seed = scenarios_seed(config, e)
         wanted = e.num_scenarios or s.num_eval
         _, table = sample_scenarios(spec, s.ranges, s.num_train, wanted + s.num_train, seed)
-        table = table[~table["reset_seed"].isin(set(train["reset_seed"]))].head(wanted).reset_index(drop=True)
-        table["scenario_id"] = np.arange(len(table), dtype=np.int64)
+        table = without_reset_seeds(table, set(train["reset_seed"]), wanted)
     check_evaluation(e, len(table))
+    return table
+
+
+def without_reset_seeds(table: pd.DataFrame, taken: set, wanted: int) -> pd.DataFrame:
+    """The first ``wanted`` rows of a scenario table whose reset seed is not in ``taken``, renumbered from 0."""
+    table = table[~table["reset_seed"].isin(taken)].head(wanted).reset_index(drop=True)
+    table["scenario_id"] = np.arange(len(table), dtype=np.int64)
     return table
 
 
