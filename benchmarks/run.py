@@ -329,7 +329,7 @@ def case_scaling(pairs: int, iterations: int = SCALING_ITERATIONS, num_envs: lis
             sweep = [n for n in num_envs if n % devices == 0] if num_envs else SCALING_SWEEP[devices]
             for n in sweep:
                 args = ["--num-envs", str(n), *scaling_args]
-                after, before = [], []
+                after, before, same_work = [], [], []
                 for _ in range(pairs):
                     if base:
                         before.append(run_json(OURS_PY, "ours/scaling.py", *args,
@@ -337,20 +337,28 @@ def case_scaling(pairs: int, iterations: int = SCALING_ITERATIONS, num_envs: lis
                                                tree=base["tree"], label=f"[before: {base['rev']}] "))
                     after.append(run_json(OURS_PY, "ours/scaling.py", *args, env=env,
                                           label="[after] " if base else ""))
-                check_devices(after + before, devices)
+                    if base:  # the baseline predates the in-chunk history (issue 14): the same work without it
+                        same_work.append(run_json(OURS_PY, "ours/scaling.py", *args, "--history-points", "0",
+                                                  env=env, label="[after, history off] "))
+                check_devices(after + before + same_work, devices)
                 runs["after"] += after
                 runs["before"] += before
+                runs.setdefault("after_history_off", []).extend(same_work)
                 rows.append({"devices": devices, "num_envs": n,
                              "env_steps_per_s": stats([r["env_steps_per_s"] for r in after])["median"],
                              "peak_rss_mb": stats([r["peak_rss_mb"] for r in after])["median"],
                              "buffer_bytes_per_transition": after[0]["buffer_bytes_per_transition"]})
                 if base:
                     ratio = stats([a["env_steps_per_s"] / b["env_steps_per_s"] for a, b in zip(after, before)])
+                    same = stats([a["env_steps_per_s"] / b["env_steps_per_s"] for a, b in zip(same_work, before)])
                     comparison.append({"devices": devices, "num_envs": n,
                                        "before": stats([r["env_steps_per_s"] for r in before]),
                                        "after": stats([r["env_steps_per_s"] for r in after]),
                                        "after_over_before": ratio,
-                                       "flagged": ratio["median"] is not None and ratio["median"] < 0.95})
+                                       "flagged": ratio["median"] is not None and ratio["median"] < 0.95,
+                                       "after_history_off": stats([r["env_steps_per_s"] for r in same_work]),
+                                       "history_off_over_before": same,
+                                       "history_off_flagged": same["median"] is not None and same["median"] < 0.95})
     out = {"rows": rows, "runs": runs, "iterations": iterations}
     if base:
         out["before_after"] = {"baseline_rev": base["rev"], "baseline_commit": base["commit"], "after": "working tree",
@@ -618,11 +626,15 @@ JAXMARL_REPO = os.environ.get("JAXMARL_REPO", "/work/.mirror/FLAIROx+JaxMARL/rep
 def case_masac(pairs: int) -> dict:
     """13. Many agents. Multi-agent SAC with attention critics against independent critics (3 seeds in one program
     each, the shipped config at MASAC_STEPS joint env steps), and JaxMARL's IPPO script at the same budget."""
-    out = {"steps": MASAC_STEPS, "runs": {"attention": [], "independent": []}}
+    out = {"steps": MASAC_STEPS, "runs": {"attention": [], "independent": [], "attention, discrete actions": []}}
     for _ in range(max(1, pairs // 3)):
         for form in ("attention", "independent"):
             out["runs"][form].append(run_json(OURS_PY, "ours/masac.py", "--critic-form", form, "--num-seeds", "3",
                                               "--steps", str(MASAC_STEPS)))
+        # the categorical actor on the task's discrete form: the same action space as IPPO's
+        out["runs"]["attention, discrete actions"].append(run_json(
+            OURS_PY, "ours/masac.py", "--critic-form", "attention", "--actions", "discrete", "--num-seeds", "3",
+            "--steps", str(MASAC_STEPS), label="[discrete] "))
     if Path(JAXMARL_REPO).exists():
         out["ippo"] = run_json(PEERS_PY, "peers/ippo_jaxmarl.py", "--repo", JAXMARL_REPO, "--steps",
                                str(MASAC_STEPS), "--seeds", "3", timeout=TIMEOUT)
@@ -745,19 +757,31 @@ def report(results: dict) -> str:
                       f"`{COPY_FLAG}`, which the working tree sets at import); "
                       "after: the working tree (jit(shard_map) on a device mesh); both run in this invocation, alternately pair by pair. "
                       "Env steps/s are medians (min–max) over pairs; after/before is the per-pair ratio; ⚠ marks a "
-                      f"median ratio below {ba['flag_below']}.", "",
+                      f"median ratio below {ba['flag_below']}. The baseline predates the training history recorded "
+                      "inside the compiled chunk (issue 14, `train.history_points_per_log`, default 50): 'history "
+                      "off' runs the working tree with it off (`--history-points 0`), the same work as the baseline "
+                      "does; 'after' is the default, with it.", "",
                       "| devices | num_envs | env steps/s (after) | env steps/s (before) | after/before "
-                      "| peak RSS MiB (after) |",
-                      "| --- | --- | --- | --- | --- | --- |"]
+                      "| env steps/s (after, history off) | history off/before | peak RSS MiB (after) |",
+                      "| --- | --- | --- | --- | --- | --- | --- | --- |"]
             for r, b in zip(rows, ba["rows"]):
                 flag = " ⚠" if b["flagged"] else ""
+                same = b.get("history_off_over_before")
+                same_cells = (f"{spread(b['after_history_off'])} | {spread(same)}×"
+                              f"{' ⚠' if b.get('history_off_flagged') else ''}" if same and same["n"] else "– | –")
                 lines.append(f"| {r['devices']} | {r['num_envs']} | {spread(b['after'])} | {spread(b['before'])} | "
-                             f"{spread(b['after_over_before'])}×{flag} | {fmt(r['peak_rss_mb'])} |")
+                             f"{spread(b['after_over_before'])}×{flag} | {same_cells} | {fmt(r['peak_rss_mb'])} |")
             flagged = [f"{b['devices']} device(s) x {b['num_envs']} envs ({fmt(b['after_over_before']['median'])}×)"
                        for b in ba["rows"] if b["flagged"]]
             targets.append((f"5: no single-process scaling figure below {ba['flag_below']}× of {ba['baseline_rev']}'s"
-                            + (" (before the move off pmap)" if on_pmap else ""), not flagged,
+                            + (" (before the move off pmap)" if on_pmap else "") + ", default config", not flagged,
                             "; ".join(flagged) or "none below"))
+            if any((b.get("history_off_over_before") or {}).get("n") for b in ba["rows"]):
+                same_flagged = [f"{b['devices']} device(s) x {b['num_envs']} envs "
+                                f"({fmt(b['history_off_over_before']['median'])}×)"
+                                for b in ba["rows"] if b.get("history_off_flagged")]
+                targets.append(("5: the same, on the baseline's work (in-chunk history off)", not same_flagged,
+                                "; ".join(same_flagged) or "none below"))
         lines += ["", f"Replay buffer: {rows[0]['buffer_bytes_per_transition']} bytes per transition (Pendulum: "
                       "float32 obs, action, reward, discount, next obs).", ""]
     if "6" in results["cases"]:
@@ -962,13 +986,16 @@ def report(results: dict) -> str:
                   "sum of the agents' rewards over an episode (25 steps). Training return: the mean over the last "
                   "progress intervals (stochastic policies; IPPO: its LogWrapper's returned_episode_returns over its "
                   "last 5 updates, an agent's return times the number of agents). Eval: rlpipe's deterministic "
-                  "policy on its 32 held-out scenarios. IPPO acts with discrete actions (its script's setting), "
-                  "rlpipe with continuous ones (action_type: Continuous).", "",
+                  "policy on its 32 held-out scenarios. IPPO acts with discrete actions (its script's setting); "
+                  "rlpipe with continuous ones (action_type: Continuous) and, in the 'discrete actions' row, with the "
+                  "same 5 discrete actions per agent as IPPO (categorical actor).", "",
                   "| learner | training team return per seed | eval team return per seed | wall s (3 seeds) |",
                   "| --- | --- | --- | --- |"]
-        for form in ("attention", "independent"):
-            for r in c["runs"][form]:
-                lines.append(f"| masac, {form} critics | {', '.join(fmt(v, 4) for v in r['train_team_return'])} | "
+        labels = {"attention": "masac, attention critics", "independent": "masac, independent critics",
+                  "attention, discrete actions": "masac, attention critics, discrete actions"}
+        for form, label in labels.items():
+            for r in c["runs"].get(form, []):
+                lines.append(f"| {label} | {', '.join(fmt(v, 4) for v in r['train_team_return'])} | "
                              f"{', '.join(fmt(v, 4) for v in r['eval_team_return'])} | {fmt(r['seconds'])} |")
         ippo = c["ippo"]
         if "skipped" in ippo:
@@ -988,6 +1015,13 @@ def report(results: dict) -> str:
                             min(att["train_team_return"]) > max(ippo["team_return_last_updates"]),
                             f"{fmt(statistics.median(att['train_team_return']), 4)} vs "
                             f"{fmt(statistics.median(ippo['team_return_last_updates']), 4)} (medians)"))
+            if c["runs"].get("attention, discrete actions"):
+                disc = c["runs"]["attention, discrete actions"][0]
+                targets.append(("13: masac with discrete actions above JaxMARL IPPO (discrete) at the same env steps "
+                                "(every seed)",
+                                min(disc["train_team_return"]) > max(ippo["team_return_last_updates"]),
+                                f"{fmt(statistics.median(disc['train_team_return']), 4)} vs "
+                                f"{fmt(statistics.median(ippo['team_return_last_updates']), 4)} (medians)"))
     lines += ["## Targets", "", "| target | met | measured |", "| --- | --- | --- |"]
     lines += [f"| {name} | {'yes' if ok else 'NO'} | {value} |" for name, ok, value in targets]
     return "\n".join(lines) + "\n"

@@ -14,6 +14,7 @@ from kedro.framework.startup import bootstrap_project
 from rlpipe.rl.algorithm import load_config
 from rlpipe.rl.config import ConfigError
 from rlpipe.rl.envs import make_env
+from rlpipe.rl.masac import discrete
 from rlpipe.rl.masac.networks import AttentionCritic, SharedActor
 
 pytest.importorskip("jaxmarl")
@@ -89,10 +90,84 @@ def test_joint_env_adapter_and_its_metrics():
                                                       spec.default_params)
     team = sum(float(info[f"reward_agent_{i}"]) for i in range(3))
     assert float(reward) == pytest.approx(team, rel=1e-6) and not bool(terminated)
-    with pytest.raises(ValueError, match="discrete actions"):
-        make_env("jaxmarl:MPE_simple_spread_v3", {})
     with pytest.raises(ValueError, match="did you mean MPE_simple_spread_v3"):
         make_env("jaxmarl:MPE_simple_sprad_v3", {"action_type": "Continuous"})
+
+
+def test_discrete_joint_env_takes_each_agents_highest_score():
+    spec = make_env("jaxmarl:MPE_simple_spread_v3", {})  # MPE's default: 5 discrete actions per agent
+    env = spec.env
+    assert (env.discrete, env.num_actions, env.agent_action_dim, spec.action_dim) == (True, 5, 5, 15)
+    np.testing.assert_array_equal(spec.action_low, -np.ones(15))
+    np.testing.assert_array_equal(spec.action_high, np.ones(15))
+    obs, state = env.reset_env(jax.random.PRNGKey(0), spec.default_params)
+    scores = jax.random.uniform(jax.random.PRNGKey(3), (15,), minval=-1, maxval=1)
+    ours = env.step_env(jax.random.PRNGKey(1), state, scores, spec.default_params)
+    chosen = np.argmax(np.asarray(scores).reshape(3, 5), axis=1)
+    theirs = env.inner.step_env(jax.random.PRNGKey(1), state.inner,
+                                {a: jnp.int32(chosen[i]) for i, a in enumerate(env.agents)})
+    np.testing.assert_array_equal(ours[0], env._joint_obs(theirs[0]))
+    assert float(ours[2]) == pytest.approx(sum(float(theirs[2][a]) for a in env.agents), rel=1e-6)
+
+
+def test_discrete_critic_has_a_value_per_own_action_given_the_others(inputs):
+    obs, _ = inputs
+    n_actions = 5
+    picks = jax.random.randint(jax.random.PRNGKey(4), (5, N), 0, n_actions)
+    act = jax.nn.one_hot(picks, n_actions)
+    critic = AttentionCritic((32,), N, embed_dim=16, heads=2, num_actions=n_actions)
+    params = critic.init(jax.random.PRNGKey(1), joint(obs), joint(act))
+    q = critic.apply(params, joint(obs), joint(act))
+    assert q.shape == (5, N, n_actions)
+    own_changed = critic.apply(params, joint(obs), joint(act.at[:, 0].set(jax.nn.one_hot((picks[:, 0] + 1) % 5, 5))))
+    np.testing.assert_array_equal(own_changed[:, 0], q[:, 0])  # agent 0's own action is the output's index, not input
+    assert np.all(np.abs(np.asarray(own_changed[:, 1:] - q[:, 1:])).max(axis=-1) > 1e-6)  # the others see it
+    order = np.array([0, 2, 3, 1])
+    np.testing.assert_allclose(critic.apply(params, joint(obs[:, order]), joint(act[:, order]))[:, 0], q[:, 0],
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_discrete_objectives_by_hand():
+    # one sample, one agent, two actions: pi = (0.25, 0.75), critics (1, 3) and (2, 0) -> min (1, 0)
+    log_probs = jnp.log(jnp.array([[[0.25, 0.75]]]))
+    q = jnp.array([[[[1.0, 3.0]]], [[[2.0, 0.0]]]])  # [2, batch, agents, n]
+    alpha, gamma = 0.5, 0.9
+    value = 0.25 * (1 - alpha * np.log(0.25)) + 0.75 * (0 - alpha * np.log(0.75))
+    np.testing.assert_allclose(discrete.soft_value(q, log_probs, alpha), [[value]], rtol=1e-6)
+    target = discrete.critic_target(jnp.array([2.0]), jnp.array([1.0]), q, log_probs, alpha, gamma)
+    np.testing.assert_allclose(target, [[2 + gamma * value]], rtol=1e-6)
+    np.testing.assert_allclose(discrete.critic_target(jnp.array([2.0]), jnp.array([0.0]), q, log_probs, alpha, gamma),
+                               [[2.0]])
+    loss = 0.25 * (alpha * np.log(0.25) - 1) + 0.75 * (alpha * np.log(0.75) - 0)
+    np.testing.assert_allclose(discrete.actor_loss(log_probs, q, alpha), loss, rtol=1e-6)
+    np.testing.assert_allclose(discrete.entropy(log_probs), [[-(0.25 * np.log(0.25) + 0.75 * np.log(0.75))]],
+                               rtol=1e-6)
+    np.testing.assert_array_equal(discrete.taken(q, jnp.array([[[0.0, 1.0]]])), [[[3.0]], [[0.0]]])
+    scores = jnp.array([[0.1, -0.5, 0.9, 0.0, 0.2, 0.3]])  # 2 agents x 3 actions
+    np.testing.assert_array_equal(discrete.taken_actions(scores, 2), [[[0, 0, 1], [0, 0, 1]]])
+
+
+def test_discrete_shared_actor_and_the_served_indices(inputs):
+    obs, _ = inputs
+    actor = SharedActor((32,), 5, N, discrete=True)
+    params = actor.init(jax.random.PRNGKey(2), joint(obs))
+    logits = actor.apply(params, joint(obs))
+    assert logits.shape == (5, N, 5)
+    rows = jnp.concatenate([obs.reshape(5 * N, OBS), jnp.tile(jnp.eye(N), (5, 1))], axis=1)
+    from rlpipe.rl.masac.algorithm import MASAC
+
+    meta = {"hidden_sizes": [32], "activation": "relu", "num_agents": N, "agent_action_dim": 5, "num_actions": 5,
+            "critic_form": "attention", "attention": {"embed_dim": 16, "heads": 2}}
+    np.testing.assert_array_equal(MASAC.make_agent_policy(meta)(params, rows),
+                                  np.argmax(np.asarray(logits).reshape(5 * N, 5), axis=1))
+    joint_action = MASAC.make_policy(meta)(params, joint(obs)).reshape(5, N, 5)
+    np.testing.assert_array_equal(joint_action, jax.nn.one_hot(jnp.argmax(logits, -1), 5))
+
+
+def test_only_masac_takes_discrete_multi_agent_envs():
+    with pytest.raises(ConfigError) as error:
+        load_config("sac", {"env": {"id": "jaxmarl:MPE_simple_spread_v3", "kwargs": {}}}, 1)
+    assert error.value.key == "sac.env.id" and "masac" in str(error.value)
 
 
 @pytest.mark.parametrize("change,key", [
@@ -106,8 +181,11 @@ def test_bad_masac_config_names_the_key(change, key):
     assert error.value.key == key
 
 
-def test_masac_pipeline_writes_every_catalog_entry(project):
-    (project / "conf" / "local" / "parameters_masac.yml").write_text(yaml.safe_dump({"masac": TINY_MASAC}))
+@pytest.mark.parametrize("actions", ["Continuous", "Discrete"])
+def test_masac_pipeline_writes_every_catalog_entry(project, actions):
+    params = {**TINY_MASAC, "env": {"id": "jaxmarl:MPE_simple_spread_v3", "kwargs": {"action_type": actions},
+                                    "metrics": ["occupied_landmarks", "collisions"]}}
+    (project / "conf" / "local" / "parameters_masac.yml").write_text(yaml.safe_dump({"masac": params}))
     bootstrap_project(project)
     with KedroSession.create(project_path=project) as session:
         session.run(pipeline_name="masac")
@@ -135,6 +213,11 @@ def test_masac_pipeline_writes_every_catalog_entry(project):
     obs = np.random.default_rng(0).normal(size=(2, 3, 18)).astype(np.float32)
     joint_actions = make_policy_fn(policy)(obs.reshape(2, 54)).reshape(2, 3, 5)
     rows = np.concatenate([obs.reshape(6, 18), np.tile(np.eye(3, dtype=np.float32), (2, 1))], axis=1)
-    np.testing.assert_allclose(agent_rows(policy, rows), joint_actions.reshape(6, 5), rtol=1e-5, atol=1e-6)
-    assert np.ptp(joint_actions, axis=1).max() > 0
+    if actions == "Discrete":  # the joint env's action: one-hot per agent; served per agent: the action's index
+        assert policy["meta"]["num_actions"] == 5
+        np.testing.assert_array_equal(joint_actions.sum(axis=-1), np.ones((2, 3)))
+        np.testing.assert_array_equal(agent_rows(policy, rows), joint_actions.reshape(6, 5).argmax(axis=1))
+    else:
+        np.testing.assert_allclose(agent_rows(policy, rows), joint_actions.reshape(6, 5), rtol=1e-5, atol=1e-6)
+        assert np.ptp(joint_actions, axis=1).max() > 0
     assert agent["meta"]["algorithm"] == "masac" and agent["meta"]["env_steps"] == 512

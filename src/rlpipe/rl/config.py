@@ -566,10 +566,12 @@ def check_seeds(config: Any, key: str) -> None:
                                                     f"({key}.train.init_from): use num_seeds: 1 with init_from")
 
 
-def check_common(config: Any, key: str, num_devices: int | None, continuous: bool | None, steps_per_iter: int):
+def check_common(config: Any, key: str, num_devices: int | None, continuous: bool | None, steps_per_iter: int,
+                 multi_agent: bool = False):
     """Rules every algorithm's config obeys (``num_devices``: all devices of all processes); returns the
     environment's EnvSpec. With ``num_devices`` None only the rules that need neither the environment nor the
-    device count (nothing heavy is imported), and None is returned."""
+    device count (nothing heavy is imported), and None is returned. Only a ``multi_agent`` algorithm takes a
+    joint env whose agents act discretely (their actions are per-agent scores, see ``rlpipe.rl.envs.jaxmarl``)."""
     t = config.train
     check_tracking(config.tracking, config.scenarios, f"{key}.tracking", getattr(config, "early_stopping", None))
     if t.log_every_env_steps < steps_per_iter:
@@ -591,6 +593,10 @@ def check_common(config: Any, key: str, num_devices: int | None, continuous: boo
     from rlpipe.rl.envs import check_env_id, check_scenario_ranges  # envs import jax: keep config import light
 
     env_spec = check_env_id(config.env.id, f"{key}.env.id", continuous=continuous, env_config=config.env)
+    if getattr(env_spec.env, "discrete", False) and not multi_agent:
+        raise ConfigError(f"{key}.env.id", f"{config.env.id!r} is a multi-agent env with discrete actions: train it "
+                                           "with the masac pipeline (or give it continuous actions, e.g. MPE tasks' "
+                                           "env.kwargs {action_type: Continuous})")
     if t.num_seeds > 1 and env_spec.host is not None:
         raise ConfigError(f"{key}.train.num_seeds", f"{t.num_seeds} seeds in one program need a JAX environment; "
                                                     f"{config.env.id} is stepped on the host: run its seeds as "

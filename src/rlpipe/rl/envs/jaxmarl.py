@@ -88,17 +88,25 @@ class JaxMARLEnv:
         obs_shapes = [self.inner.observation_space(a).shape for a in self.agents]
         self.agent_obs_dim = max(int(np.prod(s)) for s in obs_shapes)
         first = self.inner.action_space(self.agents[0])
-        self.discrete = isinstance(first, (spaces.Discrete,)) or type(first).__name__ == "Discrete"
+        self.discrete = isinstance(first, spaces.Discrete) or type(first).__name__ == "Discrete"
         if self.discrete:
-            raise ValueError(f"{name} has discrete actions; rlpipe's multi-agent SAC takes continuous ones for now "
-                             "(MPE tasks: env.kwargs {action_type: Continuous})")
-        shapes = {tuple(self.inner.action_space(a).shape) for a in self.agents}
-        if len(shapes) != 1:
-            raise ValueError(f"{name}'s agents have different action shapes {sorted(shapes)}: a shared actor needs "
-                             "one")
-        self.agent_action_dim = int(np.prod(first.shape))
-        self.action_low = np.broadcast_to(np.asarray(first.low, np.float32), first.shape).reshape(-1)
-        self.action_high = np.broadcast_to(np.asarray(first.high, np.float32), first.shape).reshape(-1)
+            counts = {int(self.inner.action_space(a).n) for a in self.agents}
+            if len(counts) != 1:
+                raise ValueError(f"{name}'s agents have different numbers of actions {sorted(counts)}: a shared "
+                                 "actor needs one")
+            self.num_actions = counts.pop()
+            self.agent_action_dim = self.num_actions  # one score per action (see the module doc)
+            self.action_low = np.full(self.num_actions, -1.0, np.float32)
+            self.action_high = np.full(self.num_actions, 1.0, np.float32)
+        else:
+            shapes = {tuple(self.inner.action_space(a).shape) for a in self.agents}
+            if len(shapes) != 1:
+                raise ValueError(f"{name}'s agents have different action shapes {sorted(shapes)}: a shared actor "
+                                 "needs one")
+            self.num_actions = 0
+            self.agent_action_dim = int(np.prod(first.shape))
+            self.action_low = np.broadcast_to(np.asarray(first.low, np.float32), first.shape).reshape(-1)
+            self.action_high = np.broadcast_to(np.asarray(first.high, np.float32), first.shape).reshape(-1)
         self.spread = hasattr(self.inner, "num_landmarks") and name.startswith("MPE_simple_spread")
 
     @property
@@ -125,6 +133,8 @@ class JaxMARLEnv:
 
     def step_env(self, key: jax.Array, state: MultiAgentState, action: jax.Array, params: MultiAgentParams):
         per_agent = jnp.reshape(action, (self.num_agents, self.agent_action_dim))
+        if self.discrete:
+            per_agent = jnp.argmax(per_agent, axis=-1)
         actions = {agent: per_agent[i] for i, agent in enumerate(self.agents)}
         obs, inner, rewards, dones, _ = self.inner.step_env(key, state.inner, actions)
         time = state.time + 1

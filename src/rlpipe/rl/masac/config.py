@@ -39,6 +39,10 @@ class MASACTrainConfig(sac.SACTrainConfig):
     learning_rate: float = redefault(sac.SACTrainConfig, "learning_rate", 3e-4)
     gamma: float = redefault(sac.SACTrainConfig, "gamma", 0.95)
     init_temperature: float = redefault(sac.SACTrainConfig, "init_temperature", 0.1)
+    target_entropy: float | None = redefault(
+        sac.SACTrainConfig, "target_entropy", None,
+        doc="entropy target per agent; null means -(one agent's action dimensions), or with n discrete actions "
+            "0.5 log(n)")
     log_every_env_steps: int = redefault(sac.SACTrainConfig, "log_every_env_steps", 10_000)
     eval_every_env_steps: int = redefault(sac.SACTrainConfig, "eval_every_env_steps", 25_000)
     checkpoint_every_env_steps: int = redefault(sac.SACTrainConfig, "checkpoint_every_env_steps", 50_000)
@@ -80,4 +84,4 @@ def check(config: MASACConfig, key: str, num_devices: int | None) -> None:
             raise ConfigError(f"{key}.network.{name}", "networks by name are not supported by masac; set null")
     if config.env.observation_mask is not None:
         raise ConfigError(f"{key}.env.observation_mask", "not supported by masac; set null")
-    sac.check(config, key, num_devices)
+    sac.check(config, key, num_devices, multi_agent=True)

@@ -6,11 +6,16 @@ its own encoded observation and action, and from an attention-weighted sum over 
 observations and actions (keys and values carry no agent id and the weights sum over the others, so the order in
 which the others come does not matter); ``attention=False`` leaves the attention out: each critic sees only its own
 agent (independent learners). ``TwinCritic`` stacks two of them: [2, batch, agents].
+
+Discrete actions (``discrete=True``, ``action_dim`` = the number of actions ``n``): the actor gives each agent's
+logits [batch, agents, n] (a categorical policy), and agent i's critic gives a Q-value for each of agent i's own
+actions given the others' actions, [batch, agents, n] (MAAC's discrete form: the own encoding takes no action).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -35,18 +40,24 @@ class SharedActor(nn.Module):
     action_dim: int  # per agent
     num_agents: int
     activation: str = "relu"
+    discrete: bool = False
 
     def setup(self):
-        self.mlp = MLP(self.hidden_sizes, 2 * self.action_dim, self.activation)
+        self.mlp = MLP(self.hidden_sizes, (1 if self.discrete else 2) * self.action_dim, self.activation)
 
-    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Joint observations [batch, agents x obs] -> every agent's (mean, log_std) [batch, agents, action]."""
+    def __call__(self, obs: jax.Array) -> Any:
+        """Joint observations [batch, agents x obs] -> every agent's (mean, log_std) [batch, agents, action], or
+        its logits [batch, agents, n] when discrete."""
         own = split_agents(obs, self.num_agents)
         return self.agent(jnp.concatenate([own, agent_ids(self.num_agents, own)], axis=-1))
 
-    def agent(self, obs_and_id: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """One agent's observation followed by its one-hot id [.., obs + agents] -> its (mean, log_std)."""
-        mean, log_std = jnp.split(self.mlp(obs_and_id), 2, axis=-1)
+    def agent(self, obs_and_id: jax.Array) -> Any:
+        """One agent's observation followed by its one-hot id [.., obs + agents] -> its (mean, log_std), or its
+        logits when discrete."""
+        out = self.mlp(obs_and_id)
+        if self.discrete:
+            return out
+        mean, log_std = jnp.split(out, 2, axis=-1)
         return mean, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
 
 
@@ -57,6 +68,7 @@ class AttentionCritic(nn.Module):
     heads: int = 4
     activation: str = "relu"
     attention: bool = True
+    num_actions: int = 0  # discrete: Q-values of agent i's own n actions [.., agents, n] (its own action unused)
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
@@ -64,7 +76,8 @@ class AttentionCritic(nn.Module):
         n = self.num_agents
         o, a = split_agents(obs, n), split_agents(action, n)
         ids = agent_ids(n, o)
-        own = act(nn.Dense(self.embed_dim, name="own")(jnp.concatenate([o, a, ids], axis=-1)))
+        own_in = [o, ids] if self.num_actions else [o, a, ids]
+        own = act(nn.Dense(self.embed_dim, name="own")(jnp.concatenate(own_in, axis=-1)))
         features = [own]
         if self.attention:
             head = self.embed_dim // self.heads
@@ -79,13 +92,15 @@ class AttentionCritic(nn.Module):
             weights = jax.nn.softmax(logits, axis=-1)
             attended = jnp.einsum("...hij,...jhd->...ihd", weights, v)
             features.append(attended.reshape(attended.shape[:-2] + (self.embed_dim,)))
-        return MLP(self.hidden_sizes, 1, self.activation)(jnp.concatenate(features, axis=-1))[..., 0]
+        out = MLP(self.hidden_sizes, self.num_actions or 1, self.activation)(jnp.concatenate(features, axis=-1))
+        return out if self.num_actions else out[..., 0]
 
 
 class TwinCritic(AttentionCritic):
-    """Two independent critics of the same form: [2, batch, agents]."""
+    """Two independent critics of the same form: [2, batch, agents] ([2, batch, agents, n] when discrete)."""
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
-        fields = (self.hidden_sizes, self.num_agents, self.embed_dim, self.heads, self.activation, self.attention)
+        fields = (self.hidden_sizes, self.num_agents, self.embed_dim, self.heads, self.activation, self.attention,
+                  self.num_actions)
         return jnp.stack([AttentionCritic(*fields, name=name)(obs, action) for name in ("q1", "q2")])

@@ -247,6 +247,17 @@ class SACAlgorithm:
     def entropy_target(self, config: SACConfig, spec: EnvSpec) -> float:
         return target_entropy(config, spec)
 
+    def update_step(self, config: SACConfig, spec: EnvSpec, nets: Any):
+        """One SGD step ``update(training, batch, key) -> (training, metrics)`` (see ``make_update_step``)."""
+        t = config.train
+        return make_update_step(nets, make_optimizer(config), t.gamma, t.tau, self.entropy_target(config, spec))
+
+    def sample_action(self, nets: Any, actor_params: Any, obs: jax.Array, key: jax.Array) -> jax.Array:
+        """The stochastic policy's learning actions [batch, action_dim] while training (a multi-agent actor's
+        [batch, agents, action] joined)."""
+        mean, log_std = nets.actor.apply(actor_params, obs)
+        return sample_tanh_gaussian(mean, log_std, key)[0].reshape(obs.shape[0], -1)
+
     def init_training_state(self, config: SACConfig, spec: EnvSpec, key: jax.Array) -> TrainingState:
         """Fresh networks (targets = critics), optimizer states and temperature (one compiled call, not op by op)."""
         return jax.jit(lambda k: _init_training_state(config, spec, k, self.networks(config, spec)))(key)
@@ -261,7 +272,7 @@ class SACAlgorithm:
     def make_iteration(self, config: SACConfig, spec: EnvSpec, num_devices: int):
         t = config.train
         nets = self.networks(config, spec)
-        update = make_update_step(nets, make_optimizer(config), t.gamma, t.tau, self.entropy_target(config, spec))
+        update = self.update_step(config, spec, nets)
         batch_per_device = t.batch_size // num_devices
         to_env = scale_action(spec)
 
@@ -269,9 +280,7 @@ class SACAlgorithm:
             unroll_key, update_key = jax.random.split(key)
 
             def policy(obs, act_key):
-                mean, log_std = nets.actor.apply(training.actor_params, obs)
-                action = sample_tanh_gaussian(mean, log_std, act_key)[0]
-                return action.reshape(obs.shape[0], -1), ()  # (a multi-agent actor's [envs, agents, action])
+                return self.sample_action(nets, training.actor_params, obs, act_key), ()
 
             envs, rollout, episodes = unroll(spec, scenarios, policy, to_env, device.envs, unroll_key,
                                              t.unroll_length)

@@ -45,12 +45,12 @@ class SACConfig(shared.Config):
     tracking: shared.TrackingConfig = spec(default_factory=shared.TrackingConfig, doc="MLflow and TensorBoard")
 
 
-def check(config: SACConfig, key: str, num_devices: int | None) -> None:
+def check(config: SACConfig, key: str, num_devices: int | None, multi_agent: bool = False) -> None:
     """SAC's rules on top of the typed fields, for ``num_devices`` devices over all processes (None: only the rules
-    that need neither the environment nor the device count)."""
+    that need neither the environment nor the device count); ``multi_agent``: masac's (see ``check_common``)."""
     t, b = config.train, config.buffer
     env_spec = shared.check_common(config, key, num_devices, continuous=True,
-                                   steps_per_iter=t.num_envs * t.unroll_length)
+                                   steps_per_iter=t.num_envs * t.unroll_length, multi_agent=multi_agent)
     if t.batch_size > b.capacity:
         raise ConfigError(f"{key}.train.batch_size", f"{t.batch_size} is larger than {key}.buffer.capacity "
                                                      f"({b.capacity}): a batch must fit in the buffer")
