@@ -75,6 +75,21 @@ def test_every_bad_config_class_is_a_short_message_without_traceback(project, pa
     del before
 
 
+def test_a_config_error_stops_kedro_run_before_mlflow_jax_or_the_plugins_load(project):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("RLPIPE_VERBOSE", None)
+    done = subprocess.run([sys.executable, "-X", "importtime", str(KEDRO), "run", "--pipeline=sac", "--params",
+                           "sac.train.learning_rat=0.1"], cwd=project, env=env, capture_output=True, text=True,
+                          timeout=600)
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert done.returncode == 2 and "did you mean 'learning_rate'" in done.stderr, done.stderr[-3000:]
+    assert "kedro.config" in imported and "rlpipe.rl.config" in imported  # it did load and check the parameters
+    assert not {"mlflow", "jax", "kedro_mlflow", "gymnax", "pandas"} & imported, sorted(imported)
+    # a run whose parameters are fine is not stopped by the early check (it fails later, on the env)
+    late = kedro_run(project, "--pipeline=sac", "--params", "sac.env.id=NoSuchEnv-v0")
+    assert late.returncode == 2 and "unknown environment" in late.stdout + late.stderr
+
+
 def test_verbose_brings_back_the_traceback(project):
     done = kedro_run(project, "--pipeline=sac", "--params", "sac.train.lr_typo=1", "-v")
     assert done.returncode != 0

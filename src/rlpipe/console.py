@@ -53,7 +53,8 @@ FAST_START_ENV = {  # mlflow's start_run probes for a Databricks serverless-GPU 
 
 def init() -> None:
     """Kedro's ``kedro.init`` plugin hook: runs first in every ``kedro`` command, before Kedro loads the plugins
-    (kedro-mlflow's CLI imports mlflow, whose warnings would come before anything of the project's)."""
+    (kedro-mlflow's CLI imports mlflow, whose warnings would come before anything of the project's); then the
+    parameters of a ``kedro run`` are checked (``rlpipe.configuration.precheck_run``)."""
     for name, value in FAST_START_ENV.items():
         os.environ.setdefault(name, value)
     if verbose():
@@ -72,6 +73,9 @@ def init() -> None:
             show(message, category, filename, lineno, file, line)
 
     warnings.showwarning = show_unless_noise
+    from rlpipe.configuration import precheck_run
+
+    precheck_run(sys.argv)  # a config error of `kedro run` ends here, before the plugins load (exit status 2)
 
 
 class BriefFormatter(logging.Formatter):

@@ -23,23 +23,9 @@ class ConfigCheckHooks:
         """Every parameter section the project has (``distributed``, ``evaluation`` and each algorithm's) checked
         before anything heavy is loaded: a bad key or value stops the run here with a ``ConfigError`` naming it.
         The rules that need the environment or the device count follow in each pipeline's ``load_config``."""
-        from rlpipe.rl import algorithm
-        from rlpipe.rl.config import CompareConfig, DemonstrationsConfig, DistributedConfig, EvaluationConfig, parse
+        from rlpipe.configuration import check_parameters
 
-        params = context.config_loader["parameters"]  # runtime --params merged
-        parse(DistributedConfig, params.get("distributed"), "distributed")
-        parse(EvaluationConfig, params.get("evaluation"), "evaluation")
-        parse(CompareConfig, params.get("compare"), "compare")
-        parse(DemonstrationsConfig, params.get("demonstrations"), "demonstrations")
-        if "ppo_imitation" in params:  # PPO's config under the imitation pipeline's own name
-            algorithm.load_config("ppo", params["ppo_imitation"], None, "ppo_imitation")
-        for name in algorithm.names():
-            if name in params:
-                algorithm.load_config(name, params[name], None)
-            if f"{name}_tune" in params:  # a search's own keys and values (its space meets the algorithm's config
-                from rlpipe.rl import tuning  # in the search pipeline's first node: other runs need not fit it)
-
-                tuning.load_tune_config(params[f"{name}_tune"], f"{name}_tune")
+        check_parameters(context.config_loader["parameters"])  # runtime --params merged
 
 
 class JaxRuntimeHooks:

@@ -2,8 +2,7 @@
 
 from pathlib import Path
 
-from kedro.utils import find_kedro_project
-
+from rlpipe import configuration
 from rlpipe.catalog import ProcessAwareCatalog
 from rlpipe.console import ConsoleHooks
 from rlpipe.hooks import ConfigCheckHooks, JaxRuntimeHooks, LineageHooks
@@ -11,13 +10,8 @@ from rlpipe.tracking import MlflowArtifactHooks, MlflowConfigParamsHooks, Mlflow
 from rlpipe.versions import use_unique_run_versions
 
 
-def _project_root() -> str:
-    """The Kedro project root, also when the cwd is a subfolder (a notebook in notebooks/)."""
-    return str(find_kedro_project(Path.cwd()) or Path.cwd())
-
-
 # Runs started in the same millisecond (a job array, `&` in a shell loop) still get distinct versions.
-use_unique_run_versions(Path(_project_root()) / "data")
+use_unique_run_versions(Path(configuration._project_root()) / "data")
 
 # Registered last, called first (pluggy is LIFO): ConfigCheckHooks stops a bad config before anything heavy is loaded;
 # JaxRuntimeHooks then joins the processes of a multi-process run before any other hook asks which process this is.
@@ -27,8 +21,4 @@ HOOKS = (ConsoleHooks(), LineageHooks(), MlflowRunIsolationHooks(), MlflowConfig
 # In a multi-process run, process 0 alone writes catalog artifacts; the others keep their outputs in memory.
 DATA_CATALOG_CLASS = ProcessAwareCatalog
 
-CONFIG_LOADER_ARGS = {
-    "base_env": "base",
-    "default_run_env": "local",
-    "custom_resolvers": {"project_root": _project_root},
-}
+CONFIG_LOADER_ARGS = configuration.CONFIG_LOADER_ARGS  # shared with the early check of `kedro run` (see there)
