@@ -1,0 +1,65 @@
+"""The ceiling of many seeds in one program on this machine: SAC's default-config gradient update alone (no
+environments, no host), timed as 200 updates in one compiled loop for 1 seed and vmapped over 8 seeds, with XLA's
+FLOP count of one update. If 8 vmapped seeds reach only a small multiple of one seed's updates/s, no arrangement of
+the rest of the training loop can make 8 seeds in one program ≥ 4× faster than 8 sequential runs (case 9's target).
+
+Run: ``PYTHONPATH=src:benchmarks/ours .venv/bin/python benchmarks/ours/seeds_ceiling.py`` (one JSON line)."""
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+from common import emit
+
+from rlpipe.rl import algorithm
+from rlpipe.rl.acting import Transition
+from rlpipe.rl.envs import make_env
+from rlpipe.rl.sac import algorithm as sac
+
+
+def best_seconds(fn, *args, repeats: int) -> float:
+    jax.block_until_ready(fn(*args))
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--updates", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    cfg = algorithm.load_config("sac", {}, 1)
+    spec = make_env(cfg.env.id)
+    nets = sac.SACNetworks.build(cfg, spec)
+    update = sac.make_update_step(nets, sac.make_optimizer(cfg), cfg.train.gamma, cfg.train.tau, -1.0,
+                                  axis_name=None)
+    state = sac.SAC.init_training_state(cfg, spec, jax.random.PRNGKey(0))
+    b = cfg.train.batch_size
+    batch = Transition(jnp.zeros((b, spec.obs_dim)), jnp.zeros((b, spec.action_dim)), jnp.zeros(b), jnp.ones(b),
+                       jnp.zeros((b, spec.obs_dim)))
+    cost = jax.jit(update).lower(state, batch, jax.random.PRNGKey(1)).compile().cost_analysis()
+    flops = float((cost[0] if isinstance(cost, list) else cost)["flops"])
+
+    def loop(s, key):
+        return jax.lax.fori_loop(0, args.updates, lambda i, s: update(s, batch, jax.random.fold_in(key, i))[0], s)
+
+    keys = jax.random.split(jax.random.PRNGKey(0), args.seeds)
+    stacked = jax.tree.map(lambda x: jnp.stack([x] * args.seeds), state)
+    one = best_seconds(jax.jit(loop), state, keys[0], repeats=args.repeats)
+    many = best_seconds(jax.jit(jax.vmap(loop)), stacked, keys, repeats=args.repeats)
+    one_rate, many_rate = args.updates / one, args.seeds * args.updates / many
+    emit({"case": "seeds_ceiling", "hidden_sizes": list(cfg.network.hidden_sizes), "batch_size": b,
+          "mflop_per_update": flops / 1e6, "seeds": args.seeds,
+          "one_seed_updates_per_s": one_rate, "one_seed_gflops": flops * one_rate / 1e9,
+          "vmapped_updates_per_s": many_rate, "vmapped_gflops": flops * many_rate / 1e9,
+          "vmapped_over_one": many_rate / one_rate})
+
+
+if __name__ == "__main__":
+    main()
