@@ -593,7 +593,7 @@ def check_common(config: Any, key: str, num_devices: int | None, continuous: boo
     from rlpipe.rl.envs import check_env_id, check_scenario_ranges  # envs import jax: keep config import light
 
     env_spec = check_env_id(config.env.id, f"{key}.env.id", continuous=continuous, env_config=config.env)
-    if getattr(env_spec.env, "discrete", False) and not multi_agent:
+    if config.env.id.startswith("jaxmarl:") and env_spec.env.discrete and not multi_agent:
         raise ConfigError(f"{key}.env.id", f"{config.env.id!r} is a multi-agent env with discrete actions: train it "
                                            "with the masac pipeline (or give it continuous actions, e.g. MPE tasks' "
                                            "env.kwargs {action_type: Continuous})")
