@@ -1,9 +1,11 @@
-"""The ceiling of many seeds in one program on this machine: SAC's default-config gradient update alone (no
-environments, no host), timed as 200 updates in one compiled loop for 1 seed and vmapped over 8 seeds, with XLA's
-FLOP count of one update. If 8 vmapped seeds reach only a small multiple of one seed's updates/s, no arrangement of
+"""The ceiling of many seeds in one program on this machine. SAC (``--algo sac``): its default-config gradient update
+alone (no environments, no host), timed as 200 updates in one compiled loop for 1 seed and vmapped over 8 seeds,
+with XLA's FLOP count of one update. PPO (``--algo ppo``): its whole default-config iteration (rollout, GAE, epochs
+of minibatch updates), 20 iterations in one compiled loop on the one-device mesh, 1 seed and 8 vmapped. If 8 vmapped seeds reach only a small multiple of one seed's updates/s, no arrangement of
 the rest of the training loop can make 8 seeds in one program ≥ 4× faster than 8 sequential runs (case 9's target).
 
-Run: ``PYTHONPATH=src:benchmarks/ours .venv/bin/python benchmarks/ours/seeds_ceiling.py`` (one JSON line)."""
+Run: ``PYTHONPATH=src:benchmarks/ours .venv/bin/python benchmarks/ours/seeds_ceiling.py [--algo ppo]`` (one JSON
+line)."""
 
 import argparse
 import time
@@ -28,12 +30,58 @@ def best_seconds(fn, *args, repeats: int) -> float:
     return best
 
 
+def ppo(args):
+    from jax.sharding import PartitionSpec as P
+
+    from rlpipe.rl import mesh
+    from rlpipe.rl.envs import env_spec, generate_scenarios, scenarios_to_batch
+
+    plugin = algorithm.get("ppo")
+    cfg = algorithm.load_config("ppo", {}, 1)
+    spec = env_spec(cfg.env)
+    table, _ = generate_scenarios(spec, {}, cfg.scenarios.num_train, 1, cfg.seed)
+    scenarios = scenarios_to_batch(table, spec, "train")
+    iteration = plugin.make_iteration(cfg, spec, 1)
+
+    def on_mesh(fn):
+        return jax.jit(jax.shard_map(fn, mesh=mesh.make_mesh(), in_specs=(P(), P(), P()), out_specs=(P(), P()),
+                                     check_vma=False))
+
+    def loop(training, device, key):
+        def body(i, carry):
+            out = iteration(scenarios, carry[0], carry[1], jax.random.fold_in(key, i))
+            return out.training, out.device
+        return jax.lax.fori_loop(0, args.iterations, body, (training, device))
+
+    states = [(plugin.init_training_state(cfg, spec, jax.random.PRNGKey(k)),
+               plugin.init_device_state(cfg, spec, scenarios, jax.random.PRNGKey(100 + k), 1, None))
+              for k in range(args.seeds)]
+    cost = on_mesh(lambda t, d, k: iteration(scenarios, t, d, k)[:2]).lower(
+        *states[0], jax.random.PRNGKey(0)).compile().cost_analysis()
+    flops = float((cost[0] if isinstance(cost, list) else cost)["flops"])
+    keys = jax.random.split(jax.random.PRNGKey(0), args.seeds)
+    stacked = [jax.tree.map(lambda *x: jnp.stack(x), *[s[i] for s in states]) for i in (0, 1)]
+    one = best_seconds(on_mesh(loop), *states[0], keys[0], repeats=args.repeats)
+    many = best_seconds(on_mesh(jax.vmap(loop)), *stacked, keys, repeats=args.repeats)
+    steps = cfg.train.num_envs * cfg.train.num_steps
+    one_rate, many_rate = args.iterations / one, args.seeds * args.iterations / many
+    emit({"case": "seeds_ceiling", "algo": "ppo", "env_steps_per_iteration": steps,
+          "mflop_per_iteration": flops / 1e6, "seeds": args.seeds,
+          "one_seed_env_steps_per_s": steps * one_rate, "one_seed_gflops": flops * one_rate / 1e9,
+          "vmapped_env_steps_per_s": steps * many_rate, "vmapped_gflops": flops * many_rate / 1e9,
+          "vmapped_over_one": many_rate / one_rate})
+
+
 def main():
     parser = argparse.ArgumentParser()
+    parser.add_argument("--algo", default="sac", choices=["sac", "ppo"])
     parser.add_argument("--seeds", type=int, default=8)
-    parser.add_argument("--updates", type=int, default=200)
+    parser.add_argument("--updates", type=int, default=200, help="sac: updates per timed loop")
+    parser.add_argument("--iterations", type=int, default=20, help="ppo: iterations per timed loop")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    if args.algo == "ppo":
+        return ppo(args)
     cfg = algorithm.load_config("sac", {}, 1)
     spec = make_env(cfg.env.id)
     nets = sac.SACNetworks.build(cfg, spec)
@@ -54,7 +102,7 @@ def main():
     one = best_seconds(jax.jit(loop), state, keys[0], repeats=args.repeats)
     many = best_seconds(jax.jit(jax.vmap(loop)), stacked, keys, repeats=args.repeats)
     one_rate, many_rate = args.updates / one, args.seeds * args.updates / many
-    emit({"case": "seeds_ceiling", "hidden_sizes": list(cfg.network.hidden_sizes), "batch_size": b,
+    emit({"case": "seeds_ceiling", "algo": "sac", "hidden_sizes": list(cfg.network.hidden_sizes), "batch_size": b,
           "mflop_per_update": flops / 1e6, "seeds": args.seeds,
           "one_seed_updates_per_s": one_rate, "one_seed_gflops": flops * one_rate / 1e9,
           "vmapped_updates_per_s": many_rate, "vmapped_gflops": flops * many_rate / 1e9,
