@@ -102,6 +102,17 @@ def _init_training_state(config: SACConfig, spec: EnvSpec, key: jax.Array, nets:
 
 
 # -------------------------------------------------------------------------------------------------- learning
+def joint(action: jax.Array) -> jax.Array:
+    """Actions as the critics take them, [batch, action_dim]: a multi-agent actor's [batch, agents, action] side by
+    side (SAC's unchanged)."""
+    return action.reshape(action.shape[0], -1)
+
+
+def mesh_average(tree: Any, axis_name: str | None) -> Any:
+    """Gradients averaged over the mesh axis (``axis_name`` None: as they are, outside a mesh)."""
+    return mesh.pmean(tree, axis_name or None)
+
+
 def make_update_step(nets: SACNetworks, optimizer: optax.GradientTransformation, gamma: float, tau: float,
                      entropy_target: float, axis_name: str | None = AXIS):
     """One SGD step on a batch: critics, then actor and temperature against the updated critics, then targets.
@@ -111,11 +122,8 @@ def make_update_step(nets: SACNetworks, optimizer: optax.GradientTransformation,
     joint actions are flattened for the critics, the team reward and discount broadcast over the agents, and each
     agent's target uses its own entropy term. For SAC these reshapes do nothing."""
 
-    def flat(action):  # the critics take the joint action [batch, action_dim]
-        return action.reshape(action.shape[0], -1)
-
     def average(tree):
-        return mesh.pmean(tree, axis_name or None)
+        return mesh_average(tree, axis_name)
 
     def update(training: TrainingState, batch: Transition, key: jax.Array):
         actor_key, next_key = jax.random.split(key)
@@ -124,7 +132,7 @@ def make_update_step(nets: SACNetworks, optimizer: optax.GradientTransformation,
         def critic_objective(critic_params):
             next_mean, next_log_std = nets.actor.apply(training.actor_params, batch.next_obs)
             next_action, next_log_prob = sample_tanh_gaussian(next_mean, next_log_std, next_key)
-            next_q = nets.critic.apply(training.target_critic_params, batch.next_obs, flat(next_action))
+            next_q = nets.critic.apply(training.target_critic_params, batch.next_obs, joint(next_action))
             per_agent = (1,) * (next_log_prob.ndim - 1)
             target = critic_target(batch.reward.reshape(batch.reward.shape + per_agent),
                                    batch.discount.reshape(batch.discount.shape + per_agent), next_q, next_log_prob,
@@ -139,7 +147,7 @@ def make_update_step(nets: SACNetworks, optimizer: optax.GradientTransformation,
         def actor_objective(actor_params):
             mean, log_std = nets.actor.apply(actor_params, batch.obs)
             action, log_prob = sample_tanh_gaussian(mean, log_std, actor_key)
-            return actor_loss(log_prob, nets.critic.apply(critic_params, batch.obs, flat(action)), alpha), log_prob
+            return actor_loss(log_prob, nets.critic.apply(critic_params, batch.obs, joint(action)), alpha), log_prob
 
         (a_loss, log_prob), a_grads = jax.value_and_grad(actor_objective, has_aux=True)(training.actor_params)
         a_updates, actor_opt_state = optimizer.update(average(a_grads), training.actor_opt_state)
