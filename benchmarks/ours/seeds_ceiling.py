@@ -58,7 +58,9 @@ def ppo(args):
               for k in range(args.seeds)]
     cost = on_mesh(lambda t, d, k: iteration(scenarios, t, d, k)[:2]).lower(
         *states[0], jax.random.PRNGKey(0)).compile().cost_analysis()
-    flops = float((cost[0] if isinstance(cost, list) else cost)["flops"])
+    cost = cost[0] if isinstance(cost, list) else cost
+    flops, transcendentals = float(cost["flops"]), float(cost.get("transcendentals", 0.0))
+    bytes_accessed = float(cost.get("bytes accessed", 0.0))
     keys = jax.random.split(jax.random.PRNGKey(0), args.seeds)
     stacked = [jax.tree.map(lambda *x: jnp.stack(x), *[s[i] for s in states]) for i in (0, 1)]
     one = best_seconds(on_mesh(loop), *states[0], keys[0], repeats=args.repeats)
@@ -69,7 +71,35 @@ def ppo(args):
           "mflop_per_iteration": flops / 1e6, "seeds": args.seeds,
           "one_seed_env_steps_per_s": steps * one_rate, "one_seed_gflops": flops * one_rate / 1e9,
           "vmapped_env_steps_per_s": steps * many_rate, "vmapped_gflops": flops * many_rate / 1e9,
-          "vmapped_over_one": many_rate / one_rate})
+          "vmapped_over_one": many_rate / one_rate,
+          "mtranscendentals_per_iteration": transcendentals / 1e6,
+          "one_seed_gtranscendentals_per_s": transcendentals * one_rate / 1e9,
+          "vmapped_gtranscendentals_per_s": transcendentals * many_rate / 1e9,
+          "mbytes_accessed_per_iteration": bytes_accessed / 1e6,
+          "one_seed_gbytes_per_s": bytes_accessed * one_rate / 1e9,
+          "vmapped_gbytes_per_s": bytes_accessed * many_rate / 1e9,
+          **machine_ceilings(args.repeats)})
+
+
+def machine_ceilings(repeats: int) -> dict:
+    """What this machine's XLA reaches on large elementwise work: transcendental functions per second (a chain of
+    tanh/exp over 2^20 floats, each counted once, as XLA's cost analysis counts them) and bytes per second of a
+    streaming update (x <- a x + b over 2^24 floats: 2 x 4 bytes per element read and written)."""
+    n, k = 2**20, 50
+    x = jnp.linspace(-1.0, 1.0, n, dtype=jnp.float32)
+
+    @jax.jit
+    def chain(x):
+        return jax.lax.fori_loop(0, k, lambda i, x: jnp.tanh(jnp.exp(-x)), x)
+
+    big = jnp.ones(2**24, jnp.float32)
+
+    @jax.jit
+    def stream(x):
+        return jax.lax.fori_loop(0, k, lambda i, x: x * 0.999 + 0.001, x)
+
+    return {"machine_gtranscendentals_per_s": 2 * n * k / best_seconds(chain, x, repeats=repeats) / 1e9,
+            "machine_stream_gbytes_per_s": 8 * big.size * k / best_seconds(stream, big, repeats=repeats) / 1e9}
 
 
 def main():
