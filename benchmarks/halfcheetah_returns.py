@@ -78,11 +78,14 @@ def run_all(seeds: list[int], workers: int, folder: Path, steps: int) -> None:
         raise SystemExit("runs failed:\n" + "\n".join(failures))
 
 
-def collected(folder: Path | None, case8: Path | None) -> dict[str, dict[int, dict]]:
+def collected(folder: Path | None, case8: Path | None, case8_sides: tuple[str, ...] = ("ours", "sb3")
+              ) -> dict[str, dict[int, dict]]:
     runs: dict[str, dict[int, dict]] = {"ours": {}, "sb3": {}}
     if case8 is not None:
         sides = json.loads(case8.read_text())["cases"]["8"]["halfcheetah"]["runs"]
         for side, key in (("ours", "ours"), ("sb3", "theirs")):
+            if side not in case8_sides:
+                continue
             for r in sides[key]:
                 runs[side][int(r["seed"])] = {**r, "source": case8.name}
     if folder is not None:
@@ -123,7 +126,8 @@ def report(runs: dict[str, dict[int, dict]], steps: int) -> tuple[str, dict]:
         lines.append(f"| {name} | {a['runs']} | {fmt(a['mean'])} [{fmt(a['mean_ci_low'])}, {fmt(a['mean_ci_high'])}] "
                      f"| {fmt(a['iqm'])} [{fmt(a['iqm_ci_low'])}, {fmt(a['iqm_ci_high'])}] | {fmt(a['min'])} | "
                      f"{fmt(a['max'])} |")
-    lines += ["", f"Difference of the means, ours − SB3: {diff:+,.0f} [{low:+,.0f}, {high:+,.0f}]: ours is {verdict}.",
+    lines += ["", f"Difference of the means, ours − SB3: {diff:+,.0f} [{low:+,.0f}, {high:+,.0f}]: "
+              f"ours is {verdict}.",
               "", "| seed | ours | SB3 | from |", "| --- | --- | --- | --- |"]
     for s in sorted(set(runs["ours"]) | set(runs["sb3"])):
         o, t = runs["ours"].get(s), runs["sb3"].get(s)
@@ -140,6 +144,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--steps", type=int, default=50_000)
     parser.add_argument("--with", dest="case8", type=Path, help="a benchmarks/results/*.json holding case 8's runs")
+    parser.add_argument("--with-sides", default="ours,sb3",
+                        help="which sides to take from --with (e.g. sb3, when the folder holds an experiment's "
+                        "own runs of ours)")
+    parser.add_argument("--title", default="", help="a line under the heading saying what this invocation compares")
     parser.add_argument("--runs", type=Path, help="summarise this folder's runs instead of running")
     args = parser.parse_args()
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H.%M.%SZ")
@@ -149,7 +157,11 @@ def main() -> None:
         folder = results / f"{stamp}-halfcheetah-runs"
         folder.mkdir(parents=True)
         run_all(seed_list(args.seeds), args.workers, folder, args.steps)
-    text, data = report(collected(folder, args.case8), args.steps)
+    text, data = report(collected(folder, args.case8, tuple(args.with_sides.split(","))), args.steps)
+    if args.title:
+        head, rest = text.split("\n", 1)
+        text = f"{head}\n\n{args.title}\n{rest}"
+        data["title"] = args.title
     (results / f"{stamp}-halfcheetah-returns.md").write_text(text)
     (results / f"{stamp}-halfcheetah-returns.json").write_text(json.dumps(data, indent=1) + "\n")
     print(text)

@@ -56,6 +56,7 @@ def test_round_trip_through_plain_dict():
         ("buffer.capacity", -1, "sac.buffer.capacity", "must be >= 1"),
         ("seed", -3, "sac.seed", "must be >= 0"),
         ("network.activation", "sigmoidish", "sac.network.activation", "is not one of"),
+        ("network.init", "xavier", "sac.network.init", "is not one of"),
         # unknown key (with a suggestion)
         ("train.batchsize", 32, "sac.train.batchsize", "did you mean 'batch_size'"),
         ("optimizer", {}, "sac.optimizer", "unknown key"),
@@ -109,7 +110,7 @@ def problem(cls, raw, key="sac"):
     return err.value.key, err.value.problem
 
 
-ALLOWED_NETWORK = "allowed keys: hidden_sizes, activation, module, kwargs, actor, critic"
+ALLOWED_NETWORK = "allowed keys: hidden_sizes, activation, module, kwargs, actor, critic, init"
 
 
 @pytest.mark.parametrize(

@@ -71,3 +71,42 @@ def test_sample_tanh_gaussian_sums_over_dims_and_stays_in_bounds():
     action, log_prob = sample_tanh_gaussian(mean, log_std, jax.random.PRNGKey(1))
     assert action.shape == (1000, 2) and log_prob.shape == (1000,)
     assert float(jnp.max(jnp.abs(action))) <= 1.0
+
+
+def test_network_init_torch_uniform_is_pytorch_linears_default_and_travels_in_the_meta():
+    """network.init: torch_uniform starts every kernel and bias of actor and critics as PyTorch's nn.Linear does,
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)); the default stays flax's (biases 0); the policy meta carries the choice."""
+    import jax
+    import numpy as np
+
+    from rlpipe.rl.algorithm import load_config
+    from rlpipe.rl.envs import make_env
+    from rlpipe.rl.sac.algorithm import SAC, SACNetworks
+
+    spec = make_env("Pendulum-v1")  # obs 3, action 1
+    raw = {"network": {"hidden_sizes": [256, 256], "init": "torch_uniform"}}
+    cfg = load_config("sac", raw, 1)
+    state = SAC.init_training_state(cfg, spec, jax.random.PRNGKey(0))
+    fan_ins = {"Dense_0": 3, "Dense_1": 256, "Dense_2": 256}
+    for dense, fan_in in fan_ins.items():
+        for leaf in ("kernel", "bias"):
+            x = np.asarray(state.actor_params["params"]["MLP_0"][dense][leaf])
+            bound = 1.0 / np.sqrt(fan_in)
+            assert np.all(np.abs(x) <= bound) and np.any(x), (dense, leaf)
+            if x.size >= 256:  # uniform on [-b, b]: reaches near b, std b / sqrt(3)
+                assert np.abs(x).max() > 0.95 * bound, (dense, leaf)
+                assert abs(x.std() - bound / np.sqrt(3)) < 0.1 * bound / np.sqrt(3), (dense, leaf)
+    q1 = state.critic_params["params"]["q1"]["Dense_0"]["kernel"]  # critic input: obs and action, fan_in 4
+    assert np.abs(np.asarray(q1)).max() <= 0.5 and np.abs(np.asarray(q1)).max() > 0.45
+
+    meta = SAC.policy_meta(cfg, spec)
+    assert meta["init"] == "torch_uniform"
+    rebuilt = SACNetworks.from_meta(meta).actor.init(jax.random.PRNGKey(1), np.zeros((1, 3), np.float32))
+    built = SACNetworks.build(cfg, spec).actor.init(jax.random.PRNGKey(1), np.zeros((1, 3), np.float32))
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), rebuilt, built))
+
+    default = load_config("sac", {"network": {"hidden_sizes": [256, 256]}}, 1)
+    assert "init" not in SAC.policy_meta(default, spec)
+    d = SAC.init_training_state(default, spec, jax.random.PRNGKey(0)).actor_params["params"]["MLP_0"]
+    assert not np.any(np.asarray(d["Dense_1"]["bias"]))  # flax's: biases start at 0
+    assert np.asarray(d["Dense_1"]["kernel"]).std() > 1.5 / np.sqrt(3 * 256)  # N(0, 1/fan_in), wider than U's

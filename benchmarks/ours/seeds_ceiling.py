@@ -1,8 +1,9 @@
 """The ceiling of many seeds in one program on this machine. SAC (``--algo sac``): its default-config gradient update
 alone (no environments, no host), timed as 200 updates in one compiled loop for 1 seed and vmapped over 8 seeds,
 with XLA's FLOP count of one update. PPO (``--algo ppo``): its whole default-config iteration (rollout, GAE, epochs
-of minibatch updates), 20 iterations in one compiled loop on the one-device mesh, 1 seed and 8 vmapped. If 8 vmapped seeds reach only a small multiple of one seed's updates/s, no arrangement of
-the rest of the training loop can make 8 seeds in one program ≥ 4× faster than 8 sequential runs (case 9's target).
+of minibatch updates), 20 iterations in one compiled loop on the one-device mesh, 1 seed and 8 vmapped. If 8
+vmapped seeds reach only a small multiple of one seed's updates/s, no arrangement of the rest of the training loop
+can make 8 seeds in one program ≥ 4× faster than 8 sequential runs (case 9's target).
 
 With ``--sweep 1,2,4,8,16`` it times the vmapped program at each number of seeds N and fits seconds per
 iteration (PPO) or update (SAC) T(N) = a + b N by least squares: a is what one program pays once whatever the

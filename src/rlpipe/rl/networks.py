@@ -14,8 +14,9 @@ ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh, "gelu": nn.gelu, "silu": nn.sil
 
 class MLP(nn.Module):
     """Dense layers; with ``hidden_scale``/``out_scale`` the kernels are orthogonal with that gain (biases 0),
-    otherwise flax's default (LeCun normal). With ``torso`` (``{"module": "pkg.mod:Class", "kwargs": {...}}``) that
-    module makes the features in place of the hidden layers, and only the output layer is this MLP's own."""
+    otherwise ``weight_init``: flax's default ("lecun_normal") or PyTorch nn.Linear's ("torch_uniform"). With
+    ``torso`` (``{"module": "pkg.mod:Class", "kwargs": {...}}``) that module makes the features in place of the
+    hidden layers, and only the output layer is this MLP's own."""
 
     hidden_sizes: Sequence[int]
     out_dim: int
@@ -23,6 +24,7 @@ class MLP(nn.Module):
     hidden_scale: float | None = None
     out_scale: float | None = None
     torso: Mapping[str, Any] | None = None
+    weight_init: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -31,8 +33,8 @@ class MLP(nn.Module):
         else:
             act = ACTIVATIONS[self.activation]
             for width in self.hidden_sizes:
-                x = act(_dense(width, self.hidden_scale)(x))
-        return _dense(self.out_dim, self.out_scale)(x)
+                x = act(_dense(width, self.hidden_scale, self.weight_init, x.shape[-1])(x))
+        return _dense(self.out_dim, self.out_scale, self.weight_init, x.shape[-1])(x)
 
 
 class ResidualMLP(nn.Module):
@@ -54,8 +56,26 @@ class ResidualMLP(nn.Module):
         return nn.LayerNorm()(x)
 
 
-def _dense(width: int, scale: float | None) -> nn.Dense:
+def torch_uniform(fan_in: int):
+    """PyTorch nn.Linear's default initializer (kaiming_uniform with a = sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+    the same bound for kernel and bias."""
+    bound = 1.0 / float(fan_in) ** 0.5
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+INITS = ("lecun_normal", "torch_uniform")
+
+
+def _dense(width: int, scale: float | None, init: str = "lecun_normal", fan_in: int = 0) -> nn.Dense:
     if scale is None:
+        if init == "torch_uniform":
+            return nn.Dense(width, kernel_init=torch_uniform(fan_in), bias_init=torch_uniform(fan_in))
+        if init != "lecun_normal":
+            raise ValueError(f"unknown network init {init!r} (one of {', '.join(INITS)})")
         return nn.Dense(width)
     return nn.Dense(width, kernel_init=nn.initializers.orthogonal(scale), bias_init=nn.initializers.zeros)
 

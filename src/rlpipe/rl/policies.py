@@ -48,6 +48,8 @@ def describe(algorithm: str, spec: EnvSpec, config: Any, **extra: Any) -> dict[s
     mask = observation_mask(config.env.observation_mask, spec.id, spec.obs_dim, "env.observation_mask")
     if mask is not None:  # the served policy takes whole observations and keeps these components
         meta["observation_mask"] = list(mask)
+    if getattr(net, "init", "lecun_normal") != "lecun_normal":  # how the MLP layers started (SAC's network.init)
+        meta["init"] = net.init
     torsos = {role: net.torso(role) for role in ("actor", "critic")}
     if any(torsos.values()):
         meta["torsos"] = torsos

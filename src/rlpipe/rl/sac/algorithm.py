@@ -67,8 +67,9 @@ class SACNetworks:
     def from_meta(meta: dict[str, Any]) -> SACNetworks:
         """The networks a policy bundle's meta describes (the ones training built)."""
         hidden, activation, mask = tuple(meta["hidden_sizes"]), meta["activation"], policies.mask_of(meta)
-        return SACNetworks(Actor(hidden, meta["action_dim"], activation, mask, policies.torso_of(meta, "actor")),
-                           TwinCritic(hidden, activation, mask, policies.torso_of(meta, "critic")))
+        init = meta.get("init", "lecun_normal")
+        return SACNetworks(Actor(hidden, meta["action_dim"], activation, mask, policies.torso_of(meta, "actor"), init),
+                           TwinCritic(hidden, activation, mask, policies.torso_of(meta, "critic"), init))
 
 
 def make_optimizer(config: SACConfig) -> optax.GradientTransformation:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 from rlpipe.rl import config as shared
 from rlpipe.rl.config import redefault, spec
@@ -14,6 +15,15 @@ class BufferConfig(shared.Config):
 
     capacity: int = spec(100_000, ge=1, le=2**31 - 1, doc="replay buffer transitions, over all devices")
     prefill_steps: int = spec(1_000, ge=1, doc="env steps of uniformly random actions before training")
+
+
+class SACNetworkConfig(shared.NetworkConfig):
+    """Actor and critics: the shared shape, and how their MLP layers start."""
+
+    init: Literal["lecun_normal", "torch_uniform"] = spec(
+        "lecun_normal", doc="initial weights of the MLP layers: lecun_normal (flax's default: kernels N(0, 1/fan_in), "
+        "biases 0) or torch_uniform (PyTorch nn.Linear's default, as Stable-Baselines3's networks start: kernels and "
+        "biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)))")
 
 
 class SACTrainConfig(shared.LoopConfig):
@@ -39,7 +49,7 @@ class SACConfig(shared.Config):
     env: shared.EnvConfig = spec(default_factory=shared.EnvConfig, doc="the environment")
     scenarios: shared.ScenarioConfig = spec(default_factory=shared.ScenarioConfig,
                                             doc="training and held-out evaluation scenarios")
-    network: shared.NetworkConfig = spec(default_factory=shared.NetworkConfig, doc="actor and critic networks")
+    network: SACNetworkConfig = spec(default_factory=SACNetworkConfig, doc="actor and critic networks")
     buffer: BufferConfig = spec(default_factory=BufferConfig, doc="the replay buffer")
     train: SACTrainConfig = spec(default_factory=SACTrainConfig, doc="the training loop")
     tracking: shared.TrackingConfig = spec(default_factory=shared.TrackingConfig, doc="MLflow and TensorBoard")

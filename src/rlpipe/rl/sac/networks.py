@@ -23,10 +23,12 @@ class Actor(nn.Module):
     activation: str = "relu"
     obs_mask: Sequence[int] | None = None  # the observation components it sees (None: all)
     torso: Mapping[str, Any] | None = None  # a torso by name in place of the hidden_sizes MLP
+    weight_init: str = "lecun_normal"  # network.init: how the MLP layers start
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        out = MLP(self.hidden_sizes, 2 * self.action_dim, self.activation, torso=self.torso)(
+        out = MLP(self.hidden_sizes, 2 * self.action_dim, self.activation, torso=self.torso,
+                  weight_init=self.weight_init)(
             select(obs, self.obs_mask))
         mean, log_std = jnp.split(out, 2, axis=-1)
         return mean, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
@@ -39,12 +41,13 @@ class TwinCritic(nn.Module):
     activation: str = "relu"
     obs_mask: Sequence[int] | None = None
     torso: Mapping[str, Any] | None = None
+    weight_init: str = "lecun_normal"
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
         x = jnp.concatenate([select(obs, self.obs_mask), action], axis=-1)
-        q1 = MLP(self.hidden_sizes, 1, self.activation, torso=self.torso, name="q1")(x)
-        q2 = MLP(self.hidden_sizes, 1, self.activation, torso=self.torso, name="q2")(x)
+        q1 = MLP(self.hidden_sizes, 1, self.activation, torso=self.torso, weight_init=self.weight_init, name="q1")(x)
+        q2 = MLP(self.hidden_sizes, 1, self.activation, torso=self.torso, weight_init=self.weight_init, name="q2")(x)
         return jnp.stack([q1[..., 0], q2[..., 0]])
 
 
