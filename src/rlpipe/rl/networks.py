@@ -57,8 +57,8 @@ class ResidualMLP(nn.Module):
 
 
 def torch_uniform(fan_in: int):
-    """PyTorch nn.Linear's default initializer (kaiming_uniform with a = sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
-    the same bound for kernel and bias."""
+    """PyTorch nn.Linear's default bias initializer: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), the bound its kernels'
+    (kaiming_uniform with a = sqrt(5)) have too."""
     bound = 1.0 / float(fan_in) ** 0.5
 
     def init(key, shape, dtype=jnp.float32):
@@ -73,7 +73,9 @@ INITS = ("lecun_normal", "torch_uniform")
 def _dense(width: int, scale: float | None, init: str = "lecun_normal", fan_in: int = 0) -> nn.Dense:
     if scale is None:
         if init == "torch_uniform":
-            return nn.Dense(width, kernel_init=torch_uniform(fan_in), bias_init=torch_uniform(fan_in))
+            # U(-1/sqrt(fan_in), 1/sqrt(fan_in)) both: for the kernel as flax's variance_scaling draws it
+            return nn.Dense(width, kernel_init=nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform"),
+                            bias_init=torch_uniform(fan_in))
         if init != "lecun_normal":
             raise ValueError(f"unknown network init {init!r} (one of {', '.join(INITS)})")
         return nn.Dense(width)
