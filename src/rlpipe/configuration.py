@@ -42,8 +42,10 @@ def check_parameters(params: dict[str, Any]) -> None:
     parse(EvaluationConfig, params.get("evaluation"), "evaluation")
     parse(CompareConfig, params.get("compare"), "compare")
     parse(DemonstrationsConfig, params.get("demonstrations"), "demonstrations")
-    if "ppo_imitation" in params:  # PPO's config under the imitation pipeline's own name
-        algorithm.load_config("ppo", params["ppo_imitation"], None, "ppo_imitation")
+    for name, plugin in algorithm.REGISTRY.items():  # an algorithm's config under another pipeline's own name
+        for namespace in plugin.namespaces:
+            if namespace in params:
+                algorithm.load_config(name, params[namespace], None, namespace)
     for name in algorithm.names():
         if name in params:
             algorithm.load_config(name, params[name], None)

@@ -28,8 +28,8 @@ from rlpipe.rl.algorithm import REGISTRY
 
 # algorithm -> "module:attribute" of its config class: every registered algorithm's
 PIPELINES: dict[str, str] = {name: plugin.config for name, plugin in REGISTRY.items()}
-# pipelines whose parameters are an algorithm's config under another name -> that algorithm
-NAMESPACES: dict[str, str] = {"ppo_imitation": "ppo"}
+# pipelines whose parameters are an algorithm's config under another name (its registry entry's namespaces) -> it
+NAMESPACES: dict[str, str] = {namespace: name for name, plugin in REGISTRY.items() for namespace in plugin.namespaces}
 # the top-level sections of parameters.yml
 SHARED_SECTIONS: dict[str, type[shared.Config]] = {
     "distributed": shared.DistributedConfig,

@@ -18,11 +18,13 @@ from rlpipe.rl.config import parse
 class Plugin(NamedTuple):
     algorithm: str  # "module:attribute" of the object satisfying :class:`Algorithm` (imported on first use)
     config: str  # "module:class" of its config; the module's ``check(config, key, num_devices)`` holds its rules
+    # parameter namespaces of its other pipelines that hold this config under their own name (e.g. ppo_imitation)
+    namespaces: tuple[str, ...] = ()
 
 
 REGISTRY: dict[str, Plugin] = {
     "sac": Plugin("rlpipe.rl.sac.algorithm:SAC", "rlpipe.rl.sac.config:SACConfig"),
-    "ppo": Plugin("rlpipe.rl.ppo.algorithm:PPO", "rlpipe.rl.ppo.config:PPOConfig"),
+    "ppo": Plugin("rlpipe.rl.ppo.algorithm:PPO", "rlpipe.rl.ppo.config:PPOConfig", namespaces=("ppo_imitation",)),
     "masac": Plugin("rlpipe.rl.masac.algorithm:MASAC", "rlpipe.rl.masac.config:MASACConfig"),
 }
 
