@@ -247,9 +247,10 @@ def test_new_keys_and_their_defaults():
         ("sac", {"train": {"init_from_optimizer": True}}, "sac.train.init_from_optimizer", "needs train.init_from"),
         ("sac", {"train": {"init_from_buffer": True}}, "sac.train.init_from_buffer", "needs train.init_from"),
         ("ppo", {"train": {"init_from_optimizer": True}}, "ppo.train.init_from_optimizer", "needs train.init_from"),
+        # SAC's own key: PPO's train section has none (an unknown key, reported before any rule)
         ("ppo", {"train": {"init_from": "latest", "init_from_buffer": True}}, "ppo.train.init_from_buffer",
-         "PPO has no replay buffer"),
-        ("ppo", {"train": {"init_from_buffer": True}}, "ppo.train.init_from_buffer", "PPO has no replay buffer"),
+         "unknown key"),
+        ("ppo", {"train": {"init_from_buffer": True}}, "ppo.train.init_from_buffer", "unknown key"),
         ("sac", {"train": {"init_from": "latest", "resume": True}}, "sac.train.init_from",
          "a resumed run continues its own checkpoint; init_from starts a new run from another agent"),
         ("ppo", {"train": {"init_from": "2024-05-01T10.00.00.000Z", "resume": True}}, "ppo.train.init_from",
@@ -313,3 +314,101 @@ def test_distributed_section_still_validates():
     assert problem(shared.DistributedConfig, {"heartbeat_timeout_seconds": 1}, "distributed") == (
         "distributed.heartbeat_timeout_seconds", "1 is out of range: must be >= 2")
     assert problem(shared.DistributedConfig, {"process_id": "0"}, "distributed")[0] == "distributed.process_id"
+
+
+# ------------------------------------------------------------------------------ the package: one home per job
+def test_init_from_buffer_is_sacs_own_key():
+    """Generic sections name no algorithm: the buffer is SAC's (and masac's, built on SAC's train section)."""
+    from rlpipe.rl.masac.config import MASACConfig
+
+    assert "init_from_buffer" not in shared.LoopConfig.model_fields
+    assert "init_from_buffer" not in type(PPOConfig().train).model_fields
+    assert SACConfig().train.init_from_buffer is False and MASACConfig().train.init_from_buffer is False
+    key, message = problem(PPOConfig, {"train": {"init_from_buffer": True}}, "ppo")
+    assert key == "ppo.train.init_from_buffer"
+    assert message.startswith("unknown key") and "allowed keys: total_env_steps, " in message
+    assert "\n" not in message  # one line under the block's heading
+
+
+def test_a_stored_ppo_config_from_before_still_loads():
+    """PPO agents stored while every train section had ``init_from_buffer`` carry ``false``: that (and only that)
+    value of the retired key is dropped, so ``ppo_eval`` still reads them; ``true`` stays an unknown key."""
+    stored = to_dict(PPOConfig())
+    stored["train"]["init_from_buffer"] = False
+    assert parse(PPOConfig, stored, "ppo.agent.meta.config") == PPOConfig()
+    for value in (True, 0, None):
+        stored["train"]["init_from_buffer"] = value
+        assert problem(PPOConfig, stored, "ppo")[0] == "ppo.train.init_from_buffer"
+    assert problem(SACConfig, {"buffer": {"init_from_buffer": False}})[0] == "sac.buffer.init_from_buffer"
+
+
+def test_a_discrete_multi_agent_env_is_refused_outside_masac():
+    """The env registry's check (not the generic rules) refuses a single-agent algorithm a JaxMARL env with
+    discrete actions, naming the masac pipeline."""
+    pytest.importorskip("jaxmarl")
+    discrete = {"id": "jaxmarl:MPE_simple_spread_v3", "kwargs": {"action_type": "Discrete"}}
+    with pytest.raises(ConfigError) as err:
+        load_config("ppo", {"env": discrete}, num_devices=1)
+    assert err.value.key == "ppo.env.id"
+    assert err.value.problem == ("'jaxmarl:MPE_simple_spread_v3' is a multi-agent env with discrete actions: train "
+                                 "it with the masac pipeline (or give it continuous actions, e.g. MPE tasks' "
+                                 "env.kwargs {action_type: Continuous})")
+    assert load_config("masac", {"env": discrete}, num_devices=1).env.kwargs == {"action_type": "Discrete"}
+
+
+def code_words(source):
+    """Identifiers and string constants of ``source``: what its code says, without its docstrings and comments."""
+    import ast
+
+    tree = ast.parse(source)
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)) and node.body
+                  and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    docstrings |= {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.keyword) and node.arg == "doc"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            yield node.id
+        elif isinstance(node, ast.Attribute):
+            yield node.attr
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            yield node.name
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            yield node.value
+
+
+def test_the_config_package_is_split_by_job_names_no_algorithm_and_reexports_every_name():
+    import inspect
+
+    from rlpipe.rl import config
+    from rlpipe.rl.config import fields, messages, rules, sections
+
+    for name in config.__all__:
+        assert hasattr(config, name), name
+    assert config.spec is fields.spec and config.parse is messages.parse
+    assert config.LoopConfig is sections.LoopConfig and config.check_common is rules.check_common
+    for module in (config, fields, sections, messages, rules):
+        source = inspect.getsource(module)
+        assert source.count("\n") < 400, module.__name__
+        said = {word.lower() for word in code_words(source)}
+        if module is sections:  # the compare pipeline's default: the user's pick in parameters.yml, not a rule
+            said.remove(sections.CompareConfig.model_fields["pipeline"].default)
+        named = {w for w in said for family in ("sac", "ppo", "imitation", "jaxmarl", "gymnax", "gymnasium", "brax",
+                                                "init_from_buffer") if family in w}
+        assert not named, (module.__name__, named)
+
+
+def test_parameter_namespaces_come_from_the_algorithm_registry(monkeypatch):
+    """A pipeline that holds an algorithm's config under its own name (ppo_imitation) is checked as that config
+    because the algorithm's registry entry declares it, not because configuration.py spells it out."""
+    from rlpipe import configuration
+    from rlpipe.rl import algorithm
+
+    with pytest.raises(ConfigError) as err:
+        configuration.check_parameters({"ppo_imitation": {"train": {"lr_typo": 1}}})
+    assert err.value.key == "ppo_imitation.train.lr_typo"
+    configuration.check_parameters({"ppo_variant": {"train": {"lr_typo": 1}}})  # declared by none: not a config
+    plugin = algorithm.REGISTRY["ppo"]
+    monkeypatch.setitem(algorithm.REGISTRY, "ppo", plugin._replace(namespaces=(*plugin.namespaces, "ppo_variant")))
+    with pytest.raises(ConfigError) as err:
+        configuration.check_parameters({"ppo_variant": {"train": {"lr_typo": 1}}})
+    assert err.value.key == "ppo_variant.train.lr_typo"

@@ -55,6 +55,7 @@ BAD = [  # (--params, the key the message must name, a phrase it must contain)
     ("sac.train.batch_size=1000000", "sac.train.batch_size", "a batch must fit in the buffer"),
     ("sac.env.id=NoSuchEnv-v0", "sac.env.id", "unknown environment"),
     ("distributed.num_processes=0", "distributed.num_processes", "out of range"),
+    ("ppo.train.init_from_buffer=true", "ppo.train.init_from_buffer", "unknown key"),  # SAC's own key
 ]
 
 

@@ -1,8 +1,10 @@
 """JSON Schemas of the parameter files, generated from the typed configs (:mod:`rlpipe.rl.config`).
 
 ``python -m rlpipe.schemas`` (``make schemas``) writes ``conf/schemas/<algo>.json`` (the whole
-``parameters_<algo>.yml``), ``conf/schemas/<algo>_tune.json`` (its search, ``parameters_<algo>_tune.yml``) and ``conf/schemas/parameters.json`` (``parameters.yml``: ``distributed``,
-``evaluation``); ``--check`` writes nothing and exits 1 naming the files that differ from the code. Editors that
+``parameters_<algo>.yml``; also one for each other parameter namespace its registry entry declares, e.g.
+``ppo_imitation.json``), ``conf/schemas/<algo>_tune.json`` (its search, ``parameters_<algo>_tune.yml``) and
+``conf/schemas/parameters.json`` (``parameters.yml``: ``distributed``, ``evaluation``, ``compare``,
+``demonstrations``); ``--check`` writes nothing and exits 1 naming the files that differ from the code. Editors that
 speak JSON Schema (VS Code's YAML extension, the JetBrains IDEs) use them for completion, hover docs and
 checking as you type; the configs stay the authority (cross-field rules are not in the schemas).
 
@@ -77,11 +79,11 @@ def _declared_defaults(cls: type[shared.Config], defs: dict[str, Any]) -> None:
     """A section whose parent declares other defaults than the section class's own (PPO's ``network.activation``
     is ``tanh``) gets its own copy of the section's schema with those defaults, so editors show the real ones."""
     for name, info in cls.model_fields.items():
-        section = shared._strip(info.annotation)
+        section = shared.strip_optional(info.annotation)
         if not (isinstance(section, type) and issubclass(section, shared.Config)):
             continue
         _declared_defaults(section, defs)
-        patch = shared._section_defaults(cls).get(name)
+        patch = shared.section_defaults(cls).get(name)
         if not patch:
             continue
         variant = f"{cls.__name__}_{name}"

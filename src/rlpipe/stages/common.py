@@ -63,12 +63,12 @@ def init_agent(config: Any, agent_store: Any) -> tuple[Any, dict[str, Any]]:
         raise ConfigError(key, f"{version!r} is a {parent_algorithm} agent; a {algorithm.name} run starts only from "
                                f"a {algorithm.name} agent")
     training = inherit(algorithm, fresh, parent_part(parent, "training"), optimizer=t.init_from_optimizer, key=key)
+    taken = {name.removeprefix("init_from_"): value for name, value in t if name.startswith("init_from_")}
     lineage = {"parent_algorithm": parent_algorithm, "parent_version": version,
-               "parent_env_steps": int(parent["meta"]["env_steps"]), "optimizer": t.init_from_optimizer,
-               "buffer": t.init_from_buffer}
+               "parent_env_steps": int(parent["meta"]["env_steps"]), **taken}  # optimizer, and any an algorithm adds
     logger.info("%s starts from stored agent %s (%d env steps): parameters%s%s", algorithm.name, version,
                 lineage["parent_env_steps"], ", optimizer state" if t.init_from_optimizer else "",
-                ", replay buffer" if t.init_from_buffer else "")
+                ", replay buffer" if taken.get("buffer") else "")
     return training, lineage
 
 

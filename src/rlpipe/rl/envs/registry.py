@@ -211,9 +211,11 @@ def _info_keys(env: Any, params: Any, space: Any) -> tuple[str, ...]:
     return tuple(sorted(info)) if isinstance(info, dict) else ()
 
 
-def check_env_id(env_id: str, key: str, continuous: bool | None = None, env_config: Any = None) -> EnvSpec:
+def check_env_id(env_id: str, key: str, continuous: bool | None = None, env_config: Any = None,
+                 multi_agent: bool = False) -> EnvSpec:
     """``make_env`` for config validation: every failure is a ConfigError naming ``key`` (or, for a problem with
-    the env's keyword arguments, ``env.kwargs`` beside it)."""
+    the env's keyword arguments, ``env.kwargs`` beside it). Only a ``multi_agent`` algorithm takes a joint env
+    whose agents act discretely (their actions are per-agent scores, see ``rlpipe.rl.envs.jaxmarl``)."""
     try:
         spec = env_spec(env_config) if env_config is not None else make_env(env_id)
     except Exception as exc:  # a user env may fail in any way while importing or constructing
@@ -225,6 +227,10 @@ def check_env_id(env_id: str, key: str, continuous: bool | None = None, env_conf
         kind = "continuous (Box)" if continuous else "discrete"
         raise ConfigError(key, f"{env_id!r} has a {'continuous' if spec.continuous else 'discrete'} action space; "
                                f"this algorithm needs a {kind} one")
+    if env_id.startswith("jaxmarl:") and spec.env.discrete and not multi_agent:
+        raise ConfigError(key, f"{env_id!r} is a multi-agent env with discrete actions: train it with the masac "
+                               "pipeline (or give it continuous actions, e.g. MPE tasks' env.kwargs "
+                               "{action_type: Continuous})")
     return spec
 
 

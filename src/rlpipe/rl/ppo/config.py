@@ -12,6 +12,9 @@ from rlpipe.rl.errors import ConfigError
 class PPOTrainConfig(shared.LoopConfig):
     """PPO's training loop."""
 
+    # every train section had it until it became SAC's own: PPO agents stored before carry ``false``
+    retired = {"init_from_buffer": False}
+
     total_env_steps: int = redefault(shared.LoopConfig, "total_env_steps", 100_000,
                                      doc="env step budget (early stopping may end sooner)")
     num_envs: int = redefault(shared.LoopConfig, "num_envs", 16)
@@ -93,8 +96,6 @@ def check(config: PPOConfig, key: str, num_devices: int | None) -> None:
     """PPO's rules on top of the typed fields, for ``num_devices`` devices over all processes (None: only the rules
     that need neither the environment nor the device count)."""
     t, e = config.train, config.early_stopping
-    if t.init_from_buffer:
-        raise ConfigError(f"{key}.train.init_from_buffer", "true, but PPO has no replay buffer")
     env = shared.check_common(config, key, num_devices, continuous=None, steps_per_iter=t.num_envs * t.num_steps)
     if e.target_return is not None and e.monitor == "eval" and not t.eval_every_env_steps:
         raise ConfigError(f"{key}.early_stopping.monitor", f"'eval' needs evaluations during training, but "

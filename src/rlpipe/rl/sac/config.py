@@ -40,6 +40,8 @@ class SACTrainConfig(shared.LoopConfig):
     tau: float = spec(0.005, gt=0.0, le=1.0, doc="Polyak rate of the target critics")
     init_temperature: float = spec(1.0, gt=0.0, doc="initial entropy temperature alpha")
     target_entropy: float | None = spec(None, doc="entropy target; null means -action_dim")
+    init_from_buffer: bool = spec(False, doc="also take the stored agent's replay buffer contents (needs "
+                                             "train.init_from)")
 
 
 class SACConfig(shared.Config):
@@ -52,7 +54,8 @@ class SACConfig(shared.Config):
     network: SACNetworkConfig = spec(default_factory=SACNetworkConfig, doc="actor and critic networks")
     buffer: BufferConfig = spec(default_factory=BufferConfig, doc="the replay buffer")
     train: SACTrainConfig = spec(default_factory=SACTrainConfig, doc="the training loop")
-    tracking: shared.TrackingConfig = spec(default_factory=shared.TrackingConfig, doc="MLflow and TensorBoard")
+    tracking: shared.TrackingConfig = spec(
+        default_factory=lambda: shared.TrackingConfig(registered_model_name="rlpipe-sac"), doc="MLflow and TensorBoard")
 
 
 def check(config: SACConfig, key: str, num_devices: int | None, multi_agent: bool = False) -> None:
