@@ -12,9 +12,7 @@ import click
 from kedro.framework.cli.project import run as kedro_run
 
 from rlpipe import console
-
-CONFIG_ERROR_EXIT_CODE = 2  # like a usage error: fix the command or the conf/ files and run again
-ENV_ERROR_EXIT_CODE = 3  # the environment raised during the run
+from rlpipe.console import CONFIG_ERROR_EXIT_CODE, ENV_ERROR_EXIT_CODE
 
 
 @click.group(name="rlpipe")

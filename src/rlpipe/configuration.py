@@ -2,18 +2,17 @@
 
 ``CONFIG_LOADER_ARGS`` are the project's Kedro config-loader settings (``settings.py`` uses them). ``check_parameters``
 checks every parameter section the project has; the ``ConfigCheckHooks`` hook runs it on the parameters Kedro
-loaded. ``precheck_run`` runs it earlier, from the ``kedro.init`` plugin hook (``rlpipe.console.init``): on a
+loaded. ``run_config_error`` runs it earlier, for the ``kedro.init`` plugin hook (``rlpipe.console.init``): on a
 ``kedro run`` command line it loads the same parameters (the same conf source, environment and ``--params``) with
-Kedro's own loader and, on a bad key or value, prints the message and exits with status 2 in well under a second,
-before Kedro loads its plugins (kedro-mlflow's CLI imports MLflow, about a second here). Anything it cannot follow
-(``--config`` files, options it does not parse, a loader error) it leaves to the run, which checks again and says
-what is wrong.
+Kedro's own loader and returns the error of a bad key or value; the console prints it and exits with status 2 in
+well under a second, before Kedro loads its plugins (kedro-mlflow's CLI imports MLflow, about a second here).
+Anything it cannot follow (``--config`` files, options it does not parse, a loader error) it leaves to the run,
+which checks again and says what is wrong. This module shows nothing itself: it imports neither the console nor
+the command line.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -79,25 +78,20 @@ def _run_parameters(args: list[str]) -> dict[str, Any] | None:
     return loader["parameters"]
 
 
-def precheck_run(argv: list[str]) -> None:
-    """On ``kedro run ...`` (not verbose): the parameters checked now; a ``ConfigError`` prints its message and
-    ends the process with status 2 (see the module doc)."""
+def run_config_error(argv: list[str]) -> Any:
+    """On ``kedro run ...`` (not verbose, not help): the ``ConfigError`` its parameters would stop the run with, or
+    None (also when this cannot tell for sure: the run checks again). What the user sees of it, and the exit, is
+    the console's (``rlpipe.console.init``): this module shows nothing."""
     if len(argv) < 2 or argv[1] != "run" or any(a in ("-v", "--verbose", "-h", "--help") for a in argv[2:]):
-        return
+        return None
     from rlpipe.rl.errors import ConfigError
 
     try:
         params = _run_parameters(list(argv[2:]))
-        if params is None:
-            return
-        check_parameters(params)
+        if params is not None:
+            check_parameters(params)
     except ConfigError as error:
-        from rlpipe.cli import CONFIG_ERROR_EXIT_CODE
-        from rlpipe.console import config_error_block
-
-        sys.stderr.write(config_error_block(error) + "\n")
-        sys.stderr.flush()
-        sys.stdout.flush()
-        os._exit(CONFIG_ERROR_EXIT_CODE)  # nothing has started that needs tearing down
+        return error
     except Exception:  # noqa: BLE001 - anything else is the run's to report, with Kedro's context
-        return
+        return None
+    return None

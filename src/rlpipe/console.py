@@ -18,6 +18,8 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 
 VERBOSE_ENV = "RLPIPE_VERBOSE"
+CONFIG_ERROR_EXIT_CODE = 2  # like a usage error: fix the command or the conf/ files and run again
+ENV_ERROR_EXIT_CODE = 3  # the environment raised during the run
 logger = logging.getLogger("rlpipe.console")
 
 
@@ -54,7 +56,8 @@ FAST_START_ENV = {  # mlflow's start_run probes for a Databricks serverless-GPU 
 def init() -> None:
     """Kedro's ``kedro.init`` plugin hook: runs first in every ``kedro`` command, before Kedro loads the plugins
     (kedro-mlflow's CLI imports mlflow, whose warnings would come before anything of the project's); then the
-    parameters of a ``kedro run`` are checked (``rlpipe.configuration.precheck_run``)."""
+    parameters of a ``kedro run`` are checked (``rlpipe.configuration.run_config_error``): a bad one ends the
+    process here with the error block and status 2."""
     for name, value in FAST_START_ENV.items():
         os.environ.setdefault(name, value)
     if verbose():
@@ -73,9 +76,14 @@ def init() -> None:
             show(message, category, filename, lineno, file, line)
 
     warnings.showwarning = show_unless_noise
-    from rlpipe.configuration import precheck_run
+    from rlpipe.configuration import run_config_error
 
-    precheck_run(sys.argv)  # a config error of `kedro run` ends here, before the plugins load (exit status 2)
+    error = run_config_error(sys.argv)
+    if error is not None:  # a config error of `kedro run` ends here, before the plugins load
+        sys.stderr.write(config_error_block(error) + "\n")
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(CONFIG_ERROR_EXIT_CODE)  # nothing has started that needs tearing down
 
 
 class BriefFormatter(logging.Formatter):
