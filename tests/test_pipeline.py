@@ -12,10 +12,6 @@ import yaml
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from rlpipe.rl.config import to_dict
-from rlpipe.rl.masac.config import MASACConfig
-from rlpipe.rl.ppo.config import PPOConfig
-from rlpipe.rl.sac.config import SACConfig
 from tests.conftest import PROJECT_ROOT, TINY_SAC
 
 VERSIONED = {
@@ -38,13 +34,6 @@ def tiny_project(project):
 def versions(root: Path, rel: str) -> list[str]:
     folder = root / rel
     return sorted(p.name for p in folder.iterdir() if (p / folder.name).exists()) if folder.is_dir() else []
-
-
-@pytest.mark.parametrize("algo,config_class", [("sac", SACConfig), ("ppo", PPOConfig), ("masac", MASACConfig)])
-def test_shipped_parameters_match_the_typed_defaults(algo, config_class):
-    """conf/base/parameters_<algo>.yml shows users the real defaults: it must not drift from the dataclasses."""
-    shipped = yaml.safe_load((PROJECT_ROOT / f"conf/base/parameters_{algo}.yml").read_text())[algo]
-    assert shipped == to_dict(config_class())
 
 
 def test_ppo_pipeline_through_the_runner(project):

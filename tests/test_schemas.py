@@ -142,3 +142,26 @@ def test_schema_rejects_what_the_config_rejects(raw):
     if "sac" in raw:
         with pytest.raises(ConfigError):
             parse(schemas.config_class("sac"), raw["sac"], "sac")
+
+
+def leaves(node, path=()):
+    """(dotted path, value) of every value in a nested mapping (a mapping with no keys is a value)."""
+    if isinstance(node, dict) and node:
+        for key, value in node.items():
+            yield from leaves(value, (*path, key))
+    else:
+        yield ".".join(path), node
+
+
+@pytest.mark.parametrize("algo", sorted(REGISTRY))
+def test_shipped_parameters_show_only_typed_defaults(algo):
+    """conf/base/parameters_<algo>.yml lists what users usually change, each with the typed config's default (the
+    one home of every default): every value it shows is that default, it parses to exactly the defaults, and it is
+    not a dump of every key."""
+    shipped = yaml.safe_load((PROJECT_ROOT / f"conf/base/parameters_{algo}.yml").read_text())[algo]
+    config_class = schemas.config_class(algo)
+    defaults = dict(leaves(to_dict(config_class())))
+    shown = dict(leaves(json.loads(json.dumps(shipped))))
+    assert {key: value for key, value in shown.items() if defaults.get(key, "<no such key>") != value} == {}
+    assert parse(config_class, shipped, algo) == config_class()
+    assert len(shown) < len(defaults) / 1.5, f"parameters_{algo}.yml lists {len(shown)} of {len(defaults)} keys"
