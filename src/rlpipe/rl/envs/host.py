@@ -40,9 +40,9 @@ class HostEnvs:
     through io_callbacks; groups of envs live in a table of this process."""
 
     def __init__(self, env_id: str, kwargs: Mapping[str, Any], param_names: tuple[str, ...], obs_dim: int,
-                 continuous: bool, action_shape: tuple[int, ...], vector: str = "sync", workers: int = 2):
+                 continuous: bool, vector: str = "sync", workers: int = 2):
         self.env_id, self.kwargs, self.param_names = env_id, dict(kwargs), param_names
-        self.obs_dim, self.continuous, self.action_shape = obs_dim, continuous, action_shape
+        self.obs_dim, self.continuous = obs_dim, continuous
         self.vector, self.workers = vector, workers
         self._groups: dict[int, EnvGroup] = {}
         self._next = itertools.count(1)

@@ -137,13 +137,13 @@ def describe(env_id: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         _, _, _, _, info = env.step(action_space.sample())
         out = {"obs_dim": int(np.prod(obs_space.shape)), "info_keys": sorted(info)}
         if isinstance(action_space, spaces.Discrete):
-            out.update(continuous=False, action_dim=int(action_space.n), action_shape=(), low=None, high=None)
+            out.update(continuous=False, action_dim=int(action_space.n), low=None, high=None)
         elif isinstance(action_space, spaces.Box):
             low, high = np.asarray(action_space.low, np.float32), np.asarray(action_space.high, np.float32)
             if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
                 raise EnvUnavailable("the action space is unbounded; SAC and PPO need finite Box bounds")
-            out.update(continuous=True, action_dim=int(np.prod(action_space.shape)),
-                       action_shape=tuple(action_space.shape), low=low.ravel(), high=high.ravel())
+            out.update(continuous=True, action_dim=int(np.prod(action_space.shape)), low=low.ravel(),
+                       high=high.ravel())
         else:
             raise EnvUnavailable(f"action space {type(action_space).__name__} is not supported (Box or Discrete only)")
     finally:

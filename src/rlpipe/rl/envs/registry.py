@@ -175,8 +175,7 @@ def _gymnasium_env(env_id: str, kwargs: dict, vector: str, workers: int) -> EnvS
     name = env_id.removeprefix(PREFIX)
     facts = describe(name, kwargs)
     params = params_struct(name, facts["params"])
-    envs = HostEnvs(name, kwargs, tuple(facts["params"]), facts["obs_dim"], facts["continuous"],
-                         facts["action_shape"], vector, workers)
+    envs = HostEnvs(name, kwargs, tuple(facts["params"]), facts["obs_dim"], facts["continuous"], vector, workers)
     return EnvSpec(env_id, envs, params, facts["obs_dim"], facts["continuous"], facts["action_dim"], facts["low"],
                    facts["high"], host=envs, host_info_keys=tuple(facts["info_keys"]))
 
