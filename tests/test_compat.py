@@ -112,6 +112,13 @@ def test_a_kedro_context_gives_its_hook_manager(tmp_path):
         assert compat.context_hook_manager(context) is manager
 
 
+def test_kedro_ships_its_rich_logging_config():
+    with relied_on("kedro", "kedro/framework/project/rich_logging.yml (its rich console logging config)"):
+        config = compat.kedro_rich_logging_config()
+        assert config["handlers"]["rich"]["class"] == "kedro.logging.RichHandler"
+        assert "rich" in config["root"]["handlers"]
+
+
 def test_new_kedro_sessions_take_their_id_from_the_maker(project):
     from kedro.framework.session import KedroSession, session
     from kedro.framework.startup import bootstrap_project

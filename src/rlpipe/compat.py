@@ -70,6 +70,17 @@ def context_hook_manager(context: Any) -> Any:
     return getattr(context, "_hook_manager", None)
 
 
+def kedro_rich_logging_config() -> dict[str, Any]:
+    """Kedro's own rich console logging config (the file beside ``kedro.framework.project`` it falls back to when
+    the project has none; not exposed by any public name)."""
+    from pathlib import Path
+
+    import yaml
+    from kedro.framework import project
+
+    return yaml.safe_load((Path(project.__file__).parent / "rich_logging.yml").read_text())
+
+
 def set_session_id_maker(make: Callable[[], str]) -> None:
     """Make Kedro name new sessions with ``make()``: ``kedro.framework.session.session`` reads its module global
     ``generate_timestamp`` each time it creates a session."""

@@ -17,7 +17,7 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
-from rlpipe.compat import JAX_CALLBACK_LOGGER, dataset_filepath, warm_mlflow_package_map
+from rlpipe.compat import JAX_CALLBACK_LOGGER, dataset_filepath, kedro_rich_logging_config, warm_mlflow_package_map
 
 VERBOSE_ENV = "RLPIPE_VERBOSE"
 logger = logging.getLogger("rlpipe.console")
@@ -101,13 +101,9 @@ def configure_logging(verbose_: bool) -> None:
     if os.environ.get("KEDRO_LOGGING_CONFIG"):
         return
     if verbose_:
-        from pathlib import Path
-
-        import yaml
         from kedro.framework.project import LOGGING
 
-        rich = Path(sys.modules["kedro.framework.project"].__file__).parent / "rich_logging.yml"
-        LOGGING.configure(yaml.safe_load(rich.read_text()))
+        LOGGING.configure(kedro_rich_logging_config())
         logging.getLogger("rlpipe").setLevel(logging.DEBUG)
         return
     for handler in logging.getLogger().handlers:
