@@ -11,8 +11,8 @@ of the env's constructor (Pendulum's ``g``, a MuJoCo task's ``reset_noise_scale`
 are scenario parameters, so ``scenarios.ranges`` can draw them; an env is rebuilt when a reset brings it a scenario
 with other values. Evaluation and films run on the host directly (``rlpipe.rl.host_acting``).
 
-This module is the bridge between compiled code and the host (``HostEnvs``); the envs themselves are in ``host_workers``, and what an env id
-offers is found by ``host_describe``.
+This module is the bridge between compiled code and the host (``HostEnvs``); the envs themselves are in
+``host_workers``, and what an env id offers is found by ``host_describe``.
 
 A host env cannot be snapshotted: a checkpoint holds everything but the envs' internal state, and a resumed run
 starts fresh episodes (``rlpipe.rl.training`` says so).

@@ -21,7 +21,6 @@ class EnvUnavailable(ValueError):
     """The env cannot be made; the message says why and, for a missing optional extra, which install fixes it."""
 
 
-
 def import_gymnasium():
     try:
         import gymnasium

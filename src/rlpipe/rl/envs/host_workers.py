@@ -14,6 +14,7 @@ import numpy as np
 
 from rlpipe.rl.envs.host_describe import PREFIX, import_gymnasium, quiet_mujoco
 
+
 class HostEnvError(RuntimeError):
     """A host env raised inside ``reset`` or ``step``: the message names the env id, the call, the env's step count
     and the exception."""
