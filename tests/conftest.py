@@ -10,6 +10,7 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 import shutil  # noqa: E402
+import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -52,3 +53,21 @@ def project(tmp_path, monkeypatch):
     (root / "src").mkdir()  # kedro checks it exists; the rlpipe package itself is installed
     monkeypatch.chdir(root)
     return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def temp_folder_in_pytests_area(tmp_path_factory):
+    """The system temp folder, for the whole session and every process it starts, is a folder in pytest's own
+    temporary area (which pytest prunes): what the code under test puts in the temp folder (a run-version lock
+    before ``data/`` exists, MLflow's and the animation's scratch folders, a crash's leftovers) never stays in
+    the machine's /tmp."""
+    folder = tmp_path_factory.mktemp("system-temp")
+    saved_env, saved_default = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"] = str(folder)  # child processes (kedro run, workers) read it
+    tempfile.tempdir = str(folder)  # this process had already looked it up
+    yield folder
+    tempfile.tempdir = saved_default
+    if saved_env is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = saved_env

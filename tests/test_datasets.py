@@ -1,3 +1,9 @@
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 from kedro.io.core import DatasetError, Version
@@ -58,3 +64,16 @@ def test_incomplete_checkpoint_is_not_loaded(tmp_path):
     (tmp_path / "half" / "state").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="not a complete checkpoint"):
         load_checkpoint(tmp_path / "half")
+
+
+def test_temporary_files_stay_in_pytests_area(tmp_path, tmp_path_factory):
+    """The suite's temp folder (tests/conftest.py) is inside pytest's area, here and in a child process: a
+    run-version lock taken before a project has data/ lands there, not in the machine's /tmp."""
+    from rlpipe.versions import lock_path
+
+    here = Path(tempfile.gettempdir())
+    assert here.is_relative_to(tmp_path_factory.getbasetemp()) and os.environ["TMPDIR"] == str(here)
+    assert lock_path(tmp_path / "project" / "data").parent == here
+    child = subprocess.run([sys.executable, "-c", "import tempfile; print(tempfile.gettempdir())"],
+                           capture_output=True, text=True, check=True, timeout=60)
+    assert child.stdout.strip() == str(here)

@@ -17,6 +17,8 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
+from rlpipe.compat import JAX_CALLBACK_LOGGER, dataset_filepath, kedro_rich_logging_config, warm_mlflow_package_map
+
 VERBOSE_ENV = "RLPIPE_VERBOSE"
 CONFIG_ERROR_EXIT_CODE = 2  # like a usage error: fix the command or the conf/ files and run again
 ENV_ERROR_EXIT_CODE = 3  # the environment raised during the run
@@ -107,13 +109,9 @@ def configure_logging(verbose_: bool) -> None:
     if os.environ.get("KEDRO_LOGGING_CONFIG"):
         return
     if verbose_:
-        from pathlib import Path
-
-        import yaml
         from kedro.framework.project import LOGGING
 
-        rich = Path(sys.modules["kedro.framework.project"].__file__).parent / "rich_logging.yml"
-        LOGGING.configure(yaml.safe_load(rich.read_text()))
+        LOGGING.configure(kedro_rich_logging_config())
         logging.getLogger("rlpipe").setLevel(logging.DEBUG)
         return
     for handler in logging.getLogger().handlers:
@@ -134,7 +132,7 @@ QUIET_LOGGERS = ("kedro_mlflow", "mlflow")
 def _not_about_a_config_error(record: logging.LogRecord) -> bool:
     """Kedro's own lines about a node that failed with a ConfigError or an environment's error ("Node ... failed
     with error", "No nodes ran. Repeat the previous command"): the error block says it once, with what to do."""
-    if record.name == "jax._src.callback":  # "jax.io_callback failed" and the env's traceback: the block says it
+    if record.name == JAX_CALLBACK_LOGGER:  # "jax.io_callback failed" and the env's traceback: the block says it
         return env_error_in(record.exc_info[1] if record.exc_info else None) is None
     if not record.name.startswith("kedro"):
         return True
@@ -252,9 +250,7 @@ def _warm_up_in_background() -> None:
 
             for module in ("matplotlib.pyplot", "kedro_datasets.matplotlib", "mlflow.pyfunc"):
                 importlib.import_module(module)
-            from mlflow.utils import requirements_utils
-
-            requirements_utils._init_packages_to_modules_map()  # noqa: SLF001 - no public way to warm it
+            warm_mlflow_package_map()
         except Exception:  # noqa: BLE001
             logger.debug("background warm-up failed", exc_info=True)
 
@@ -267,7 +263,7 @@ def _folder(catalog, name: str) -> str | None:
         dataset = catalog.get(name)
     except Exception:  # noqa: BLE001 - a name the catalog cannot resolve is simply not listed
         return None
-    path = getattr(dataset, "_filepath", None)
+    path = dataset_filepath(dataset)
     if path is None:
         return None
     from pathlib import Path

@@ -10,6 +10,8 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
+from rlpipe.compat import context_hook_manager
+
 logger = logging.getLogger(__name__)
 
 CACHE_ENV = "RLPIPE_JAX_CACHE_DIR"
@@ -57,7 +59,7 @@ class JaxRuntimeHooks:
 
 
 def _unregister_primary_only_plugins(context) -> None:
-    manager = getattr(context, "_hook_manager", None)  # the session's plugin manager (no public accessor)
+    manager = context_hook_manager(context)  # the session's plugin manager
     if manager is None:
         return
     for plugin in list(manager.get_plugins()):

@@ -28,6 +28,8 @@ from typing import Any, Callable
 
 from kedro.framework.hooks import hook_impl
 
+from rlpipe.compat import dataset_saved_path, stop_system_metrics_monitor
+
 logger = logging.getLogger(__name__)
 
 
@@ -52,9 +54,9 @@ class MlflowArtifactHooks:
         kind = ((getattr(dataset, "metadata", None) or {}).get("rlpipe") or {}).get("mlflow")
         folder = dataset_name.split(".")[0]
         if kind == "artifact":
-            mlflow.log_artifact(_saved_path(dataset), artifact_path=folder)
+            mlflow.log_artifact(dataset_saved_path(dataset), artifact_path=folder)
         elif kind == "model":
-            self._log_model(folder, Path(_saved_path(dataset)), data)
+            self._log_model(folder, Path(dataset_saved_path(dataset)), data)
         elif kind:
             raise ValueError(f"catalog entry {dataset_name}: metadata rlpipe.mlflow must be 'artifact' or 'model', "
                              f"got {kind!r}")
@@ -263,11 +265,8 @@ class MlflowRunIsolationHooks:
         self._restore_env()
         run_id, self._run_id = self._run_id, None
         try:
-            from mlflow.tracking.fluent import run_id_to_system_metrics_monitor
-
-            monitor = run_id_to_system_metrics_monitor.pop(run_id, None) if run_id else None
-            if monitor is not None:
-                monitor.finish()
+            if run_id:
+                stop_system_metrics_monitor(run_id)
         except Exception as error:
             logger.debug("could not stop the system metrics monitor of run %s: %s", run_id, error)
 
@@ -347,9 +346,3 @@ def _prepare_store(context) -> None:
             kwargs = experiment.get("create_experiment_kwargs") or {}
             client.create_experiment(experiment["name"], artifact_location=kwargs.get("artifact_location"),
                                      tags=kwargs.get("tags"))
-
-
-def _saved_path(dataset) -> str:
-    """Where a file dataset just saved: this session's version of a versioned dataset, else its filepath."""
-    version = dataset.resolve_save_version() if getattr(dataset, "_version", None) else None
-    return str(dataset._get_versioned_path(version) if version else dataset._filepath)

@@ -63,9 +63,9 @@ def unique_timestamp(data_dir: Path) -> str:
 def use_unique_run_versions(data_dir: Path) -> None:
     """Make new Kedro sessions of this project take their id from ``unique_timestamp``. Kedro imports the
     project's settings (``validate_settings``) right before it names a new session, so settings.py calls this."""
-    from kedro.framework.session import session
+    from rlpipe.compat import set_session_id_maker
 
-    session.generate_timestamp = lambda: unique_timestamp(data_dir)
+    set_session_id_maker(lambda: unique_timestamp(data_dir))
 
 
 def set_current_run(version: str | None) -> None:

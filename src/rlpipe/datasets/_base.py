@@ -7,6 +7,8 @@ from typing import Any, Generic, TypeVar
 
 from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
 
+from rlpipe.compat import dataset_filepath, dataset_load_path, dataset_save_path, dataset_version
+
 T = TypeVar("T")
 
 
@@ -24,12 +26,17 @@ class LocalVersionedDataset(AbstractVersionedDataset[T, T], Generic[T]):
         self.metadata = metadata
 
     @property
+    def filepath(self) -> PurePosixPath:
+        """The configured path (a versioned dataset's versions are folders below it)."""
+        return dataset_filepath(self)
+
+    @property
     def load_path(self) -> Path:
-        return Path(self._get_load_path())
+        return Path(dataset_load_path(self))
 
     @property
     def save_path(self) -> Path:
-        return Path(self._get_save_path())
+        return Path(dataset_save_path(self))
 
     def _exists(self) -> bool:
         try:
@@ -39,7 +46,7 @@ class LocalVersionedDataset(AbstractVersionedDataset[T, T], Generic[T]):
         return (path / self.complete_marker).is_file() if self.complete_marker else path.is_file()
 
     def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath), "version": self._version}
+        return {"filepath": str(self.filepath), "version": dataset_version(self)}
 
 
 def write_file_atomically(path: Path, data: bytes) -> None:

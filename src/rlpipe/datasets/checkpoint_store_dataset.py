@@ -46,7 +46,7 @@ class CheckpointStoreDataset(LocalVersionedDataset[Any]):
         super().__init__(filepath, None, metadata)
 
     def load(self) -> CheckpointStore:
-        return CheckpointStore(self._filepath)
+        return CheckpointStore(self.filepath)
 
     def save(self, data: Any) -> None:
         raise NotImplementedError("a checkpoint store is read-only: agents are saved through the agent entry")

@@ -70,7 +70,7 @@ class DemonstrationsDataset(LocalVersionedDataset[Any]):
             resolved = self.load_path.parent.name
         except DatasetError:  # nothing recorded yet: the node that opens it says so, naming its setting
             resolved = None
-        return Demonstrations(Path(str(self._filepath)), resolved)
+        return Demonstrations(Path(str(self.filepath)), resolved)
 
     def save(self, data: pd.DataFrame) -> None:
         import pyarrow as pa

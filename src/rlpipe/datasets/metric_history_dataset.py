@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from itertools import chain
 from typing import Any
 
 from kedro.io.core import DatasetError
 from kedro_mlflow.io.metrics import MlflowMetricsHistoryDataset
+
+from rlpipe.compat import metric_logging_activated, metric_points, save_metric_history_as_kedro_mlflow
 
 
 class MetricHistoryDataset(MlflowMetricsHistoryDataset):
@@ -18,19 +19,18 @@ class MetricHistoryDataset(MlflowMetricsHistoryDataset):
     BATCH = 1000
 
     def _save(self, data: dict[str, Any]) -> None:
-        if not self._logging_activated:
+        if not metric_logging_activated(self):
             return
         try:
             run_id = self.run_id
         except DatasetError:  # no run to log to: the parent's behaviour (mlflow starts one)
-            super()._save(data)
+            save_metric_history_as_kedro_mlflow(self, data)
             return
         from mlflow import MlflowClient
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        points = [Metric(key, float(value), now, int(step)) for key, value, step in
-                  chain.from_iterable(self._build_args_list_from_metric_item(k, v) for k, v in data.items())]
+        points = [Metric(key, float(value), now, int(step)) for key, value, step in metric_points(self, data)]
         client = MlflowClient()
         for start in range(0, len(points), self.BATCH):
             client.log_batch(run_id, metrics=points[start:start + self.BATCH])

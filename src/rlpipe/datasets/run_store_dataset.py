@@ -54,7 +54,7 @@ class RunStoreDataset(LocalVersionedDataset[Any]):
         super().__init__(filepath, None, metadata)
 
     def load(self) -> RunStore:
-        return RunStore(self._filepath)
+        return RunStore(self.filepath)
 
     def save(self, data: Any) -> None:
         raise NotImplementedError("the run store is read-only: runs are saved through their own entries")

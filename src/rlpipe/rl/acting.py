@@ -16,6 +16,7 @@ from flax import struct
 
 from rlpipe.rl.envs import EnvSpec, ScenarioBatch
 from rlpipe.rl.envs.scenarios import draw, take
+from rlpipe.rl.host_acting import HostEvaluator
 
 ActionMap = Callable[[jax.Array], jax.Array]
 
@@ -270,9 +271,7 @@ def make_evaluator(spec: EnvSpec, policy_of: Callable[[Any], ActionMap], max_ste
                    metrics: tuple[str, ...] = ()):
     """An ``Evaluator`` for a JAX env; for a host env the host's own evaluator (the same interface)."""
     if spec.host is not None:
-        from rlpipe.rl.envs.host import HostEvaluator
-
-        return HostEvaluator(spec.host, policy_of, max_steps, metrics)
+        return HostEvaluator(spec.host, lambda params: as_recurrent(policy_of(params)), max_steps, metrics)
     return Evaluator(spec, policy_of, max_steps, metrics)
 
 

@@ -103,7 +103,9 @@ def _watch_peers(timeout_s: float, period_s: float = 1.0) -> None:
     import threading
     import time
 
-    from jax._src.distributed import global_state  # the client of the coordination service (no public accessor)
+    from rlpipe.compat import jax_distributed_state
+
+    global_state = jax_distributed_state()  # the client of the coordination service
 
     client, me, count = global_state.client, global_state.process_id, global_state.num_processes
     closing = threading.Event()  # shutdown has begun: the client may go away under us
@@ -161,9 +163,9 @@ def _cluster_detected() -> bool:
 def _initialized() -> bool:
     if "jax" not in sys.modules:  # nothing can have joined a distributed run without importing jax
         return False
-    from jax._src import distributed  # the public API has no "is initialized" query
+    from rlpipe.compat import jax_distributed_initialized
 
-    return distributed.global_state.client is not None
+    return jax_distributed_initialized()
 
 
 def process_index() -> int:

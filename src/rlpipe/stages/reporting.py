@@ -65,7 +65,7 @@ class EpisodeFilm:
         if described not in self._rollouts:
             of = lambda params: jax_policy({"meta": meta, "params": params})  # noqa: E731
             if self.spec.host is not None:  # a host env: the episode runs on the host, the policy compiled
-                from rlpipe.rl.envs.host import host_trajectory
+                from rlpipe.rl.host_acting import host_trajectory
 
                 step = jax.jit(lambda params, obs, state: as_recurrent(of(params)).step(obs, state))
                 size = state_size(meta)

@@ -20,6 +20,7 @@ import pandas as pd
 from kedro.pipeline import Node, Pipeline
 from matplotlib.figure import Figure
 
+from rlpipe.compat import record_heartbeat_now
 from rlpipe.rl import algorithm as algorithms
 from rlpipe.rl import mesh, tuning
 from rlpipe.rl.errors import ConfigError
@@ -122,11 +123,7 @@ def run_study(algo: str, params: dict[str, Any], tune: tuning.TuneConfig
     def objective(trial: optuna.Trial) -> float:
         # optuna's heartbeat thread writes its first beat whenever it is scheduled: a worker killed before that
         # would leave a trial with no beat at all, never stale, running forever; this first beat is written now
-        from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
-
-        storage = trial.study._storage  # noqa: SLF001
-        if isinstance(storage, BaseHeartbeat) and is_heartbeat_enabled(storage):
-            storage.record_heartbeat(trial._trial_id)  # noqa: SLF001
+        record_heartbeat_now(trial)
         values = tuning.suggest(trial, tune.space)
         config = algorithms.load_config(algo, tuning.trial_params(params, tune, values), mesh.device_count())
         logger.info("%s_tune: trial %d started: %s", algo, trial.number,

@@ -20,6 +20,8 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import spaces
 
+from rlpipe.compat import brax_env_names
+
 EPISODE_STEPS = 1000
 
 
@@ -50,7 +52,7 @@ class BraxEnv:
 
     def __init__(self, name: str, kwargs: dict[str, Any]):
         envs = _import_brax()
-        check_name("Brax", name, sorted(envs._envs))  # noqa: SLF001 - Brax lists its envs nowhere else
+        check_name("Brax", name, brax_env_names(envs))
         try:
             self.inner = envs.get_environment(name, **kwargs)
         except TypeError as exc:

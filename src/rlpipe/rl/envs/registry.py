@@ -169,13 +169,13 @@ def _make_env(env_id: str, kwargs_json: str, vector: str, workers: int) -> EnvSp
 
 
 def _gymnasium_env(env_id: str, kwargs: dict, vector: str, workers: int) -> EnvSpec:
-    from rlpipe.rl.envs import host
+    from rlpipe.rl.envs.host import HostEnvs
+    from rlpipe.rl.envs.host_describe import PREFIX, describe, params_struct
 
-    name = env_id.removeprefix(host.PREFIX)
-    facts = host.describe(name, kwargs)
-    params = host.params_struct(name, facts["params"])
-    envs = host.HostEnvs(name, kwargs, tuple(facts["params"]), facts["obs_dim"], facts["continuous"],
-                         facts["action_shape"], vector, workers)
+    name = env_id.removeprefix(PREFIX)
+    facts = describe(name, kwargs)
+    params = params_struct(name, facts["params"])
+    envs = HostEnvs(name, kwargs, tuple(facts["params"]), facts["obs_dim"], facts["continuous"], vector, workers)
     return EnvSpec(env_id, envs, params, facts["obs_dim"], facts["continuous"], facts["action_dim"], facts["low"],
                    facts["high"], host=envs, host_info_keys=tuple(facts["info_keys"]))
 

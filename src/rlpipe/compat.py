@@ -1,0 +1,148 @@
+"""Every private API of a dependency that rlpipe uses, in one place.
+
+A private name (``jax._src``, an underscore attribute, a module global another module reads at call time) may
+change in any release without notice. Keeping each use here, behind a function named for what we need, means an
+upgrade that breaks one breaks this module alone, and ``tests/test_compat.py`` says which dependency, which
+version and which name (it exercises every function below against the installed packages).
+
+One module rather than a package per dependency: every dependency is imported inside the function that needs it,
+so importing this module costs nothing and pulls in nothing; ``rlpipe.rl`` (which must never import Kedro) may
+use the JAX functions without loading Kedro, MLflow or Optuna.
+
+Not here: the methods a subclass must define by a dependency's documented contract (``_exists`` and
+``_describe`` of a Kedro dataset, ``_save`` of a kedro-mlflow dataset): those are overrides, not uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import PurePosixPath
+from typing import Any
+
+# ----------------------------------------------------------------------------------------------------------- jax
+# The logger io_callback failures are reported on ("jax.io_callback failed" and the callback's traceback).
+JAX_CALLBACK_LOGGER = "jax._src.callback"
+
+
+def jax_distributed_state() -> Any:
+    """JAX's ``global_state`` of ``jax.distributed``: its coordination-service ``client`` (key-value store),
+    ``process_id``, ``num_processes`` and ``shutdown``. The public API offers none of them."""
+    from jax._src.distributed import global_state
+
+    return global_state
+
+
+def jax_distributed_initialized() -> bool:
+    """Whether this process joined a ``jax.distributed`` run (the public API has no such query)."""
+    return jax_distributed_state().client is not None
+
+
+# --------------------------------------------------------------------------------------------------------- Kedro
+def dataset_filepath(dataset: Any) -> PurePosixPath | None:
+    """The path a Kedro file dataset was configured with (unversioned: a versioned one's versions are below it);
+    None for a dataset without one."""
+    return getattr(dataset, "_filepath", None)
+
+
+def dataset_version(dataset: Any) -> Any:
+    """The ``kedro.io.Version`` a versioned dataset was given (None: not versioned)."""
+    return getattr(dataset, "_version", None)
+
+
+def dataset_load_path(dataset: Any) -> PurePosixPath:
+    """Where a Kedro file dataset loads from: the resolved version's path, or its filepath if unversioned."""
+    return dataset._get_load_path()  # noqa: SLF001
+
+
+def dataset_save_path(dataset: Any) -> PurePosixPath:
+    """Where a Kedro file dataset saves to: this session's version's path, or its filepath if unversioned."""
+    return dataset._get_save_path()  # noqa: SLF001
+
+
+def dataset_saved_path(dataset: Any) -> str:
+    """Where a Kedro file dataset just saved: this session's version of a versioned dataset, else its filepath."""
+    version = dataset.resolve_save_version() if dataset_version(dataset) else None
+    return str(dataset._get_versioned_path(version) if version else dataset_filepath(dataset))  # noqa: SLF001
+
+
+def context_hook_manager(context: Any) -> Any:
+    """The plugin manager of a ``KedroContext`` (its hooks), or None: Kedro has no public accessor."""
+    return getattr(context, "_hook_manager", None)
+
+
+def kedro_rich_logging_config() -> dict[str, Any]:
+    """Kedro's own rich console logging config (the file beside ``kedro.framework.project`` it falls back to when
+    the project has none; not exposed by any public name)."""
+    from pathlib import Path
+
+    import yaml
+    from kedro.framework import project
+
+    return yaml.safe_load((Path(project.__file__).parent / "rich_logging.yml").read_text())
+
+
+def set_session_id_maker(make: Callable[[], str]) -> None:
+    """Make Kedro name new sessions with ``make()``: ``kedro.framework.session.session`` reads its module global
+    ``generate_timestamp`` each time it creates a session."""
+    from kedro.framework.session import session
+
+    session.generate_timestamp = make
+
+
+# --------------------------------------------------------------------------------------------------- kedro-mlflow
+def metric_logging_activated(dataset: Any) -> bool:
+    """Whether a kedro-mlflow metrics dataset logs at all (kedro-mlflow turns it off outside an MLflow run)."""
+    return bool(dataset._logging_activated)  # noqa: SLF001
+
+
+def metric_points(dataset: Any, data: dict[str, Any]) -> Iterable[tuple[str, float, int]]:
+    """The ``(key, value, step)`` points a kedro-mlflow ``MlflowMetricsHistoryDataset`` logs for ``data``, keys
+    with the dataset's prefix, as kedro-mlflow itself builds them."""
+    for name, history in data.items():
+        yield from dataset._build_args_list_from_metric_item(name, history)  # noqa: SLF001
+
+
+def save_metric_history_as_kedro_mlflow(dataset: Any, data: dict[str, Any]) -> None:
+    """kedro-mlflow's own ``MlflowMetricsHistoryDataset`` saving ``data`` (one ``log_metric`` per point)."""
+    from kedro_mlflow.io.metrics import MlflowMetricsHistoryDataset
+
+    MlflowMetricsHistoryDataset._save(dataset, data)  # noqa: SLF001
+
+
+# ---------------------------------------------------------------------------------------------------------- MLflow
+def warm_mlflow_package_map() -> None:
+    """Build MLflow's map of installed packages to modules now (it is built on the first model logged)."""
+    from mlflow.utils import requirements_utils
+
+    requirements_utils._init_packages_to_modules_map()  # noqa: SLF001
+
+
+def stop_system_metrics_monitor(run_id: str) -> bool:
+    """Stop the system-metrics monitor MLflow started for ``run_id`` (``end_run`` stops only the one of the run it
+    knows as active); False if there was none."""
+    from mlflow.tracking.fluent import run_id_to_system_metrics_monitor
+
+    monitor = run_id_to_system_metrics_monitor.pop(run_id, None)
+    if monitor is None:
+        return False
+    monitor.finish()
+    return True
+
+
+# ---------------------------------------------------------------------------------------------------------- Optuna
+def record_heartbeat_now(trial: Any) -> bool:
+    """Write a trial's first heartbeat now, if its storage keeps heartbeats (optuna's thread writes it whenever it
+    is scheduled; a worker killed before that leaves a trial never marked stale). False if it keeps none."""
+    from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
+
+    storage = trial.storage
+    if not (isinstance(storage, BaseHeartbeat) and is_heartbeat_enabled(storage)):
+        return False
+    storage.record_heartbeat(trial._trial_id)  # noqa: SLF001
+    return True
+
+
+# ------------------------------------------------------------------------------------------------------------ Brax
+def brax_env_names(envs_module: Any) -> list[str]:
+    """The names ``brax.envs.get_environment`` accepts, sorted (Brax lists them nowhere public)."""
+    return sorted(envs_module._envs)  # noqa: SLF001
