@@ -31,7 +31,7 @@ def setup(algo: str, raw: dict, num_devices: int | None = None):
 
 def device_data(algo: str, cfg, spec, train_batch):
     """What the train stage gets beside the initial state: SAC's prefill transitions, nothing for PPO."""
-    make = getattr(algorithm.get(algo), "initial_device_data", None)  # SAC's and MASAC's random prefill
+    make = algorithm.get(algo).initial_device_data  # SAC's and MASAC's random prefill
     return None if make is None else make(cfg, spec, train_batch, cfg.seed)
 
 

@@ -180,3 +180,26 @@ def test_ppo_learns_cartpole():
     final = result.history[-1]
     assert final["eval_return_mean"] >= 475, final
     assert final["env_steps"] <= 100_000
+
+
+def test_the_ppo_family_runs_each_config_by_its_variant():
+    from rlpipe.rl import algorithm
+    from rlpipe.rl.envs import env_spec
+    from rlpipe.rl.ppo.algorithm import METRICS, PPOAlgorithm
+    from rlpipe.rl.ppo.imitation import IMITATION_METRICS, ImitationPPOAlgorithm
+    from rlpipe.rl.ppo.plugin import variant, variant_of_meta
+    from rlpipe.rl.ppo.recurrent import RecurrentPPOAlgorithm
+    from tests.test_imitation import TINY_IMITATION
+    from tests.test_recurrent import RNN_PPO
+
+    plain, rnn, imitating = (algorithm.load_config("ppo", raw, 2) for raw in (TINY_PPO, RNN_PPO, TINY_IMITATION))
+    assert type(variant(plain)) is PPOAlgorithm
+    assert type(variant(rnn)) is RecurrentPPOAlgorithm and type(variant(imitating)) is ImitationPPOAlgorithm
+    ppo = algorithm.get("ppo")
+    assert ppo.metrics_of(plain) == METRICS and ppo.metrics_of(rnn) == METRICS
+    assert ppo.metrics_of(imitating) == METRICS + IMITATION_METRICS
+    # one name for the family: a bundle of any variant is a "ppo" one, rebuilt by the variant its meta describes
+    metas = [ppo.policy_meta(config, env_spec(config.env)) for config in (plain, rnn, imitating)]
+    assert [meta["algorithm"] for meta in metas] == ["ppo"] * 3
+    assert [type(variant_of_meta(meta)) for meta in metas] == [PPOAlgorithm, RecurrentPPOAlgorithm, PPOAlgorithm]
+    assert metas[1]["policy_state_size"] == 2 * RNN_PPO["network"]["recurrent"]["hidden_size"]  # an LSTM's (h, c)

@@ -12,7 +12,7 @@ from rlpipe.rl.acting import Recurrent, evaluate, reset_envs, unroll_with_memory
 from rlpipe.rl.config import ConfigError
 from rlpipe.rl.envs import generate_scenarios, make_env, scenarios_to_batch
 from rlpipe.rl.keys import stage_key
-from rlpipe.rl.ppo.algorithm import sequence_minibatches
+from rlpipe.rl.ppo.recurrent import sequence_minibatches
 from tests.support import setup, train
 
 RNN_PPO = {

@@ -491,7 +491,7 @@ def _curriculum_update(algorithm: Algorithm, config: Any, spec: EnvSpec, scenari
 def evaluation_metrics(algorithm: Algorithm, config: Any, spec: EnvSpec) -> tuple[str, ...]:
     """The env metrics an evaluation reports: ``env.metrics`` and what the algorithm adds (multi-agent SAC: every
     agent's own reward, ``reward_<agent>``)."""
-    extra = getattr(algorithm, "evaluation_metrics", None)
+    extra = algorithm.evaluation_metrics
     names = list(config.env.metrics) + (list(extra(config, spec)) if extra is not None else [])
     return tuple(dict.fromkeys(names))
 

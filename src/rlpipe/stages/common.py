@@ -75,7 +75,7 @@ def init_agent(config: Any, agent_store: Any) -> tuple[Any, dict[str, Any]]:
 def initial_device_data(algorithm: Any, config: Any, spec: Any, scenarios: Any) -> Any:
     """The train stage's extra input of an algorithm that has one (SAC's random-action prefill), drawn as its
     pipeline draws it, for every seed of the run; None for the others."""
-    make = getattr(algorithm, "initial_device_data", None)
+    make = algorithm.initial_device_data
     if make is None:
         return None
     seeds = run_seeds(config)

@@ -34,7 +34,7 @@ def plot_learning_curve(config: Any, training_history: pd.DataFrame) -> Figure:
     which = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}-{seeds[-1]}"
     version = versions.current_run()
     title = f"{config.env.id} · {algorithm.name.upper()} · {which}" + (f" · run {version}" if version else "")
-    panels = getattr(algorithm, "curve_panels", ((), ()))
+    panels = algorithm.curve_panels
     return plots.learning_curve(training_history, title, *panels)
 
 

@@ -6,6 +6,7 @@ envs get the categorical form (``rlpipe.rl.masac.discrete``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -14,10 +15,13 @@ import jax
 import jax.numpy as jnp
 
 from rlpipe.rl import policies
+from rlpipe.rl.acting import scale_to_bounds
 from rlpipe.rl.masac import discrete
 from rlpipe.rl.masac.config import MASACConfig
-from rlpipe.rl.masac.networks import SharedActor, TwinCritic
-from rlpipe.rl.sac.algorithm import SACAlgorithm
+from rlpipe.rl.masac.networks import SharedActor, TwinCritic, join_agents
+from rlpipe.rl.sac import losses
+from rlpipe.rl.sac.algorithm import SACAlgorithm, make_optimizer, make_update_step
+from rlpipe.rl.sac.networks import deterministic_action
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,31 @@ class MASACNetworks:
             SharedActor(hidden, meta["agent_action_dim"], n, activation, discrete=bool(num_actions)),
             TwinCritic(hidden, n, attention["embed_dim"], attention["heads"], activation,
                        meta["critic_form"] == "attention", num_actions))
+
+
+@dataclass(frozen=True)
+class JointActionCritic:
+    """The twin critics as SAC's update calls them: with the actor's per-agent actions [batch, agents, action] (or
+    stored joint ones), joined as the critics take them."""
+
+    critic: TwinCritic
+
+    def apply(self, params: Any, obs: jax.Array, action: jax.Array) -> jax.Array:
+        return self.critic.apply(params, obs, join_agents(action))
+
+
+def per_agent_critic_target(reward: jax.Array, discount: jax.Array, next_q: jax.Array, next_log_prob: jax.Array,
+                            alpha: jax.Array, gamma: float) -> jax.Array:
+    """SAC's target for each agent [batch, agents]: the team reward and discount [batch] broadcast over the agents,
+    each agent's own critics (next_q [2, batch, agents]) and entropy term (next_log_prob [batch, agents])."""
+    per_agent = (1,) * (next_log_prob.ndim - 1)
+    return losses.critic_target(reward.reshape(reward.shape + per_agent), discount.reshape(discount.shape + per_agent),
+                                next_q, next_log_prob, alpha, gamma)
+
+
+def per_agent_critic_loss(q: jax.Array, target: jax.Array) -> jax.Array:
+    """SAC's critic loss over every (sample, agent) pair: q [2, batch, agents], target [batch, agents]."""
+    return losses.critic_loss(q.reshape(2, -1), target.reshape(-1))
 
 
 DISCRETE_ENTROPY_SCALE = 0.5
@@ -60,18 +89,20 @@ class MASACAlgorithm(SACAlgorithm):
         return float(-spec.env.agent_action_dim)
 
     def update_step(self, config: MASACConfig, spec: Any, nets: MASACNetworks):
-        if not spec.env.discrete:
-            return super().update_step(config, spec, nets)
-        from rlpipe.rl.sac.algorithm import make_optimizer
-
+        """SAC's step with per-agent critic objectives on joined actions; the categorical form's own step with
+        discrete actions (``rlpipe.rl.masac.discrete``)."""
         t = config.train
-        return discrete.make_update_step(nets, make_optimizer(config), t.gamma, t.tau,
-                                         self.entropy_target(config, spec), spec.env.num_agents)
+        optimizer, entropy_target = make_optimizer(config), self.entropy_target(config, spec)
+        if spec.env.discrete:
+            return discrete.make_update_step(nets, optimizer, t.gamma, t.tau, entropy_target, spec.env.num_agents)
+        return make_update_step(dataclasses.replace(nets, critic=JointActionCritic(nets.critic)), optimizer, t.gamma,
+                                t.tau, entropy_target, targets=per_agent_critic_target, loss=per_agent_critic_loss)
 
     def sample_action(self, nets: MASACNetworks, actor_params: Any, obs: jax.Array, key: jax.Array) -> jax.Array:
+        """Every agent's sampled action (a one-hot one with discrete actions), joined [batch, agents x action]."""
         if not nets.actor.discrete:
-            return super().sample_action(nets, actor_params, obs, key)
-        return discrete.sample_one_hot(nets.actor.apply(actor_params, obs), key).reshape(obs.shape[0], -1)
+            return join_agents(super().sample_action(nets, actor_params, obs, key))
+        return join_agents(discrete.sample_one_hot(nets.actor.apply(actor_params, obs), key))
 
     def evaluation_metrics(self, config: MASACConfig, spec: Any) -> tuple[str, ...]:
         """Every agent's own reward: the evaluation tables get each agent's return (``return_<agent>``)."""
@@ -88,24 +119,19 @@ class MASACAlgorithm(SACAlgorithm):
                                  attention={"embed_dim": net.attention.embed_dim, "heads": net.attention.heads})
 
     def make_policy(self, meta: dict[str, Any]):
-        """SAC's (tanh of the mean), or with discrete actions every agent's most probable action as a one-hot
-        score vector (the joint env's action)."""
-        if not meta.get("num_actions"):
-            return super().make_policy(meta)
+        """Every agent's tanh of its mean, joined and scaled to the joint action bounds; with discrete actions every
+        agent's most probable action as a one-hot score vector (the joint env's action)."""
         actor = self.networks_from_meta(meta).actor
-
-        def act(params, obs):
-            return discrete.greedy_one_hot(actor.apply(params, obs)).reshape(obs.shape[0], -1)
-
-        return act
+        if meta.get("num_actions"):
+            return lambda params, obs: join_agents(discrete.greedy_one_hot(actor.apply(params, obs)))
+        low, high = jnp.asarray(meta["action_low"]), jnp.asarray(meta["action_high"])
+        return lambda params, obs: scale_to_bounds(join_agents(deterministic_action(actor.apply(params, obs)[0])),
+                                                   low, high)
 
     def make_agent_policy(self, meta: dict[str, Any]):
         """``act(params, rows [B, agent obs + agents]) -> env actions [B, agent action]``: each row one agent's own
         observation followed by its one-hot id (how the served model takes agents one by one). With discrete
         actions each row's action is its index [B] (what the JaxMARL env takes from that agent)."""
-        from rlpipe.rl.acting import scale_to_bounds
-        from rlpipe.rl.sac.networks import deterministic_action
-
         actor = self.networks_from_meta(meta).actor
         if meta.get("num_actions"):
             return lambda params, rows: jnp.argmax(actor.apply(params, rows, method=actor.agent), axis=-1)

@@ -22,8 +22,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from rlpipe.rl.masac.networks import split_agents
+from rlpipe.rl.masac.networks import join_agents, split_agents
 from rlpipe.rl.mesh import AXIS
+from rlpipe.rl.sac.algorithm import TrainingState, mesh_average
 from rlpipe.rl.sac.losses import critic_loss, temperature_loss
 
 
@@ -78,7 +79,6 @@ def make_update_step(nets: Any, optimizer: optax.GradientTransformation, gamma: 
                      entropy_target: float, num_agents: int, axis_name: str | None = AXIS):
     """One SGD step on a batch, in SAC's order (critics, then actor and temperature against the updated critics,
     then the targets), with the discrete objectives above; gradients averaged over the mesh."""
-    from rlpipe.rl.sac.algorithm import TrainingState, joint, mesh_average
 
     def average(tree):
         return mesh_average(tree, axis_name)
@@ -88,12 +88,12 @@ def make_update_step(nets: Any, optimizer: optax.GradientTransformation, gamma: 
         alpha = jnp.exp(training.log_alpha)
         next_log_probs = jax.nn.log_softmax(nets.actor.apply(training.actor_params, batch.next_obs))
         next_action = sample_one_hot(next_log_probs, next_key)
-        next_q = nets.critic.apply(training.target_critic_params, batch.next_obs, joint(next_action))
+        next_q = nets.critic.apply(training.target_critic_params, batch.next_obs, join_agents(next_action))
         target = critic_target(batch.reward, batch.discount, next_q, next_log_probs, alpha, gamma)
         one_hot = taken_actions(batch.action, num_agents)
 
         def critic_objective(critic_params):
-            q = taken(nets.critic.apply(critic_params, batch.obs, joint(one_hot)), one_hot)  # [2, batch, agents]
+            q = taken(nets.critic.apply(critic_params, batch.obs, join_agents(one_hot)), one_hot)  # [2, batch, agents]
             return critic_loss(q.reshape(2, -1), target.reshape(-1)), q
 
         (c_loss, q), c_grads = jax.value_and_grad(critic_objective, has_aux=True)(training.critic_params)
@@ -101,7 +101,7 @@ def make_update_step(nets: Any, optimizer: optax.GradientTransformation, gamma: 
         critic_params = optax.apply_updates(training.critic_params, c_updates)
 
         others = sample_one_hot(nets.actor.apply(training.actor_params, batch.obs), actor_key)
-        q_all = nets.critic.apply(critic_params, batch.obs, joint(others))  # [2, batch, agents, n]
+        q_all = nets.critic.apply(critic_params, batch.obs, join_agents(others))  # [2, batch, agents, n]
 
         def actor_objective(actor_params):
             log_probs = jax.nn.log_softmax(nets.actor.apply(actor_params, batch.obs))

@@ -30,6 +30,12 @@ def split_agents(x: jax.Array, num_agents: int) -> jax.Array:
     return x.reshape(x.shape[:-1] + (num_agents, x.shape[-1] // num_agents))
 
 
+def join_agents(x: jax.Array) -> jax.Array:
+    """[batch, agents, d] -> [batch, agents x d]: per-agent values side by side, as the critics and the joint env
+    take them (a joint array passes unchanged)."""
+    return x.reshape(x.shape[0], -1)
+
+
 def agent_ids(num_agents: int, like: jax.Array) -> jax.Array:
     """One-hot ids [.., agents, agents] broadcast to ``like``'s leading axes ([.., agents, d])."""
     return jnp.broadcast_to(jnp.eye(num_agents, dtype=like.dtype), like.shape[:-1] + (num_agents,))

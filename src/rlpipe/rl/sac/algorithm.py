@@ -20,7 +20,7 @@ from flax import serialization, struct
 from rlpipe.rl import buffer as replay
 from rlpipe.rl import mesh, policies
 from rlpipe.rl.acting import EnvBatchState, Transition, reset_envs, scale_action, scale_to_bounds, unroll
-from rlpipe.rl.algorithm import IterationOutput
+from rlpipe.rl.algorithm import Algorithm, IterationOutput
 from rlpipe.rl.buffer import BufferState
 from rlpipe.rl.envs import EnvSpec, ScenarioBatch
 from rlpipe.rl.mesh import AXIS
@@ -103,25 +103,18 @@ def _init_training_state(config: SACConfig, spec: EnvSpec, key: jax.Array, nets:
 
 
 # -------------------------------------------------------------------------------------------------- learning
-def joint(action: jax.Array) -> jax.Array:
-    """Actions as the critics take them, [batch, action_dim]: a multi-agent actor's [batch, agents, action] side by
-    side (SAC's unchanged)."""
-    return action.reshape(action.shape[0], -1)
-
-
 def mesh_average(tree: Any, axis_name: str | None) -> Any:
     """Gradients averaged over the mesh axis (``axis_name`` None: as they are, outside a mesh)."""
     return mesh.pmean(tree, axis_name or None)
 
 
 def make_update_step(nets: SACNetworks, optimizer: optax.GradientTransformation, gamma: float, tau: float,
-                     entropy_target: float, axis_name: str | None = AXIS):
+                     entropy_target: float, axis_name: str | None = AXIS, targets=critic_target, loss=critic_loss):
     """One SGD step on a batch: critics, then actor and temperature against the updated critics, then targets.
 
-    The same step serves multi-agent SAC (``rlpipe.rl.masac``), whose actor gives every agent's action [batch,
-    agents, action] and log-probability [batch, agents] and whose critics one Q-value per agent [2, batch, agents]:
-    joint actions are flattened for the critics, the team reward and discount broadcast over the agents, and each
-    agent's target uses its own entropy term. For SAC these reshapes do nothing."""
+    ``targets`` and ``loss`` are the critic objectives (``rlpipe.rl.sac.losses`` by default): a variant whose
+    critics give other shapes (per-agent values) binds its own, and ``nets`` may be any object with an ``actor``
+    and a ``critic`` that apply as SAC's do."""
 
     def average(tree):
         return mesh_average(tree, axis_name)
@@ -133,13 +126,10 @@ def make_update_step(nets: SACNetworks, optimizer: optax.GradientTransformation,
         def critic_objective(critic_params):
             next_mean, next_log_std = nets.actor.apply(training.actor_params, batch.next_obs)
             next_action, next_log_prob = sample_tanh_gaussian(next_mean, next_log_std, next_key)
-            next_q = nets.critic.apply(training.target_critic_params, batch.next_obs, joint(next_action))
-            per_agent = (1,) * (next_log_prob.ndim - 1)
-            target = critic_target(batch.reward.reshape(batch.reward.shape + per_agent),
-                                   batch.discount.reshape(batch.discount.shape + per_agent), next_q, next_log_prob,
-                                   alpha, gamma)
+            next_q = nets.critic.apply(training.target_critic_params, batch.next_obs, next_action)
+            target = targets(batch.reward, batch.discount, next_q, next_log_prob, alpha, gamma)
             q = nets.critic.apply(critic_params, batch.obs, batch.action)
-            return critic_loss(q.reshape(2, -1), target.reshape(-1)), q
+            return loss(q, target), q
 
         (c_loss, q), c_grads = jax.value_and_grad(critic_objective, has_aux=True)(training.critic_params)
         c_updates, critic_opt_state = optimizer.update(average(c_grads), training.critic_opt_state)
@@ -148,7 +138,7 @@ def make_update_step(nets: SACNetworks, optimizer: optax.GradientTransformation,
         def actor_objective(actor_params):
             mean, log_std = nets.actor.apply(actor_params, batch.obs)
             action, log_prob = sample_tanh_gaussian(mean, log_std, actor_key)
-            return actor_loss(log_prob, nets.critic.apply(critic_params, batch.obs, joint(action)), alpha), log_prob
+            return actor_loss(log_prob, nets.critic.apply(critic_params, batch.obs, action), alpha), log_prob
 
         (a_loss, log_prob), a_grads = jax.value_and_grad(actor_objective, has_aux=True)(training.actor_params)
         a_updates, actor_opt_state = optimizer.update(average(a_grads), training.actor_opt_state)
@@ -220,8 +210,11 @@ def stored_transitions(buffer: dict[str, Any], stored_devices: int, capacity: in
 
 
 # ---------------------------------------------------------------------------------------------------- plugin
-class SACAlgorithm:
-    """Soft Actor-Critic with twin critics, target networks and an auto-tuned entropy temperature."""
+class SACAlgorithm(Algorithm):
+    """Soft Actor-Critic with twin critics, target networks and an auto-tuned entropy temperature.
+
+    Besides the :class:`~rlpipe.rl.algorithm.Algorithm` hooks, the pieces a variant built on SAC overrides:
+    ``networks``/``networks_from_meta``, ``entropy_target``, ``update_step`` and ``sample_action``."""
 
     name = "sac"
     config_class = SACConfig
@@ -262,10 +255,9 @@ class SACAlgorithm:
         return make_update_step(nets, make_optimizer(config), t.gamma, t.tau, self.entropy_target(config, spec))
 
     def sample_action(self, nets: Any, actor_params: Any, obs: jax.Array, key: jax.Array) -> jax.Array:
-        """The stochastic policy's learning actions [batch, action_dim] while training (a multi-agent actor's
-        [batch, agents, action] joined)."""
+        """The stochastic policy's learning actions [batch, action_dim] while training."""
         mean, log_std = nets.actor.apply(actor_params, obs)
-        return sample_tanh_gaussian(mean, log_std, key)[0].reshape(obs.shape[0], -1)
+        return sample_tanh_gaussian(mean, log_std, key)[0]
 
     def init_training_state(self, config: SACConfig, spec: EnvSpec, key: jax.Array) -> TrainingState:
         """Fresh networks (targets = critics), optimizer states and temperature (one compiled call, not op by op)."""
@@ -323,8 +315,7 @@ class SACAlgorithm:
         low, high = jnp.asarray(meta["action_low"]), jnp.asarray(meta["action_high"])
 
         def act(params, obs):
-            action = deterministic_action(actor.apply(params, obs)[0])
-            return scale_to_bounds(action.reshape(obs.shape[0], -1), low, high)
+            return scale_to_bounds(deterministic_action(actor.apply(params, obs)[0]), low, high)
 
         return act
 
