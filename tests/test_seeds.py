@@ -20,6 +20,7 @@ from rlpipe.rl import mesh, statistics, training
 from rlpipe.rl.envs import env_spec, scenarios_to_batch
 from rlpipe.rl.keys import stage_keys
 from rlpipe.stages.common import generate_scenarios, init_agent
+from tests import reference_bits
 from tests.conftest import TINY_SAC
 from tests.test_ppo import TINY_PPO
 
@@ -89,6 +90,18 @@ def test_seed_k_of_a_multi_seed_run_is_the_one_seed_run_with_seed_plus_k(algo, b
               f"4-seed run {np.round(many_final, 1).tolist()} vs one-seed runs {np.round(single_final, 1).tolist()}")
     spread = max(np.ptp(np.concatenate([many_final, single_final])), 1.0)
     assert abs(statistics.iqm(many_final) - statistics.iqm(single_final)) <= spread
+
+
+@pytest.mark.parametrize("name", ["sac_1_seed", "ppo_1_seed", "sac_2_seeds"])
+def test_training_keeps_the_bits_of_the_code_before_the_seeds_refactor(name):
+    """The final state, history, curve and final evaluation of tiny runs are bit for bit those stored from the code
+    before the seeds refactor (tests/data/one_seed_reference.json, written by ``python -m tests.reference_bits``)."""
+    stored = json.loads(reference_bits.REFERENCE.read_text())
+    here = reference_bits.environment()
+    if (stored["jax"], stored["device_count"]) != (here["jax"], here["device_count"]):
+        pytest.skip(f"the reference was written with jax {stored['jax']} on {stored['device_count']} devices, "
+                    f"this is jax {here['jax']} on {here['device_count']}: its bits do not apply")
+    assert reference_bits.compute([name])[name] == stored["runs"][name]
 
 
 def _import_rliable(monkeypatch):
