@@ -18,7 +18,7 @@ import yaml
 from rlpipe.rl import algorithm as algorithms
 from rlpipe.rl import mesh, statistics, training
 from rlpipe.rl.envs import env_spec, scenarios_to_batch
-from rlpipe.rl.keys import stage_keys
+from rlpipe.rl.seeds import stage_keys
 from rlpipe.stages.common import generate_scenarios, init_agent
 from tests import reference_bits
 from tests.conftest import TINY_SAC

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import optax
 from flax import serialization, struct
 
-from rlpipe.rl import loop, mesh, normalization, policies
+from rlpipe.rl import mesh, normalization, policies
 from rlpipe.rl.acting import EnvBatchState, reset_envs, reset_where, unroll, unroll_with_memory
 from rlpipe.rl.algorithm import IterationOutput
 from rlpipe.rl.envs import EnvSpec, ScenarioBatch
@@ -24,6 +24,7 @@ from rlpipe.rl.normalization import RunningStats
 from rlpipe.rl.ppo import networks as nets
 from rlpipe.rl.ppo.config import PPOConfig
 from rlpipe.rl.ppo.losses import clipped_surrogate, explained_variance, gae, normalize_advantages, value_loss
+from rlpipe.rl.schedule import Schedule
 
 METRICS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "explained_variance",
            "learning_rate")
@@ -99,7 +100,7 @@ def memory_size(config: PPOConfig) -> int:
 
 def total_iterations(config: PPOConfig) -> int:
     t = config.train
-    return loop.Schedule.build(t, t.num_envs * t.num_steps, t.update_epochs * t.num_minibatches).total_iters
+    return Schedule.build(t, t.num_envs * t.num_steps, t.update_epochs * t.num_minibatches).total_iters
 
 
 def make_optimizer(config: PPOConfig) -> optax.GradientTransformation:
