@@ -61,7 +61,7 @@ def train_through_library(algo: str, raw: dict[str, Any]):
 
     from rlpipe.rl import algorithm, mesh, training
     from rlpipe.rl.envs import env_spec, scenarios_to_batch
-    from rlpipe.rl.keys import stage_keys
+    from rlpipe.rl.seeds import stage_keys
     from rlpipe.stages.common import generate_scenarios, init_agent, initial_device_data
 
     plugin = algorithm.get(algo)

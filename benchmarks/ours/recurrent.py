@@ -31,7 +31,7 @@ def main():
 
     from rlpipe.rl import algorithm, mesh, training
     from rlpipe.rl.envs import env_spec, scenarios_to_batch
-    from rlpipe.rl.keys import stage_keys
+    from rlpipe.rl.seeds import stage_keys
     from rlpipe.stages.common import generate_scenarios, init_agent
 
     config = algorithm.load_config("ppo", raw, mesh.device_count())

@@ -19,7 +19,7 @@ from common import emit  # noqa: E402
 def train_once(algo: str, overrides: dict):
     from rlpipe.rl import algorithm, mesh, training
     from rlpipe.rl.envs import env_spec, scenarios_to_batch
-    from rlpipe.rl.keys import stage_keys
+    from rlpipe.rl.seeds import stage_keys
     from rlpipe.stages.common import generate_scenarios, init_agent, initial_device_data
 
     config = algorithm.load_config(algo, overrides, mesh.device_count())

@@ -20,11 +20,10 @@ import numpy as np
 UNIFORM_RETURN = np.nan  # the "returns" of a curriculum that has not evaluated yet
 
 
-def initial_state(num_scenarios: int, seeds: int = 1) -> dict[str, np.ndarray]:
-    """Uniform weights and no returns yet ([num_scenarios], or [seeds, num_scenarios])."""
-    shape = (num_scenarios,) if seeds == 1 else (seeds, num_scenarios)
-    return {"weights": np.full(shape, 1.0 / num_scenarios, np.float32),
-            "returns": np.full(shape, UNIFORM_RETURN, np.float32)}
+def initial_state(num_scenarios: int) -> dict[str, np.ndarray]:
+    """Uniform weights and no returns yet ([num_scenarios]; a multi-seed run stacks one per seed)."""
+    return {"weights": np.full(num_scenarios, 1.0 / num_scenarios, np.float32),
+            "returns": np.full(num_scenarios, UNIFORM_RETURN, np.float32)}
 
 
 def weights(scores: np.ndarray, temperature: float, floor: float) -> np.ndarray:

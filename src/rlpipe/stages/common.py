@@ -20,7 +20,8 @@ from rlpipe.rl.errors import ConfigError
 from rlpipe.rl.envs import generate_scenarios as sample_scenarios
 from rlpipe.rl.envs import env_spec
 from rlpipe.rl.evaluation import summarize_returns
-from rlpipe.rl.keys import num_seeds, run_seeds, scenario_seed, stage_key
+from rlpipe.rl.keys import scenario_seed, stage_key
+from rlpipe.rl.seeds import num_seeds, run_seeds
 from rlpipe.rl.training import inherit
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def init_agent(config: Any, agent_store: Any) -> tuple[Any, dict[str, Any]]:
     algorithm = algorithms.for_config(config)
     spec = env_spec(config.env)
     if num_seeds(config) > 1:  # agent k exactly as a one-seed run with seed + k initializes (init_from is refused)
-        from rlpipe.rl.training import stack_seeds
+        from rlpipe.rl.seeds import stack_seeds
 
         return stack_seeds([algorithm.init_training_state(config, spec, stage_key(seed, "init"))
                             for seed in run_seeds(config)]), {}
@@ -81,7 +82,7 @@ def initial_device_data(algorithm: Any, config: Any, spec: Any, scenarios: Any) 
     seeds = run_seeds(config)
     if len(seeds) == 1:
         return make(config, spec, scenarios, seeds[0])
-    from rlpipe.rl.training import stack_seeds
+    from rlpipe.rl.seeds import stack_seeds
 
     return stack_seeds([make(config, spec, scenarios, seed) for seed in seeds])
 

@@ -139,7 +139,7 @@ def imitation_data(config: Any, demonstrations: Any) -> dict[str, np.ndarray]:
     from rlpipe.rl import mesh
     from rlpipe.rl.envs import env_spec
     from rlpipe.rl.imitation import transitions
-    from rlpipe.rl.keys import num_seeds
+    from rlpipe.rl.seeds import num_seeds
 
     key = f"{IMITATION_NAMESPACE}.imitation.demonstrations"
     table, meta, version, path = demonstrations.open(config.imitation.demonstrations, key)

@@ -76,7 +76,7 @@ def evaluate_agent(config: Any, agent_policy: dict[str, Any], agent_info: dict[s
     from rlpipe.rl.policies import jax_policy
 
     from rlpipe.rl import algorithm as algorithms
-    from rlpipe.rl.training import evaluation_metrics
+    from rlpipe.rl.between_chunks import evaluation_metrics
 
     spec = env_spec(config.env)
     batch = scenarios_to_batch(scenarios_eval, spec, f"{agent_info['algorithm']}_eval.scenarios_eval")

@@ -28,7 +28,7 @@ from rlpipe.rl.checkpoint import (
 )
 from rlpipe.rl.config import to_dict
 from rlpipe.rl.errors import ConfigError
-from rlpipe.rl.keys import stage_keys
+from rlpipe.rl.seeds import stage_keys
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from rlpipe.reporting.metrics import metric_histories
 from rlpipe.rl.acting import trajectory
 from rlpipe.rl.envs import env_spec, scenarios_to_batch
 from rlpipe.rl.envs.scenarios import take
-from rlpipe.rl.keys import run_seeds
+from rlpipe.rl.seeds import run_seeds
 
 
 def track_metrics(training_history: pd.DataFrame, eval_summary: dict[str, Any]) -> dict[str, list[dict]]:

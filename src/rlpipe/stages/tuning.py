@@ -86,7 +86,7 @@ def train_trial(config: Any, on_progress) -> Any:
     """Train ``config`` (no checkpoints, no Kedro) and return the training core's result."""
     from rlpipe.rl import training
     from rlpipe.rl.envs import env_spec, scenarios_to_batch
-    from rlpipe.rl.keys import stage_keys
+    from rlpipe.rl.seeds import stage_keys
     from rlpipe.stages.common import generate_scenarios, init_agent, initial_device_data
 
     algorithm = algorithms.for_config(config)

@@ -12,9 +12,8 @@ import pandas as pd
 from rlpipe.rl import algorithm as algorithms
 from rlpipe.rl import mesh
 from rlpipe.rl.envs import env_spec, scenarios_to_batch
-from rlpipe.rl.keys import num_seeds
 from rlpipe.rl.sac.algorithm import no_prefill, stored_transitions
-from rlpipe.rl.training import stack_seeds
+from rlpipe.rl.seeds import num_seeds, stack_seeds
 from rlpipe.stages.common import initial_device_data, parent_part
 from rlpipe.stages.monitoring import will_resume
 

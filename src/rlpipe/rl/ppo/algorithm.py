@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import optax
 from flax import serialization, struct
 
-from rlpipe.rl import loop, mesh, normalization, policies
+from rlpipe.rl import mesh, normalization, policies
 from rlpipe.rl.acting import EnvBatchState, Transition, reset_envs, unroll
 from rlpipe.rl.algorithm import Algorithm, IterationOutput
 from rlpipe.rl.envs import EnvSpec, ScenarioBatch
@@ -28,6 +28,7 @@ from rlpipe.rl.normalization import RunningStats
 from rlpipe.rl.ppo import networks as nets
 from rlpipe.rl.ppo.config import PPOConfig
 from rlpipe.rl.ppo.losses import clipped_surrogate, explained_variance, gae, normalize_advantages, value_loss
+from rlpipe.rl.schedule import Schedule
 
 METRICS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "explained_variance",
            "learning_rate")
@@ -58,7 +59,7 @@ def network_fields(meta: dict[str, Any]) -> dict[str, Any]:
 
 def total_iterations(config: PPOConfig) -> int:
     t = config.train
-    return loop.Schedule.build(t, t.num_envs * t.num_steps, t.update_epochs * t.num_minibatches).total_iters
+    return Schedule.build(t, t.num_envs * t.num_steps, t.update_epochs * t.num_minibatches).total_iters
 
 
 def make_optimizer(config: PPOConfig) -> optax.GradientTransformation:

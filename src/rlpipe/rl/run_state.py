@@ -1,0 +1,116 @@
+"""A run's state on the device mesh: built fresh (the replicated training state, every device's own state initialized
+on that device) or restored from a checkpoint, with the partition specs the compiled chunk needs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import serialization
+
+from rlpipe.rl import curriculum, mesh
+from rlpipe.rl.acting import EnvBatchState
+from rlpipe.rl.algorithm import Algorithm
+from rlpipe.rl.chunk import RunState, checkpoint_tree
+from rlpipe.rl.envs import EnvSpec, ScenarioBatch
+from rlpipe.rl.loop import Resume
+from rlpipe.rl.seeds import Seeds
+
+logger = logging.getLogger(__name__)
+
+
+def _specs(device_specs: Any) -> RunState:
+    replicated = mesh.replicated_spec()
+    return RunState(training=replicated, device=device_specs, key=replicated, iteration=replicated,
+                    curriculum=replicated)
+
+
+def _device_init(algorithm: Algorithm, config: Any, spec: EnvSpec, keys: jax.Array, scenarios: ScenarioBatch,
+                 data: Any):
+    """The compiled per-device state init for these inputs, and the partition specs of what it returns."""
+    num_devices = mesh.device_count()
+    seeds = Seeds.of(config)
+
+    def one(keys, scenarios, data):  # keys [1 device, ...], data leaves [this device's share, ...]
+        return algorithm.init_device_state(config, spec, scenarios, keys[0], num_devices, data)
+
+    per_device = seeds.map(one, in_axes=(0, None, None if data is None else 0))
+    axis = seeds.device_axis
+
+    def local(x):  # one device's slice of a split global array
+        shape = list(x.shape)
+        shape[axis] //= num_devices
+        return jax.ShapeDtypeStruct(tuple(shape), x.dtype)
+
+    specs = seeds.per_device_specs(jax.eval_shape(per_device, local(keys), scenarios, jax.tree.map(local, data)))
+    split = seeds.sharded_spec()
+    init = jax.shard_map(per_device, mesh=mesh.make_mesh(), out_specs=specs, check_vma=False,
+                         in_specs=(split, mesh.replicated_spec(), split))
+    return jax.jit(init), specs
+
+
+def initial_state(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: ScenarioBatch, training: Any,
+                  key: jax.Array, device_data: Any = None, resume: Resume | None = None) -> tuple[RunState, RunState]:
+    """The run state on the mesh and its partition specs: fresh (the replicated ``training``, per-device state
+    built on every device from ``key`` and its slice of ``device_data``), or restored from ``resume``."""
+    num_devices = mesh.device_count()
+    seeds = Seeds.of(config)
+    # each seed splits its own key exactly as a one-seed run does
+    init_key, run_key = seeds.map(lambda k: tuple(jax.random.split(k)))(key)
+    device_keys = seeds.map(lambda k: mesh.device_keys(k, num_devices))(init_key)
+    split = seeds.sharded_spec()
+    keys = mesh.put(np.asarray(device_keys), split)
+    data = mesh.put(device_data, split) if device_data is not None else None
+    init, device_specs = _device_init(algorithm, config, spec, keys, scenarios, data)
+    specs = _specs(device_specs)
+    fresh_curriculum = ()
+    if config.scenarios.curriculum is not None:
+        fresh_curriculum = seeds.join([curriculum.initial_state(scenarios.size)] * seeds.count)
+    if resume is None:
+        return RunState(mesh.put_replicated(mesh.host_copy(training)), init(keys, scenarios, data),
+                        mesh.put_replicated(np.asarray(run_key)), mesh.put_replicated(np.int32(0)),
+                        mesh.put_replicated(fresh_curriculum)), specs
+    abstract = RunState(jax.eval_shape(lambda: training), jax.eval_shape(init, keys, scenarios, data),
+                        jax.ShapeDtypeStruct(run_key.shape, run_key.dtype), jax.ShapeDtypeStruct((), jnp.int32),
+                        jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), fresh_curriculum))
+    restored = restore_state(algorithm, abstract, specs, resume, seeds)
+    if spec.host is not None:
+        logger.warning("%s is stepped on the host and its envs cannot be snapshotted: the run resumes from the "
+                       "checkpoint's parameters, optimizer, buffer and RNG with freshly reset episodes", spec.id)
+        is_envs = lambda x: isinstance(x, EnvBatchState)  # noqa: E731
+        fresh = init(keys, scenarios, data)
+        restored = restored.replace(device=jax.tree.map(lambda old, new: new if is_envs(old) else old,
+                                                        restored.device, fresh, is_leaf=is_envs))
+    return restored, specs
+
+
+def restore_state(algorithm: Algorithm, abstract: RunState, specs: RunState, resume: Resume,
+                  seeds: Seeds) -> RunState:
+    """A run state on this mesh from a checkpoint tree (numpy, as loaded). Written on another device count, the
+    per-device state is redistributed by the algorithm over the devices present (seed by seed)."""
+    tree = dict(resume.tree)
+    num_devices = mesh.device_count()
+    if resume.num_devices != num_devices:
+        logger.warning("resuming a checkpoint written on %d device(s) on %d: per-device state is redistributed over "
+                       "the new devices, so this continuation is not bitwise identical to an uninterrupted run",
+                       resume.num_devices, num_devices)
+        tree["device"] = seeds.join([algorithm.redistribute_device_state(device, resume.num_devices, num_devices)
+                                     for device in seeds.each(tree["device"])])
+    want = checkpoint_tree(abstract)
+    if "curriculum" in want and "curriculum" not in tree:
+        raise ValueError("the checkpoint was written without scenarios.curriculum: it is from another config")
+    if "curriculum" not in want:
+        tree.pop("curriculum", None)
+    restored = serialization.from_state_dict(want, tree)
+    for (path, wanted), got in zip(jax.tree_util.tree_leaves_with_path(want), jax.tree.leaves(restored)):
+        if tuple(np.shape(got)) != tuple(wanted.shape):
+            raise ValueError(f"checkpoint leaf {jax.tree_util.keystr(path)} has shape {np.shape(got)}, this run "
+                             f"needs {wanted.shape}: the checkpoint is from another config")
+    restored = jax.tree.map(lambda x, wanted: np.asarray(x, wanted.dtype), restored, want)
+    return RunState(training=mesh.put(restored["training"], specs.training),
+                    device=mesh.put(restored["device"], specs.device),
+                    key=mesh.put_replicated(restored["key"]), iteration=mesh.put_replicated(restored["iteration"]),
+                    curriculum=mesh.put_replicated(restored["curriculum"]) if "curriculum" in restored else ())
