@@ -16,10 +16,7 @@ import pytest
 import yaml
 
 from rlpipe.rl import algorithm as algorithms
-from rlpipe.rl import mesh, statistics, training
-from rlpipe.rl.envs import env_spec, scenarios_to_batch
-from rlpipe.rl.keys import stage_keys
-from rlpipe.stages.common import generate_scenarios, init_agent
+from rlpipe.rl import mesh, run, statistics
 from tests.conftest import TINY_SAC
 from tests.test_ppo import TINY_PPO
 
@@ -37,20 +34,12 @@ def _with_seed(config, seed: int, num_seeds: int):
 
 
 def _train(config):
-    """The library's train stage for ``config`` (SAC with its prefill): the final state tree and evaluation."""
-    algorithm = algorithms.for_config(config)
-    spec = env_spec(config.env)
-    train_table, eval_table = generate_scenarios(config)
-    state, _ = init_agent(config, None)
-    data = None
-    if algorithm.name == "sac":
-        from rlpipe.pipelines.sac.nodes import prefill_buffer
-
-        data = prefill_buffer(config, train_table, None, {})
-    result = training.train(algorithm, config, spec, scenarios_to_batch(train_table, spec, "train"), state,
-                            stage_keys(config, "train"), device_data=data,
-                            eval_scenarios=scenarios_to_batch(eval_table, spec, "eval"))
-    return state, result
+    """The run's stages before training and the training core (``rlpipe.rl.run``, SAC with its prefill): the
+    initial state and the training result."""
+    prepared = run.prepare(config)
+    result = run.run_training(config, prepared.state, prepared.scenarios_train, prepared.scenarios_eval,
+                              prepared.device_data)
+    return prepared.state, result
 
 
 def _max_diff(a, b) -> float:
