@@ -1,5 +1,6 @@
 """Building blocks the tests share: a validated config with its env and scenario batches, a training run through
-the library (no Kedro), and a watched subprocess to wait for lines of its output."""
+the run's spine without Kedro (``rlpipe.rl.run``, what every caller uses), and a watched subprocess to wait for
+lines of its output."""
 
 from __future__ import annotations
 
@@ -10,39 +11,33 @@ import threading
 import time
 from pathlib import Path
 
-import jax
 import pytest
 
-from rlpipe.rl import algorithm, training
-from rlpipe.rl.envs import env_spec, generate_scenarios, scenarios_to_batch
-from rlpipe.rl.keys import stage_key
+from rlpipe.rl import algorithm, run
+from rlpipe.rl.envs import env_spec, scenarios_to_batch
 
 
 def setup(algo: str, raw: dict, num_devices: int | None = None):
-    """(algorithm, config, spec, train batch, eval batch) for ``raw`` validated for ``num_devices`` devices."""
-    plugin = algorithm.get(algo)
-    cfg = algorithm.load_config(algo, raw, num_devices or jax.device_count())
+    """(algorithm, config, spec, train batch, eval batch) for ``raw`` validated for ``num_devices`` devices (by
+    default this run's), the scenarios drawn as the pipeline draws them."""
+    cfg = run.validated_config(algo, raw) if num_devices is None else algorithm.load_config(algo, raw, num_devices)
     spec = env_spec(cfg.env)
-    s = cfg.scenarios
-    train_table, eval_table = generate_scenarios(spec, s.ranges, s.num_train, s.num_eval, cfg.seed)
-    return plugin, cfg, spec, scenarios_to_batch(train_table, spec, "train"), scenarios_to_batch(eval_table, spec,
-                                                                                                  "eval")
+    train_table, eval_table = run.scenario_tables(cfg)
+    return algorithm.get(algo), cfg, spec, scenarios_to_batch(train_table, spec, "train"), \
+        scenarios_to_batch(eval_table, spec, "eval")
 
 
 def device_data(algo: str, cfg, spec, train_batch):
-    """What the train stage gets beside the initial state: SAC's prefill transitions, nothing for PPO."""
-    make = algorithm.get(algo).initial_device_data  # SAC's and MASAC's random prefill
-    return None if make is None else make(cfg, spec, train_batch, cfg.seed)
+    """What the train stage gets beside the initial state: SAC's prefill transitions, nothing for PPO (drawn on
+    the config's own training scenarios, which ``train_batch`` of ``setup`` holds)."""
+    return run.initial_device_data(cfg, run.scenario_tables(cfg)[0])
 
 
 def train(algo: str, raw: dict, *, evaluate: bool = True, **kwargs):
-    """A whole training run as the pipeline does it: ``(TrainResult, config)``."""
-    plugin, cfg, spec, train_batch, eval_batch = setup(algo, raw)
-    state = plugin.init_training_state(cfg, spec, stage_key(cfg.seed, "init"))
-    result = training.train(plugin, cfg, spec, train_batch, state, stage_key(cfg.seed, "train"),
-                            device_data=device_data(algo, cfg, spec, train_batch),
-                            eval_scenarios=eval_batch if evaluate else None, **kwargs)
-    return result, cfg
+    """A whole training run as the pipeline does it: ``(TrainResult, config)``. ``kwargs``: the training core's
+    callbacks (``on_progress``, ``on_checkpoint``, ``resume``)."""
+    cfg = run.validated_config(algo, raw)
+    return run.train_in_memory(cfg, evaluate=evaluate, **kwargs), cfg
 
 
 class Watched:

@@ -7,7 +7,7 @@ import pytest
 
 from rlpipe.reporting import plots
 from rlpipe.rl import mesh
-from rlpipe.stages.monitoring import history_table
+from rlpipe.rl.training_run import history_table
 from tests.conftest import TINY_SAC
 from tests.support import train
 

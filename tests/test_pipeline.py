@@ -156,6 +156,6 @@ def test_default_pipeline_is_sac():
     assert {"sac", "ppo", "__default__"} <= set(pipelines)
     assert set(pipelines["__default__"].all_outputs()) == set(pipelines["sac"].all_outputs())
     assert {n.name for n in pipelines["sac"].nodes} == {
-        "sac.load_config", "sac.generate_scenarios", "sac.init_agent", "sac.prefill_buffer", "sac.train",
-        "sac.evaluate", "sac.export_policy", "sac.export_seed_policies", "sac.track_metrics",
+        "sac.load_config", "sac.generate_scenarios", "sac.init_agent", "sac.find_resume", "sac.prefill_buffer",
+        "sac.train", "sac.evaluate", "sac.export_policy", "sac.export_seed_policies", "sac.track_metrics",
         "sac.plot_learning_curve", "sac.plot_eval_returns", "sac.animate_policy"}

@@ -53,25 +53,16 @@ class ThresholdWatch:
             self.process_seconds = time.perf_counter() - self.started
 
 
-def train_through_library(algo: str, raw: dict[str, Any]):
+def train_through_library(algo: str, raw: dict[str, Any], evaluate: bool = True):
     """``raw`` (an algorithm's parameters) validated and trained as its pipeline would (scenarios, initial state, the
-    algorithm's prefill if it has one, periodic and final evaluation on the eval scenarios), through the library:
-    ``(config, TrainResult, seconds)``, the seconds from the initial state to the end of training."""
+    algorithm's prefill if it has one, with ``evaluate`` periodic and final evaluation on the eval scenarios),
+    through the run's spine: ``(config, TrainResult, seconds)``, the seconds from the validated config to the end
+    of training."""
     import time
 
-    from rlpipe.rl import algorithm, mesh, training
-    from rlpipe.rl.envs import env_spec, scenarios_to_batch
-    from rlpipe.rl.seeds import stage_keys
-    from rlpipe.stages.common import generate_scenarios, init_agent, initial_device_data
+    from rlpipe.rl import run
 
-    plugin = algorithm.get(algo)
-    config = algorithm.load_config(algo, raw, mesh.device_count())
-    spec = env_spec(config.env)
-    train_table, eval_table = generate_scenarios(config)
+    config = run.validated_config(algo, raw)
     started = time.perf_counter()
-    train_batch = scenarios_to_batch(train_table, spec, "train")
-    state, _ = init_agent(config, None)
-    result = training.train(plugin, config, spec, train_batch, state, stage_keys(config, "train"),
-                            device_data=initial_device_data(plugin, config, spec, train_batch),
-                            eval_scenarios=scenarios_to_batch(eval_table, spec, "eval"))
+    result = run.train_in_memory(config, evaluate=evaluate)
     return config, result, time.perf_counter() - started

@@ -9,7 +9,7 @@ STARTED = time.perf_counter()
 
 import argparse  # noqa: E402
 
-from common import emit  # noqa: E402
+from common import emit, train_through_library  # noqa: E402
 
 
 def main():
@@ -23,19 +23,10 @@ def main():
     if args.algo == "ppo":
         raw["early_stopping"] = {"target_return": None}
 
-    from rlpipe.rl import algorithm, mesh, training
-    from rlpipe.rl.envs import env_spec, scenarios_to_batch
-    from rlpipe.rl.seeds import stage_keys
-    from rlpipe.stages.common import generate_scenarios, init_agent, initial_device_data
+    from rlpipe.rl import algorithm
 
-    config = algorithm.load_config(args.algo, raw, mesh.device_count())
+    config, result, _ = train_through_library(args.algo, raw, evaluate=False)
     plugin = algorithm.for_config(config)
-    spec = env_spec(config.env)
-    train_table, _ = generate_scenarios(config)
-    batch = scenarios_to_batch(train_table, spec, "train")
-    state, _ = init_agent(config, None)
-    result = training.train(plugin, config, spec, batch, state, stage_keys(config, "train"),
-                            device_data=initial_device_data(plugin, config, spec, batch))
     history = result.history
     trained = history[-1]["env_steps"] - plugin.env_steps_before_training(config)
     emit({"peer": "ours", "case": "history", "algo": args.algo, "points_per_log": args.points,

@@ -13,7 +13,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
-from common import emit, first_crossing  # noqa: E402
+from common import emit, first_crossing, train_through_library  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,19 +29,7 @@ def main():
     if args.feed_forward:
         raw["network"] = {**raw["network"], "recurrent": None, "hidden_sizes": [64, 64]}
 
-    from rlpipe.rl import algorithm, mesh, training
-    from rlpipe.rl.envs import env_spec, scenarios_to_batch
-    from rlpipe.rl.seeds import stage_keys
-    from rlpipe.stages.common import generate_scenarios, init_agent
-
-    config = algorithm.load_config("ppo", raw, mesh.device_count())
-    spec = env_spec(config.env)
-    train_table, eval_table = generate_scenarios(config)
-    started = time.perf_counter()
-    state, _ = init_agent(config, None)
-    result = training.train(algorithm.get("ppo"), config, spec, scenarios_to_batch(train_table, spec, "train"), state,
-                            stage_keys(config, "train"), eval_scenarios=scenarios_to_batch(eval_table, spec, "eval"))
-    seconds = time.perf_counter() - started
+    config, result, seconds = train_through_library("ppo", raw)
     history = result.history
     target = config.early_stopping.target_return
     crossed = first_crossing(history, target) if target is not None else None

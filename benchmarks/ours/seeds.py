@@ -13,26 +13,14 @@ STARTED = time.perf_counter()
 import argparse  # noqa: E402
 
 import numpy as np  # noqa: E402
-from common import emit  # noqa: E402
+from common import emit, train_through_library  # noqa: E402
 
 
 def train_once(algo: str, overrides: dict):
-    from rlpipe.rl import algorithm, mesh, training
-    from rlpipe.rl.envs import env_spec, scenarios_to_batch
-    from rlpipe.rl.seeds import stage_keys
-    from rlpipe.stages.common import generate_scenarios, init_agent, initial_device_data
+    from rlpipe.rl import algorithm
 
-    config = algorithm.load_config(algo, overrides, mesh.device_count())
+    config, result, seconds = train_through_library(algo, overrides)
     plugin = algorithm.for_config(config)
-    spec = env_spec(config.env)
-    train_table, eval_table = generate_scenarios(config)
-    batch = scenarios_to_batch(train_table, spec, "train")
-    started = time.perf_counter()
-    state, _ = init_agent(config, None)
-    result = training.train(plugin, config, spec, batch, state, stage_keys(config, "train"),
-                            device_data=initial_device_data(plugin, config, spec, batch),
-                            eval_scenarios=scenarios_to_batch(eval_table, spec, "eval"))
-    seconds = time.perf_counter() - started
     history = result.history
     env_steps = history[-1]["env_steps"] - plugin.env_steps_before_training(config)
     returns = np.asarray(result.final_evaluation["returns"]).reshape(config.train.num_seeds, -1).mean(axis=1)

@@ -37,7 +37,7 @@ def demonstration_scenarios(config: Any, settings: dict[str, Any] | None) -> pd.
     from rlpipe.rl.envs import env_spec
     from rlpipe.rl.envs import generate_scenarios as sample_scenarios
     from rlpipe.rl.keys import scenario_seed
-    from rlpipe.stages.evaluation import without_reset_seeds
+    from rlpipe.rl.eval_tables import without_reset_seeds
 
     d = parse(DemonstrationsConfig, settings, "demonstrations")
     s = config.scenarios

@@ -10,16 +10,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from kedro.pipeline import Node, Pipeline
 
-from rlpipe.rl.config import EvaluationConfig, check_evaluation, parse
-from rlpipe.rl.envs import generate_scenarios as sample_scenarios
-from rlpipe.rl.envs import env_spec, max_episode_steps, scenarios_to_batch
+from rlpipe.rl.agents import policy_of_agent
+from rlpipe.rl.config import EvaluationConfig, parse
 from rlpipe.rl.errors import ConfigError
-from rlpipe.rl.keys import scenario_seed
-from rlpipe.stages.common import policy_of_agent, tabulate_evaluation
+from rlpipe.rl.eval_tables import eval_scenarios, evaluate_policy, scenarios_seed
 
 logger = logging.getLogger(__name__)
 
@@ -44,60 +41,16 @@ def load_agent(algorithm: str, agent: Any, evaluation: dict[str, Any] | None = N
     return config, policy, info
 
 
-def eval_scenarios(config: Any, evaluation: dict[str, Any]) -> pd.DataFrame:
-    """The scenarios to evaluate on: the agent's own eval scenarios (``evaluation.scenarios: stored``), or fresh
-    ones from ``evaluation.seed`` (default: the agent's seed + 1) that share no reset seed with its training
-    scenarios."""
-    e = parse(EvaluationConfig, evaluation, "evaluation")
-    s = config.scenarios
-    spec = env_spec(config.env)
-    train, table = sample_scenarios(spec, s.ranges, s.num_train, s.num_eval, scenario_seed(config))
-    if e.scenarios == "fresh":
-        seed = scenarios_seed(config, e)
-        wanted = e.num_scenarios or s.num_eval
-        _, table = sample_scenarios(spec, s.ranges, s.num_train, wanted + s.num_train, seed)
-        table = without_reset_seeds(table, set(train["reset_seed"]), wanted)
-    check_evaluation(e, len(table))
-    return table
-
-
-def without_reset_seeds(table: pd.DataFrame, taken: set, wanted: int) -> pd.DataFrame:
-    """The first ``wanted`` rows of a scenario table whose reset seed is not in ``taken``, renumbered from 0."""
-    table = table[~table["reset_seed"].isin(taken)].head(wanted).reset_index(drop=True)
-    table["scenario_id"] = np.arange(len(table), dtype=np.int64)
-    return table
-
-
 def evaluate_agent(config: Any, agent_policy: dict[str, Any], agent_info: dict[str, Any],
                    scenarios_eval: pd.DataFrame, evaluation: dict[str, Any]) -> tuple[pd.DataFrame, dict]:
     """Every scenario once with the stored agent's deterministic policy (the program training's final evaluation
     ran: on the agent's own scenarios the summary is that of its training run, exactly)."""
-    from rlpipe.rl.acting import make_evaluator
-    from rlpipe.rl.policies import jax_policy
-
-    from rlpipe.rl import algorithm as algorithms
-    from rlpipe.rl.between_chunks import evaluation_metrics
-
-    spec = env_spec(config.env)
-    batch = scenarios_to_batch(scenarios_eval, spec, f"{agent_info['algorithm']}_eval.scenarios_eval")
-    meta = agent_policy["meta"]
-    evaluator = make_evaluator(spec, lambda p: jax_policy({"meta": meta, "params": p}), max_episode_steps(batch),
-                               evaluation_metrics(algorithms.for_config(config), config, spec))
-    returns, lengths = evaluator(agent_policy["params"], batch)
-    episodes, summary = tabulate_evaluation(returns, lengths, scenarios_eval, config.env.id, agent_policy,
-                                            evaluator.last_metrics)
     e = parse(EvaluationConfig, evaluation, "evaluation")
+    episodes, summary = evaluate_policy(config, agent_policy, scenarios_eval,
+                                        f"{agent_info['algorithm']}_eval.scenarios_eval")
     summary.update(agent_version=agent_info["agent_version"], scenarios=e.scenarios,
                    scenarios_seed=scenarios_seed(config, e))
     return episodes, summary
-
-
-def scenarios_seed(config: Any, evaluation: EvaluationConfig) -> int:
-    """The seed the evaluated scenarios are drawn from: the agent's own, or for fresh ones ``evaluation.seed``
-    (default: the agent's seed + 1)."""
-    if evaluation.scenarios == "stored":
-        return scenario_seed(config)
-    return scenario_seed(config) + 1 if evaluation.seed is None else evaluation.seed
 
 
 def film_agent(config: Any, agent_policy: dict[str, Any], agent_info: dict[str, Any], scenarios_eval: pd.DataFrame,

@@ -10,8 +10,6 @@ than the grace period, and the study goes on. Each trial is a nested MLflow run 
 from __future__ import annotations
 
 import logging
-import os
-import sys
 import time
 from typing import Any
 
@@ -20,9 +18,10 @@ import pandas as pd
 from kedro.pipeline import Node, Pipeline
 from matplotlib.figure import Figure
 
+from rlpipe.faults import fault_point
 from rlpipe.compat import record_heartbeat_now
 from rlpipe.rl import algorithm as algorithms
-from rlpipe.rl import mesh, tuning
+from rlpipe.rl import mesh, run, tuning
 from rlpipe.rl.errors import ConfigError
 from rlpipe.stages.monitoring import project_path
 
@@ -83,21 +82,8 @@ def open_study(algo: str, tune: tuning.TuneConfig):
 
 
 def train_trial(config: Any, on_progress) -> Any:
-    """Train ``config`` (no checkpoints, no Kedro) and return the training core's result."""
-    from rlpipe.rl import training
-    from rlpipe.rl.envs import env_spec, scenarios_to_batch
-    from rlpipe.rl.seeds import stage_keys
-    from rlpipe.stages.common import generate_scenarios, init_agent, initial_device_data
-
-    algorithm = algorithms.for_config(config)
-    spec = env_spec(config.env)
-    train_table, eval_table = generate_scenarios(config)
-    batch = scenarios_to_batch(train_table, spec, "scenarios_train")
-    state, _ = init_agent(config, None)
-    return training.train(algorithm, config, spec, batch, state, stage_keys(config, "train"),
-                          device_data=initial_device_data(algorithm, config, spec, batch),
-                          eval_scenarios=scenarios_to_batch(eval_table, spec, "scenarios_eval"),
-                          on_progress=on_progress)
+    """Train ``config`` as its pipeline would, without checkpoints or Kedro: the training core's result."""
+    return run.train_in_memory(config, on_progress=on_progress)
 
 
 def _seed_means(row: dict[str, Any]) -> list[float]:
@@ -128,7 +114,7 @@ def run_study(algo: str, params: dict[str, Any], tune: tuning.TuneConfig
         config = algorithms.load_config(algo, tuning.trial_params(params, tune, values), mesh.device_count())
         logger.info("%s_tune: trial %d started: %s", algo, trial.number,
                     ", ".join(f"{k}={v!r}" for k, v in values.items()))
-        _injected_pause(trial.number)
+        fault_point("in_trial", trial.number)
         with mlflow.start_run(run_name=f"{tune.study_name}-trial-{trial.number}", nested=active is not None):
             mlflow.set_tags({"rlpipe.study": tune.study_name, "rlpipe.trial": trial.number})
             mlflow.log_params({k: str(v) for k, v in values.items()})
@@ -237,17 +223,6 @@ def _importance_plot(study, algo: str) -> Figure:
     ax.set_title(f"{algo} search {study.study_name!r}: parameter importances"
                  + ("" if importances else " (too few completed trials)"))
     return fig
-
-
-def _injected_pause(trial_number: int) -> None:
-    """Fault injection for a test that kills a worker mid-trial without racing it: with
-    ``RLPIPE_FAULT_PAUSE_IN_TRIAL=N`` the worker says so on stderr when trial N has started (its heartbeat running)
-    and waits (at most 10 minutes) to be killed."""
-    wanted = os.environ.get("RLPIPE_FAULT_PAUSE_IN_TRIAL")
-    if wanted is None or int(wanted) != trial_number:
-        return
-    print(f"RLPIPE_FAULT: paused in trial {trial_number}", file=sys.stderr, flush=True)
-    time.sleep(600)
 
 
 def tune_pipeline(algo: str) -> Pipeline:

@@ -9,7 +9,7 @@ from rlpipe.stages.demonstrations import forbid_imitation
 
 def create_pipeline(**kwargs) -> Pipeline:
     return algorithm_pipeline("ppo", [
-        Node(monitoring.train, ["config", "initial_state", "lineage", "scenarios_train", "scenarios_eval"],
+        Node(monitoring.train, ["config", "initial_state", "lineage", "resume", "scenarios_train", "scenarios_eval"],
              ["agent", "training_history", "final_evaluation", "training_videos",
               "scenario_weights"], name="train"),
     ], check=forbid_imitation)

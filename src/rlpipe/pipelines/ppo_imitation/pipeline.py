@@ -11,7 +11,7 @@ from rlpipe.stages.demonstrations import imitation_data, require_imitation
 def create_pipeline(**kwargs) -> Pipeline:
     return algorithm_pipeline("ppo", [
         Node(imitation_data, ["config", "demonstrations"], "imitation_data", name="load_demonstrations"),
-        Node(monitoring.train, ["config", "initial_state", "lineage", "scenarios_train", "scenarios_eval",
+        Node(monitoring.train, ["config", "initial_state", "lineage", "resume", "scenarios_train", "scenarios_eval",
                                 "imitation_data"],
              ["agent", "training_history", "final_evaluation", "training_videos", "scenario_weights"], name="train"),
     ], namespace="ppo_imitation", inputs={"demonstrations"}, check=require_imitation)

@@ -15,9 +15,9 @@ def replay_pipeline(algorithm: str) -> Pipeline:
     """The pipeline of an off-policy algorithm with SAC's replay buffer (sac, masac): the shared stages around the
     buffer prefill and the shared train stage."""
     return algorithm_pipeline(algorithm, [
-        Node(nodes.prefill_buffer, ["config", "scenarios_train", "agent_store", "lineage"], "prefill_transitions",
-             name="prefill_buffer"),
-        Node(monitoring.train, ["config", "initial_state", "lineage", "scenarios_train", "scenarios_eval",
+        Node(nodes.prefill_buffer, ["config", "scenarios_train", "agent_store", "lineage", "resume"],
+             "prefill_transitions", name="prefill_buffer"),
+        Node(monitoring.train, ["config", "initial_state", "lineage", "resume", "scenarios_train", "scenarios_eval",
                                 "prefill_transitions"],
              ["agent", "training_history", "final_evaluation", "training_videos",
               "scenario_weights"], name="train"),
