@@ -23,6 +23,7 @@ from kedro.framework.startup import bootstrap_project
 from rlpipe.progress import TrainingProgress
 from rlpipe.rl.policies import make_policy_fn
 from tests.conftest import PROJECT_ROOT, TINY_SAC
+from tests.policy_reference import actions_by_hand
 
 BIN = Path(sys.executable).parent
 SYSTEM_METRICS_SETTING = os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING")  # before this module's runs
@@ -259,7 +260,9 @@ def test_registered_policy_matches_in_process_policy_in_a_fresh_process(tracked_
                    cwd=tmp_path)
     served = np.load(tmp_path / "actions.npy")
     np.testing.assert_allclose(served, policy(obs), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(served, actions_by_hand(read_policy(bundle_dir), obs), rtol=1e-5, atol=1e-6)
     assert served.shape == (5, 1) and np.abs(served).max() <= 2.0  # Pendulum torque bounds
+    assert np.ptp(served) > 0  # the actions depend on the observation: not a constant both sides agree on
 
 
 def _free_port() -> int:
@@ -294,6 +297,9 @@ def test_mlflow_models_serve_answers_invocations(tracked_project, tmp_path):
                                          headers={"Content-Type": "application/json"})
         answer = json.load(urllib.request.urlopen(request, timeout=30))
         np.testing.assert_allclose(np.asarray(answer["predictions"]), policy(np.asarray(obs)), rtol=1e-5, atol=1e-6)
+        bundle = read_policy(root / "data/06_models/sac/policy" / session_ids[0] / "policy")
+        np.testing.assert_allclose(np.asarray(answer["predictions"]), actions_by_hand(bundle, np.asarray(obs)),
+                                   rtol=1e-5, atol=1e-6)
     finally:
         server.terminate()
         server.wait(timeout=30)
