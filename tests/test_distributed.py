@@ -174,6 +174,37 @@ def test_a_killed_process_stops_the_other_with_its_name_and_the_run_resumes(proj
     assert summaries[0] == summaries[1]
 
 
+def test_a_lost_process_0_stops_the_other_naming_the_coordinator_and_keeps_the_checkpoints(project, started):
+    write_params(project, "sac", LONG_SAC)
+    run = start(started, project, LAUNCH + ["--pipeline=sac"], RLPIPE_FAULT_PAUSE_AFTER_CHECKPOINTS="2",
+                RLPIPE_FAULT_PROCESS="0")
+    first = int(run.wait_for(r"rlpipe\.launch: process 0 of 2 is pid (\d+)", timeout=60).group(1))
+    second = int(run.wait_for(r"rlpipe\.launch: process 1 of 2 is pid (\d+)", timeout=60).group(1))
+    run.wait_for(r"RLPIPE_FAULT: paused after checkpoint 2 in process 0", timeout=420)
+    os.kill(first, signal.SIGKILL)
+    killed_at = time.monotonic()
+    status = int(run.wait_for(r"rlpipe\.launch: process 1 exited with status (-?\d+)", timeout=120).group(1))
+    seconds = time.monotonic() - killed_at
+    assert run.finish(timeout=120) != 0
+    print(f"\nprocess 1 stopped {seconds:.1f} s after process 0 was killed, with status {status}")
+    assert seconds < 60
+    for pid in (first, second):  # nothing left running
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert not versions(project, "data/06_models/sac/agent")  # nothing finished
+    kept = [p for p in sorted((project / "data/06_models/sac_checkpoints").glob("*/step_*"))
+            if (p / "meta.json").exists()]
+    assert len(kept) == 2  # the two checkpoints written together before the loss, intact for a resume
+    for path in kept:
+        load_checkpoint(path, ["iteration"])
+    # the README: the survivor exits with status 75 and a message naming the coordinator. Not so today: a gloo
+    # all-reduce fails first and JAX's coordination agent aborts the process (SIGABRT, no rlpipe message)
+    named = re.search(r"\[p1\] rlpipe: process 1: the coordinator \(process 0\) was lost", run.text)
+    if status != 75 or not named:
+        pytest.xfail(f"known failure (reported): process 1 exited with status {status} without naming the lost "
+                     "coordinator")
+
+
 def test_a_two_device_checkpoint_resumes_on_one_device(project, started):
     # a buffer larger than the whole run: what the checkpoint's two shards held is never overwritten afterwards
     write_params(project, "sac", {**LONG_SAC, "buffer": {"capacity": 4096, "prefill_steps": 64}})
