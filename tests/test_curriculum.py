@@ -93,7 +93,13 @@ def test_resume_with_a_curriculum_is_bitwise_exact():
     assert "curriculum" in tree and np.isfinite(tree["curriculum"]["returns"]).all()
     resume = Resume(tree, jax.device_count(), progress["iteration"], 1200, progress["history"], None,
                     progress["curve"])
-    resumed, _ = train("ppo", CURRICULUM_PPO, evaluate=False, resume=resume)
+    rows = []  # what the resumed process itself trained: one progress row per chunk
+    resumed, _ = train("ppo", CURRICULUM_PPO, evaluate=False, resume=resume, on_progress=rows.append)
+    # it started at the checkpoint's step, not from 0: its first chunk ends one log interval after 1200 env steps,
+    # and it ran only the chunks after the checkpoint
+    assert [r["env_steps"] for r in rows] == [r["env_steps"] for r in full.history if r["env_steps"] > 1200]
+    assert rows[0]["env_steps"] == 1200 + CURRICULUM_PPO["train"]["log_every_env_steps"]
+    assert len(resumed.history) == len(full.history)
     for a, b in zip(jax.tree.leaves(mesh.host_copy(full.state)), jax.tree.leaves(mesh.host_copy(resumed.state))):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     np.testing.assert_array_equal(full.curriculum["weights"], resumed.curriculum["weights"])

@@ -76,6 +76,19 @@ def training_state(project: Path, algo: str, version: str):
     return state["training"], meta
 
 
+def trained_steps(output: str) -> list[int]:
+    """The env steps of each progress line process 0 printed: one per compiled chunk the run itself trained."""
+    return [int(m.replace(",", "")) for m in re.findall(r"\[sac\.train\] env steps ([\d,]+)/", output)]
+
+
+def assert_bitwise_equal(a, b) -> None:
+    flat_a, tree_a = jax.tree.flatten(a)
+    flat_b, tree_b = jax.tree.flatten(b)
+    assert tree_a == tree_b
+    for x, y in zip(flat_a, flat_b):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
 def mlflow_runs(project: Path) -> list:
     import mlflow
 
@@ -142,16 +155,69 @@ def test_a_killed_process_stops_the_other_with_its_name_and_the_run_resumes(proj
     state, meta = training_state(project, "sac", versions(project, "data/06_models/sac/agent")[0])
     assert meta["env_steps"] == 2560 and (meta["num_processes"], meta["num_devices"]) == (2, 2)
 
+    # the same two processes never interrupted: the resumed run is bitwise this one (the README's promise), and it
+    # got there from the checkpoint's step, not by training again from 0 (which would give the same bits)
+    fresh = start(started, project, LAUNCH + ["--pipeline=sac"])
+    assert fresh.finish(timeout=600) == 0, fresh.text[-4000:]
+    checkpoint_step = int(resumed_at.group(1))
+    trained, all_steps = trained_steps(resumed.text), trained_steps(fresh.text)
+    assert all_steps and all_steps[-1] == 2560, fresh.text[-3000:]
+    assert trained and trained[0] > checkpoint_step, (checkpoint_step, trained)
+    assert trained == [s for s in all_steps if s > checkpoint_step], (checkpoint_step, trained, all_steps)
+    resumed_version, fresh_version = versions(project, "data/06_models/sac/agent")
+    state_resumed, _ = training_state(project, "sac", resumed_version)
+    state_fresh, meta_fresh = training_state(project, "sac", fresh_version)
+    assert (meta_fresh["num_processes"], meta_fresh["num_devices"]) == (2, 2)
+    assert_bitwise_equal(state_resumed, state_fresh)
+    summaries = [json.loads((project / "data/07_model_output/sac/eval_summary.json" / v /
+                             "eval_summary.json").read_text()) for v in (resumed_version, fresh_version)]
+    assert summaries[0] == summaries[1]
+
+
+def test_a_lost_process_0_stops_the_other_naming_the_coordinator_and_keeps_the_checkpoints(project, started):
+    write_params(project, "sac", LONG_SAC)
+    run = start(started, project, LAUNCH + ["--pipeline=sac"], RLPIPE_FAULT_PAUSE_AFTER_CHECKPOINTS="2",
+                RLPIPE_FAULT_PROCESS="0")
+    first = int(run.wait_for(r"rlpipe\.launch: process 0 of 2 is pid (\d+)", timeout=60).group(1))
+    second = int(run.wait_for(r"rlpipe\.launch: process 1 of 2 is pid (\d+)", timeout=60).group(1))
+    run.wait_for(r"RLPIPE_FAULT: paused after checkpoint 2 in process 0", timeout=420)
+    os.kill(first, signal.SIGKILL)
+    killed_at = time.monotonic()
+    status = int(run.wait_for(r"rlpipe\.launch: process 1 exited with status (-?\d+)", timeout=120).group(1))
+    seconds = time.monotonic() - killed_at
+    assert run.finish(timeout=120) != 0
+    print(f"\nprocess 1 stopped {seconds:.1f} s after process 0 was killed, with status {status}")
+    assert seconds < 60
+    for pid in (first, second):  # nothing left running
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert not versions(project, "data/06_models/sac/agent")  # nothing finished
+    kept = [p for p in sorted((project / "data/06_models/sac_checkpoints").glob("*/step_*"))
+            if (p / "meta.json").exists()]
+    assert len(kept) == 2  # the two checkpoints written together before the loss, intact for a resume
+    for path in kept:
+        load_checkpoint(path, ["iteration"])
+    # the README: the survivor exits with status 75 and a message naming the coordinator. Not so today: a gloo
+    # all-reduce fails first and JAX's coordination agent aborts the process (SIGABRT, no rlpipe message)
+    named = re.search(r"\[p1\] rlpipe: process 1: the coordinator \(process 0\) was lost", run.text)
+    if status != 75 or not named:
+        pytest.xfail(f"known failure (reported): process 1 exited with status {status} without naming the lost "
+                     "coordinator")
+
 
 def test_a_two_device_checkpoint_resumes_on_one_device(project, started):
-    write_params(project, "sac", LONG_SAC)
+    # a buffer larger than the whole run: what the checkpoint's two shards held is never overwritten afterwards
+    write_params(project, "sac", {**LONG_SAC, "buffer": {"capacity": 4096, "prefill_steps": 64}})
     first = start(started, project, [KEDRO, "run", "--pipeline=sac"], devices=2,
                   RLPIPE_FAULT_PAUSE_AFTER_CHECKPOINTS="1")
     first.wait_for(r"RLPIPE_FAULT: paused after checkpoint 1 in process 0", timeout=420)
     first.kill()
     checkpoint = sorted((project / "data/06_models/sac_checkpoints").glob("*/step_*"))[-1]
-    saved, _ = load_checkpoint(checkpoint, ["device"])
-    assert saved["device"]["buffer"]["data"]["obs"].shape == (2048, 3)
+    saved, saved_meta = load_checkpoint(checkpoint, ["device"])
+    old = saved["device"]["buffer"]
+    assert old["data"]["obs"].shape == (4096, 3)
+    held = int(saved_meta["env_steps"]) // 2  # every transition so far, half on each device, none wrapped yet
+    assert int(np.asarray(old["size"]).max()) == held and 0 < held < 2048
 
     resumed = start(started, project, [KEDRO, "run", "--pipeline=sac", "--params", "sac.train.resume=true"],
                     devices=1)
@@ -161,6 +227,17 @@ def test_a_two_device_checkpoint_resumes_on_one_device(project, started):
     state, meta = training_state(project, "sac", versions(project, "data/06_models/sac/agent")[0])
     assert meta["env_steps"] == 2560 and meta["num_devices"] == 1
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(state) if np.asarray(x).dtype.kind == "f")
+    # the one device's buffer: the two shards' transitions first, interleaved step by step in the order they were
+    # collected (shard 0's k-th, shard 1's k-th, ...), then everything collected after the resume; nothing lost
+    final, _ = load_checkpoint(project / "data/06_models/sac/agent" / versions(project, "data/06_models/sac/agent")[0]
+                               / "agent", ["device"])
+    new = final["device"]["buffer"]
+    assert int(np.asarray(new["size"])) == int(np.asarray(new["position"])) == 2560
+    for name, values in old["data"].items():
+        values = np.asarray(values)
+        by_hand = np.stack([values[:held], values[2048:2048 + held]], axis=1).reshape((2 * held,) + values.shape[1:])
+        np.testing.assert_array_equal(np.asarray(new["data"][name])[:2 * held], by_hand, err_msg=name)
+    assert np.abs(np.asarray(new["data"]["obs"])[2 * held:2560]).sum(axis=1).min() > 0  # collected after
 
 
 def test_collectives_average_over_devices_and_vanish_on_one():

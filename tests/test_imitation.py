@@ -142,6 +142,46 @@ def test_the_discriminator_learns_and_stays_identical_on_every_device(tmp_path):
         np.testing.assert_array_equal(copies[0], copies[1])
 
 
+def _imitate(env_id: str, task_weight: float, demonstrations: dict):
+    """A short imitation run on ``env_id``: its training state (numpy leaves) and its curve."""
+    raw = copy.deepcopy(TINY_IMITATION)
+    raw["env"] = {"id": env_id}
+    raw["imitation"]["task_weight"] = task_weight
+    raw["train"].update(total_env_steps=1024, log_every_env_steps=512, checkpoint_every_env_steps=1024)
+    plugin, cfg, spec, train_batch, _ = setup("ppo", raw)
+    state = plugin.init_training_state(cfg, spec, stage_key(cfg.seed, "init"))
+    result = training.train(plugin, cfg, spec, train_batch, state, stage_key(cfg.seed, "train"),
+                            device_data=demonstrations)
+    return [np.asarray(x) for x in jax.tree.leaves(mesh.host_copy(result.state["training"]))], \
+        pd.DataFrame(result.curve), train_batch
+
+
+@pytest.mark.slow
+def test_with_task_weight_0_the_env_reward_never_reaches_ppo():
+    """The same imitator on Pendulum-v1 and on a pendulum that pays 1000x the cost (a reward that would teach the
+    opposite): with task_weight 0 the two train to the same bits; with task_weight 0.5 they do not (so the
+    comparison can tell)."""
+    spec = make_env("Pendulum-v1")
+    table, _ = generate_scenarios(spec, {}, 16, 1, seed=3)
+    steps = record(spec, scenarios_to_batch(table, spec, "d"), lambda o: jnp.clip(-2.0 * o[:, 2:3], -2, 2), 200)
+    demos = {"obs": np.asarray(steps["observation"]).reshape(-1, 3),
+             "next_obs": np.asarray(steps["next_observation"]).reshape(-1, 3)}
+    honest, honest_curve, honest_batch = _imitate("Pendulum-v1", 0.0, demos)
+    misled, misled_curve, misled_batch = _imitate("tests.imitation_envs:MisleadingPendulum", 0.0, demos)
+    for a, b in zip(jax.tree.leaves(honest_batch), jax.tree.leaves(misled_batch)):  # the same scenarios
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # the env rewards really differ (logged beside as task_reward) ...
+    np.testing.assert_allclose(misled_curve["task_reward"], -1000.0 * honest_curve["task_reward"], rtol=1e-3)
+    assert (honest_curve["task_reward"] < 0).all()
+    # ... and never reached the learner: every leaf of the training state is bitwise the same
+    assert len(honest) == len(misled)
+    for a, b in zip(honest, misled):
+        np.testing.assert_array_equal(a, b)
+    honest_mixed, _, _ = _imitate("Pendulum-v1", 0.5, demos)
+    misled_mixed, _, _ = _imitate("tests.imitation_envs:MisleadingPendulum", 0.5, demos)
+    assert any(not np.array_equal(a, b) for a, b in zip(honest_mixed, misled_mixed))
+
+
 def test_imitation_chain_learns_from_demonstrations_alone(project):
     """SAC (the default config) -> record_demonstrations -> ppo_imitation with task_weight 0, in one Kedro run."""
     runtime = {"ppo_imitation": {"train": {"total_env_steps": 163_840, "eval_every_env_steps": 40_960}},

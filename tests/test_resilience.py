@@ -4,6 +4,7 @@ concurrent runs and no pickles."""
 import copy
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -82,6 +83,12 @@ def kill_after_checkpoints(project: Path, algo: str, count: int) -> None:
     assert not versions(project, f"data/06_models/{algo}/agent")  # it really died mid-training
 
 
+def trained_steps(output: str, algo: str) -> list[int]:
+    """The env steps of each progress line a run printed (one per compiled chunk it ran itself, off a terminal)."""
+    return [int(m.replace(",", "")) for m in re.findall(rf"^\[{algo}\.train\] env steps ([\d,]+)/", output,
+                                                        re.MULTILINE)]
+
+
 def agent_and_summary(project: Path, algo: str, version: str):
     state, meta = load_checkpoint(project / f"data/06_models/{algo}/agent" / version / "agent")
     summary = json.loads((project / f"data/07_model_output/{algo}/eval_summary.json" / version /
@@ -133,7 +140,8 @@ def test_sigkill_then_resume_is_bitwise_identical_to_an_uninterrupted_run(projec
     if corrupt_newest:  # a torn newest checkpoint: resume must notice, say so, and take the one before
         newest = taken[-1]
         victim = max((p for p in (newest / "state").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
-        victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+        victim_size = victim.stat().st_size
+        victim.write_bytes(victim.read_bytes()[: victim_size // 2])
     resumed = kedro_run(project, f"--pipeline={algo}", "--params", f"{algo}.train.resume=true")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     log = squeeze(resumed.stdout + resumed.stderr)
@@ -144,14 +152,24 @@ def test_sigkill_then_resume_is_bitwise_identical_to_an_uninterrupted_run(projec
         with np.load(project / "data/03_primary/sac/prefill_transitions.npz" / prefills[-1] /
                      "prefill_transitions.npz") as resumed_prefill:
             assert resumed_prefill["reward"].size == 0
-    if corrupt_newest:
-        assert "skippingadamagedcheckpoint" in log
+    if corrupt_newest:  # reported, then set aside (renamed, never deleted) with its damage as it was
+        assert "skippingadamagedcheckpoint" in log and "setaside" in log
+        aside = list(newest.parent.glob(f"set-aside-{newest.name}-*"))
+        assert len(aside) == 1, sorted(p.name for p in newest.parent.iterdir())
+        assert (aside[0] / victim.relative_to(newest)).stat().st_size == victim_size // 2
 
     fresh = kedro_run(project, f"--pipeline={algo}")  # the same seed and config, never interrupted
     assert fresh.returncode == 0, fresh.stderr[-3000:]
     resumed_version, fresh_version = versions(project, f"data/06_models/{algo}/agent")
     state_r, meta_r, summary_r = agent_and_summary(project, algo, resumed_version)
     state_f, meta_f, summary_f = agent_and_summary(project, algo, fresh_version)
+    # the resumed process started at the checkpoint's step, not from 0: it ran exactly the chunks the uninterrupted
+    # run ran after that step (a resume that ignored the checkpoint would retrain from the start, bitwise the same)
+    start = int(expected.name.removeprefix("step_"))
+    trained, all_steps = trained_steps(resumed.stderr, algo), trained_steps(fresh.stderr, algo)
+    assert all_steps and all_steps[-1] == meta_f["env_steps"], fresh.stderr[-3000:]
+    assert trained and trained[0] > start, (start, trained)
+    assert trained == [s for s in all_steps if s > start], (start, trained, all_steps)
     assert_bitwise_equal(state_r, state_f)
     assert summary_r == summary_f
     assert meta_r["env_steps"] == meta_f["env_steps"]

@@ -23,6 +23,7 @@ from kedro.framework.startup import bootstrap_project
 from rlpipe.progress import TrainingProgress
 from rlpipe.rl.policies import make_policy_fn
 from tests.conftest import PROJECT_ROOT, TINY_SAC
+from tests.policy_reference import actions_by_hand
 
 BIN = Path(sys.executable).parent
 SYSTEM_METRICS_SETTING = os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING")  # before this module's runs
@@ -259,7 +260,9 @@ def test_registered_policy_matches_in_process_policy_in_a_fresh_process(tracked_
                    cwd=tmp_path)
     served = np.load(tmp_path / "actions.npy")
     np.testing.assert_allclose(served, policy(obs), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(served, actions_by_hand(read_policy(bundle_dir), obs), rtol=1e-5, atol=1e-6)
     assert served.shape == (5, 1) and np.abs(served).max() <= 2.0  # Pendulum torque bounds
+    assert np.ptp(served) > 0  # the actions depend on the observation: not a constant both sides agree on
 
 
 def _free_port() -> int:
@@ -294,6 +297,9 @@ def test_mlflow_models_serve_answers_invocations(tracked_project, tmp_path):
                                          headers={"Content-Type": "application/json"})
         answer = json.load(urllib.request.urlopen(request, timeout=30))
         np.testing.assert_allclose(np.asarray(answer["predictions"]), policy(np.asarray(obs)), rtol=1e-5, atol=1e-6)
+        bundle = read_policy(root / "data/06_models/sac/policy" / session_ids[0] / "policy")
+        np.testing.assert_allclose(np.asarray(answer["predictions"]), actions_by_hand(bundle, np.asarray(obs)),
+                                   rtol=1e-5, atol=1e-6)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -352,36 +358,6 @@ def test_progress_is_plain_lines_off_a_terminal_and_a_bar_on_one():
     finally:
         rich._console = saved if isinstance(saved, Console) else None
     assert "500/1000" in terminal.getvalue() and "\x1b[" in terminal.getvalue()  # a rich (ANSI) display
-
-
-def test_registration_decision():
-    from rlpipe.tracking import registration_decision
-
-    assert registration_decision("always", None, None) == (True, "")
-    assert registration_decision("on_target", -200.0, {"return_mean": -200.0}) == (True, "")
-    register, reason = registration_decision("on_target", -200.0, {"return_mean": -250.0})
-    assert not register and reason == "eval mean return -250.00 is below the target -200.00"
-    assert not registration_decision("on_target", -200.0, {"return_mean": float("nan")})[0]
-    assert not registration_decision("on_target", None, {"return_mean": 0.0})[0]
-    assert not registration_decision("on_target", -200.0, None)[0]  # the run evaluated nothing
-
-
-def test_a_failed_registration_is_a_warning(monkeypatch, caplog):
-    import rlpipe.serving.mlflow_model as mlflow_model
-    import rlpipe.tracking as tracking
-
-    def fail(*args, **kwargs):
-        raise RuntimeError("registry unreachable")
-
-    tags = []
-    monkeypatch.setattr(mlflow_model, "register_policy_model", fail)
-    monkeypatch.setattr(tracking, "_set_tags", lambda run_id, values: tags.append(values))
-    policy = tracking.LoggedPolicy("models:/m-1", "m-1", "run-1", "tiny", "always", None)
-    with caplog.at_level(logging.INFO, logger="rlpipe.tracking"):
-        tracking.MlflowArtifactHooks()._decide(policy, {"return_mean": 0.0})
-    assert [r.levelname for r in caplog.records] == ["WARNING"]
-    assert "models:/m-1 was logged but not registered as 'tiny': registry unreachable" in caplog.text
-    assert tags == []  # rlpipe.registered stays "false", as set when the model was logged
 
 
 def test_mlflow_starts_runs_without_importing_ipython_and_a_notebook_keeps_its_checks(tmp_path):

@@ -157,3 +157,36 @@ def test_a_killed_worker_leaves_a_failed_trial_and_the_study_goes_on(project):
     assert states[0] == "FAIL", states
     assert all(state in ("COMPLETE", "PRUNED") for number, state in states.items() if number), states
     assert len(states) == 3
+
+
+def test_a_trial_that_diverges_is_pruned_with_its_reason_and_the_study_goes_on(project):
+    """Two trials in this process, one on a pendulum whose reward turns NaN mid-episode (tests.nan_env): that one is
+    pruned, its reason (the iteration and the quantity) kept on the trial and its MLflow run; the other completes."""
+    from rlpipe.stages.tuning import run_study, validated_search
+
+    search = {**SEARCH, "study_name": "nan", "n_trials": 2, "num_seeds": 1,
+              "base": {"train": {"total_env_steps": 1024, "eval_every_env_steps": 512, "log_every_env_steps": 128}},
+              "space": {"env.id": {"type": "categorical",
+                                   "choices": ["Pendulum-v1", "tests.nan_env:NaNRewardPendulum"]}}}
+    tune = validated_search("sac", TINY_SAC, search)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    try:
+        with mlflow.start_run(run_name="nan-study"):
+            trials, best, *_ = run_study("sac", TINY_SAC, tune)
+        runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`rlpipe.study` = 'nan'",
+                                  output_format="list")
+    finally:
+        mlflow.set_tracking_uri(previous)
+    by_env = {tuning.decoded(t.params)["env.id"]: t for t in study(project, "nan").trials}
+    assert set(by_env) == {"Pendulum-v1", "tests.nan_env:NaNRewardPendulum"}, by_env  # the sampler tried both
+    diverged, healthy = by_env["tests.nan_env:NaNRewardPendulum"], by_env["Pendulum-v1"]
+    assert diverged.state.name == "PRUNED" and healthy.state.name == "COMPLETE"
+    reason = diverged.user_attrs["pruned_reason"]
+    assert "training diverged" in reason and "critic_loss" in reason, reason
+    assert "pruned_reason" not in healthy.user_attrs
+    assert best["sac"]["env"]["id"] == "Pendulum-v1"
+    tags = {int(r.data.tags["rlpipe.trial"]): r.data.tags for r in runs if "rlpipe.trial" in r.data.tags}
+    assert tags[diverged.number]["rlpipe.trial_state"] == "PRUNED"
+    assert tags[diverged.number]["rlpipe.pruned_reason"] == reason[:500]
+    assert tags[healthy.number]["rlpipe.trial_state"] == "COMPLETE"
