@@ -75,12 +75,12 @@ def initial_state(config: Any, agent_store: Any = None) -> tuple[Any, dict[str, 
         raise ConfigError(key, f"{version!r} is a {parent_algorithm} agent; a {algorithm.name} run starts only from "
                                f"a {algorithm.name} agent")
     training = inherit(algorithm, fresh, parent_part(parent, "training"), optimizer=t.init_from_optimizer, key=key)
+    taken = {name.removeprefix("init_from_"): value for name, value in t if name.startswith("init_from_")}
     lineage = {"parent_algorithm": parent_algorithm, "parent_version": version,
-               "parent_env_steps": int(parent["meta"]["env_steps"]), "optimizer": t.init_from_optimizer,
-               "buffer": t.init_from_buffer}
+               "parent_env_steps": int(parent["meta"]["env_steps"]), **taken}  # optimizer, and any an algorithm adds
     logger.info("%s starts from stored agent %s (%d env steps): parameters%s%s", algorithm.name, version,
                 lineage["parent_env_steps"], ", optimizer state" if t.init_from_optimizer else "",
-                ", replay buffer" if t.init_from_buffer else "")
+                ", replay buffer" if taken.get("buffer") else "")
     return training, lineage
 
 
@@ -105,7 +105,7 @@ def initial_device_data(config: Any, scenarios_train: pd.DataFrame, agent_store:
         logger.info("%s.prefill_buffer: resuming an interrupted run, whose buffer is in its checkpoint: no prefill",
                     name)
         return no_prefill(spec) if num_seeds(config) == 1 else stack_seeds([no_prefill(spec)] * num_seeds(config))
-    if config.train.init_from_buffer:
+    if getattr(config.train, "init_from_buffer", False):  # a replay-buffer algorithm's train section
         parent, version = agent_store.open(lineage["parent_version"], f"{name}.train.init_from")
         transitions = stored_transitions(parent_part(parent, "device")["buffer"], int(parent["meta"]["num_devices"]),
                                          config.buffer.capacity, mesh.device_count())
