@@ -4,7 +4,7 @@ its plugin (``rl/<algorithm>/``, ``rl/envs/``) behind the ``rlpipe.rl.algorithm.
 What counts as naming: the words below as an identifier or a part of one (``sac_config``, ``SACConfig``,
 ``initial_ppo``), a module imported, an attribute, or a word of a string literal (``"jaxmarl:"``,
 ``f"{x}_imitation"``). What does not: comments and docstrings, which may explain with an example ("e.g. SAC's
-temperature") without the code depending on it; and ``rlpipe.rl.algorithm``'s ``REGISTRY`` table, the one place
+temperature") without the code depending on it, as may a config field's ``doc=``; and ``rlpipe.rl.algorithm``'s ``REGISTRY`` table, the one place
 where algorithms are named by design.
 """
 
@@ -20,19 +20,14 @@ SOURCE = Path(__file__).resolve().parents[1] / "src" / "rlpipe"
 WORDS = frozenset({"sac", "ppo", "masac", "imitation", "recurrent", "gymnax", "gymnasium", "brax", "jaxmarl",
                    "mujoco"})
 GENERIC = ("rl/training.py", "rl/loop.py", "rl/checkpoint.py", "rl/acting.py", "rl/mesh.py", "rl/algorithm.py",
-           "rl/networks.py", "rl/buffer.py", "rl/normalization.py", "stages/common.py", "stages/monitoring.py",
+           "rl/networks.py", "rl/buffer.py", "rl/normalization.py", "rl/run.py", "rl/training_run.py", "rl/chunk.py",
+           "rl/seeds.py", "rl/schedule.py", "rl/agents.py", "rl/eval_tables.py", "rl/between_chunks.py",
+           "rl/run_state.py", "stages/common.py", "stages/monitoring.py",
+           *sorted(str(p.relative_to(SOURCE)) for p in (SOURCE / "rl" / "config").glob("*.py")),
            "tracking.py",
            *sorted(str(p.relative_to(SOURCE)) for p in (SOURCE / "reporting").glob("*.py")))
 NAMED_BY_DESIGN = {"rl/algorithm.py": "REGISTRY"}  # a module's table allowed to name algorithms
 
-# modules owned by other work streams of issue 27 that still name an algorithm or env family (as of this test's
-# writing; the failure message lists the current lines). Strict: a mark fails once its module is fixed, to go then.
-LEFT_TO_DO = {
-    "rl/acting.py": "lines 28-40, 178-188, 217-223, 279-286: the stateful-policy wrapper is called Recurrent "
-                    "(class Recurrent, as_recurrent): a policy with memory, to be named for that, not for the PPO "
-                    "variant",
-    "tracking.py": "line 295: DEFAULT_PIPELINE = 'sac' (the default pipeline belongs to the registry)",
-}
 
 
 def words_of(text: str) -> set[str]:
@@ -42,9 +37,12 @@ def words_of(text: str) -> set[str]:
 
 
 def docstrings(tree: ast.AST) -> set[int]:
-    """The ids of the docstring constants of a module, its classes and functions."""
+    """The ids of the docstring constants of a module, its classes and functions, and of the strings of a config
+    field's ``doc=`` (its documentation, shown in errors and the JSON Schemas)."""
     found = set()
     for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg == "doc":
+            found |= {id(part) for part in ast.walk(node.value) if isinstance(part, ast.Constant)}
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
             if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
@@ -118,13 +116,9 @@ def test_the_scan_finds_names_in_code_and_skips_docstrings_comments_and_the_regi
 
 def test_every_generic_module_exists():
     assert all((SOURCE / relative).is_file() for relative in GENERIC)
-    assert set(LEFT_TO_DO) <= set(GENERIC)
 
 
-@pytest.mark.parametrize("relative", [
-    pytest.param(relative, marks=pytest.mark.xfail(reason=f"owned by another work stream: {LEFT_TO_DO[relative]}",
-                                                   strict=True))
-    if relative in LEFT_TO_DO else relative for relative in GENERIC])
+@pytest.mark.parametrize("relative", GENERIC)
 def test_a_generic_module_names_no_algorithm_and_no_env_family(relative):
     lines = offending_lines(relative)
     assert not lines, "names an algorithm or env family (move it behind the plugin contract):\n" + "\n".join(lines)

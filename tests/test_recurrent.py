@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rlpipe.rl import algorithm, mesh, policies, training
-from rlpipe.rl.acting import Recurrent, evaluate, reset_envs, unroll_with_memory
+from rlpipe.rl.acting import StatefulPolicy, evaluate, reset_envs, unroll_with_memory
 from rlpipe.rl.config import ConfigError
 from rlpipe.rl.envs import generate_scenarios, make_env, scenarios_to_batch
 from rlpipe.rl.keys import stage_key
@@ -121,7 +121,7 @@ def test_the_served_stateful_model_acts_as_the_in_process_policy_over_a_whole_ep
     _, eval_table = generate_scenarios(spec, {}, 1, 1, seed=7)
     batch = scenarios_to_batch(eval_table, spec, "eval")
     in_process = policies.jax_policy(bundle)
-    assert isinstance(in_process, Recurrent)
+    assert isinstance(in_process, StatefulPolicy)
     env, params = spec.env, jax.tree.map(lambda x: x[0], batch.params)
     obs, env_state = env.reset_env(batch.reset_keys[0], params)
     step_key = jax.random.fold_in(batch.reset_keys[0], 1)

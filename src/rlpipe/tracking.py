@@ -291,7 +291,6 @@ class MlflowRunIsolationHooks:
 # What mlflow's enable_system_metrics_logging and set_system_metrics_* set (they are environment variables)
 SYSTEM_METRICS_ENV = ("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL",
                       "MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING")
-DEFAULT_PIPELINE = "sac"
 
 
 def system_metrics_wanted(run_params: dict[str, Any], parameters: Callable[[str], Any]) -> float | bool | None:
@@ -303,8 +302,8 @@ def system_metrics_wanted(run_params: dict[str, Any], parameters: Callable[[str]
     names = run_params.get("pipeline_names") or run_params.get("pipeline_name") or []
     names = [names] if isinstance(names, str) else list(names)
     algorithms = []
-    for name in names or [DEFAULT_PIPELINE]:
-        algo = DEFAULT_PIPELINE if name == "__default__" else name.split("_")[0]
+    for name in names or [algorithm.DEFAULT]:
+        algo = algorithm.DEFAULT if name == "__default__" else name.split("_")[0]
         if algo in algorithm.names() and algo not in algorithms:
             algorithms.append(algo)
     wanted = None

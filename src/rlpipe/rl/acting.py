@@ -26,7 +26,7 @@ class Policy(Protocol):
         """(learning actions [B, ...], extras pytree with leading [B] axis) for observations [B, obs_dim]."""
 
 
-class Recurrent(NamedTuple):
+class StatefulPolicy(NamedTuple):
     """A deterministic policy with memory: ``step(obs [B, obs_dim], state [B, state_size]) -> (env actions, next
     state)``; every episode starts from zeros."""
 
@@ -34,11 +34,11 @@ class Recurrent(NamedTuple):
     step: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 
 
-def as_recurrent(policy: ActionMap | Recurrent) -> Recurrent:
+def as_stateful(policy: ActionMap | StatefulPolicy) -> StatefulPolicy:
     """Any deterministic policy in the stateful form (a stateless one carries an empty state)."""
-    if isinstance(policy, Recurrent):
+    if isinstance(policy, StatefulPolicy):
         return policy
-    return Recurrent(0, lambda obs, state: (policy(obs), state))
+    return StatefulPolicy(0, lambda obs, state: (policy(obs), state))
 
 
 class Transition(NamedTuple):
@@ -176,17 +176,17 @@ def reset_where(done: jax.Array, memory: Any) -> Any:
     return jax.tree.map(lambda x: jnp.where(jnp.reshape(done, done.shape + (1,) * (x.ndim - 1)), 0, x), memory)
 
 
-def evaluate(spec: EnvSpec, scenarios: ScenarioBatch, policy: ActionMap | Recurrent, max_steps: int,
+def evaluate(spec: EnvSpec, scenarios: ScenarioBatch, policy: ActionMap | StatefulPolicy, max_steps: int,
              metrics: tuple[str, ...] = ()) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
     """Run every scenario once, from its own reset seed, until its episode ends (at most ``max_steps``).
 
-    ``policy`` maps observations [B, obs_dim] to env actions deterministically (a ``Recurrent`` one carries its
+    ``policy`` maps observations [B, obs_dim] to env actions deterministically (a ``StatefulPolicy`` one carries its
     state through each episode, from zeros). Returns per-scenario return, length and, for each name in ``metrics``
     (keys of the env's step info), its mean over the episode's steps (``<name>``) and its value at the episode's
     last step (``<name>_final``).
     """
     n = scenarios.size
-    policy = as_recurrent(policy)
+    policy = as_stateful(policy)
     obs, env_state = spec.reset_batch(scenarios.reset_keys, scenarios.params)
     # Env dynamics may use their key (stochastic transitions): a fixed per-scenario stream keeps evaluation
     # a pure function of the scenario table.
@@ -215,13 +215,13 @@ def evaluate(spec: EnvSpec, scenarios: ScenarioBatch, policy: ActionMap | Recurr
     return total, length.astype(jnp.int32), out
 
 
-def record(spec: EnvSpec, scenarios: ScenarioBatch, policy: ActionMap | Recurrent,
+def record(spec: EnvSpec, scenarios: ScenarioBatch, policy: ActionMap | StatefulPolicy,
            max_steps: int) -> dict[str, jax.Array]:
     """Every scenario's deterministic episode (as ``evaluate`` runs it) step by step, for demonstrations: the
     observation, env action, reward, true next observation and termination of each step [max_steps, scenarios,
     ...], and ``alive`` (1 while the scenario's episode was running at that step)."""
     n = scenarios.size
-    policy = as_recurrent(policy)
+    policy = as_stateful(policy)
     obs, env_state = spec.reset_batch(scenarios.reset_keys, scenarios.params)
     step_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(scenarios.reset_keys)
 
@@ -271,18 +271,18 @@ def make_evaluator(spec: EnvSpec, policy_of: Callable[[Any], ActionMap], max_ste
                    metrics: tuple[str, ...] = ()):
     """An ``Evaluator`` for a JAX env; for a host env the host's own evaluator (the same interface)."""
     if spec.host is not None:
-        return HostEvaluator(spec.host, lambda params: as_recurrent(policy_of(params)), max_steps, metrics)
+        return HostEvaluator(spec.host, lambda params: as_stateful(policy_of(params)), max_steps, metrics)
     return Evaluator(spec, policy_of, max_steps, metrics)
 
 
-def trajectory(spec: EnvSpec, params: Any, reset_key: jax.Array, policy: ActionMap | Recurrent,
+def trajectory(spec: EnvSpec, params: Any, reset_key: jax.Array, policy: ActionMap | StatefulPolicy,
                steps: int) -> tuple[Any, jax.Array, jax.Array]:
     """One episode of one scenario for inspection: env states [steps+1], rewards [steps], alive mask [steps].
 
     ``policy`` maps an observation batch [1, obs_dim] to env actions (as a policy bundle's function does; a
-    ``Recurrent`` one carries its state from zeros).
+    ``StatefulPolicy`` one carries its state from zeros).
     """
-    policy = as_recurrent(policy)
+    policy = as_stateful(policy)
     obs, state = spec.env.reset_env(reset_key, params)
     step_key = jax.random.fold_in(reset_key, 1)
 

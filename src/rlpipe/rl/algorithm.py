@@ -27,6 +27,8 @@ REGISTRY: dict[str, Plugin] = {
     "ppo": Plugin("rlpipe.rl.ppo.plugin:PPO", "rlpipe.rl.ppo.config:PPOConfig", namespaces=("ppo_imitation",)),
     "masac": Plugin("rlpipe.rl.masac.algorithm:MASAC", "rlpipe.rl.masac.config:MASACConfig"),
 }
+# the algorithm of a run that names none (``kedro run`` without ``--pipeline``): the first one registered
+DEFAULT = next(iter(REGISTRY))
 
 
 class IterationOutput(NamedTuple):
@@ -51,6 +53,9 @@ class Algorithm:
     # training-state fields a run started with ``train.init_from`` takes from the stored agent: "params" always,
     # "optimizer" with ``train.init_from_optimizer`` (the rest, e.g. counters, start fresh)
     inheritable: dict[str, tuple[str, ...]]
+    # the train stage takes an extra per-device input (initial_device_data and the two hooks after it), e.g. the
+    # replay buffer's prefill; without one, the train node's device data is None
+    takes_device_data: bool = False
     progress_labels: tuple[tuple[str, str], ...] = ()  # (metric, short label) shown on progress lines
     # metrics the learning curve plots below the returns: (losses, other diagnostics), e.g. SAC's temperature
     curve_panels: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
@@ -83,6 +88,19 @@ class Algorithm:
         """The train stage's extra input for one seed, drawn as the algorithm's own pipeline draws it (SAC: its
         random-action prefill), for callers that run training without that pipeline (a search's trials, the
         library's multi-seed helpers); by default None: the train stage needs none."""
+        return None
+
+    def resumed_device_data(self, config: Any, spec: Any) -> Any:
+        """The train stage's extra input of a resumed run, whose checkpoint already holds what that input seeds
+        (SAC: no transitions, the buffer is in the checkpoint); by default None."""
+        return None
+
+    def inherited_device_data(self, config: Any, open_parent: Callable[[], tuple[Any, str]],
+                              num_devices: int) -> Any:
+        """With ``train.init_from``: the train stage's extra input taken from the stored parent agent (SAC with
+        ``train.init_from_buffer``: the newest transitions of its replay buffer), or None to draw it fresh as
+        :meth:`initial_device_data` does. ``open_parent()`` returns (stored agent, its version); it reads the
+        agent store, so call it only when something is inherited. By default None."""
         return None
 
     def init_device_state(self, config: Any, spec: Any, scenarios: Any, key: Any, num_devices: int,

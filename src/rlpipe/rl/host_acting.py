@@ -2,8 +2,8 @@
 the host directly, with actions from the compiled deterministic policy. The same results as ``rlpipe.rl.acting``
 gives for JAX envs (``make_evaluator`` picks this evaluator for a host env).
 
-Policies here come in the stateful form (``rlpipe.rl.acting.Recurrent``: ``state_size`` and ``step(obs, state)``);
-the callers convert a stateless one with ``as_recurrent``, so this module needs nothing of ``acting``.
+Policies here come in the stateful form (``rlpipe.rl.acting.StatefulPolicy``: ``state_size`` and ``step(obs, state)``);
+the callers convert a stateless one with ``as_stateful``, so this module needs nothing of ``acting``.
 """
 
 from __future__ import annotations
@@ -91,8 +91,8 @@ def host_trajectory(host: HostEnvs, params: Any, reset_seed: int, policy: Any, s
                     ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """One episode on a host env, as ``rlpipe.rl.acting.trajectory`` gives it for JAX envs: "states" [steps+1]
     (here the observation components ``obs[i]``), rewards [steps] and the alive mask [steps]. ``policy``: a
-    ``rlpipe.rl.acting.Recurrent`` (``step(obs [1, obs_dim], state) -> (env actions, next state)``, its state
-    carried from zeros; ``as_recurrent`` gives a stateless policy that form)."""
+    ``rlpipe.rl.acting.StatefulPolicy`` (``step(obs [1, obs_dim], state) -> (env actions, next state)``, its state
+    carried from zeros; ``as_stateful`` gives a stateless policy that form)."""
     memory = jnp.zeros((1, policy.state_size), jnp.float32)
     values = tuple(np.asarray(getattr(params, name)).item() for name in host.param_names)
     env = ScenarioEnv(host.env_id, host.kwargs, host.param_names)

@@ -20,7 +20,7 @@ import numpy as np
 from flax import traverse_util
 
 from rlpipe.rl import algorithm as algorithms
-from rlpipe.rl.acting import Recurrent
+from rlpipe.rl.acting import StatefulPolicy
 from rlpipe.rl.checkpoint import writing_directory
 from rlpipe.rl.envs import EnvSpec
 
@@ -75,14 +75,14 @@ def bundle_params(params: Any) -> Any:
     return jax.tree.map(np.asarray, jax.device_get(params))
 
 
-def jax_policy(policy: dict[str, Any]) -> Callable[[jax.Array], jax.Array] | Recurrent:
+def jax_policy(policy: dict[str, Any]) -> Callable[[jax.Array], jax.Array] | StatefulPolicy:
     """The deterministic policy of a bundle as a JAX function: obs [B, obs_dim] -> env actions (traceable); for a
-    stateful (recurrent) policy a ``Recurrent`` whose ``step(obs, state) -> (env actions, next state)`` starts an
+    stateful (recurrent) policy a ``StatefulPolicy`` whose ``step(obs, state) -> (env actions, next state)`` starts an
     episode from zeros [B, state_size]."""
     meta, params = policy["meta"], policy["params"]
     act = algorithms.get(meta["algorithm"]).make_policy(meta)
     if state_size(meta):
-        return Recurrent(state_size(meta), lambda obs, state: act(params, obs, state))
+        return StatefulPolicy(state_size(meta), lambda obs, state: act(params, obs, state))
     return lambda obs: act(params, obs)
 
 

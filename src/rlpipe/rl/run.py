@@ -54,16 +54,13 @@ def initial_state(config: Any, agent_store: Any = None) -> tuple[Any, dict[str, 
     (``rlpipe.datasets.CheckpointStore``); only ``train.init_from`` reads it."""
     from rlpipe.rl.envs import env_spec
     from rlpipe.rl.keys import stage_key
-    from rlpipe.rl.seeds import num_seeds, run_seeds, stack_seeds
+    from rlpipe.rl.seeds import over_seeds
     from rlpipe.rl.training import inherit
 
     algorithm = algorithms.for_config(config)
     spec = env_spec(config.env)
-    if num_seeds(config) > 1:  # agent k exactly as a one-seed run with seed + k initializes (init_from is refused)
-        return stack_seeds([algorithm.init_training_state(config, spec, stage_key(seed, "init"))
-                            for seed in run_seeds(config)]), {}
-    fresh = algorithm.init_training_state(config, spec, stage_key(config.seed, "init"))
-    t = config.train
+    fresh = over_seeds(config, lambda seed: algorithm.init_training_state(config, spec, stage_key(seed, "init")))
+    t = config.train  # init_from is refused for a many-seed run: what follows has one seed
     if t.init_from is None:
         return fresh, {}
     key = f"{algorithm.name}.train.init_from"
@@ -90,33 +87,25 @@ def initial_device_data(config: Any, scenarios_train: pd.DataFrame, agent_store:
     None: fresh, every seed's own draw as a one-seed run with that seed draws it; none when ``start`` resumes (the
     checkpoint holds the buffer); with ``train.init_from_buffer`` the parent agent's (``lineage`` names it)."""
     from rlpipe.rl.envs import env_spec, scenarios_to_batch
-    from rlpipe.rl.seeds import num_seeds, run_seeds, stack_seeds
+    from rlpipe.rl.seeds import over_seeds
 
     algorithm = algorithms.for_config(config)
-    make = algorithm.initial_device_data
-    if getattr(make, "__func__", make) is algorithms.Algorithm.initial_device_data:  # the default: no extra input
+    if not algorithm.takes_device_data:
         return None
     name, spec = algorithm.name, env_spec(config.env)
-    # TODO(contract): the replay buffer's empty and inherited transitions are the plugin's; until the algorithm
-    # contract declares hooks for them, they come from the module that defines the buffer-prefilling plugin
-    from rlpipe.rl.sac.algorithm import no_prefill, stored_transitions
-
     if start.resuming:
-        logger.info("%s.prefill_buffer: resuming an interrupted run, whose buffer is in its checkpoint: no prefill",
-                    name)
-        return no_prefill(spec) if num_seeds(config) == 1 else stack_seeds([no_prefill(spec)] * num_seeds(config))
-    if getattr(config.train, "init_from_buffer", False):  # a replay-buffer algorithm's train section
-        parent, version = agent_store.open(lineage["parent_version"], f"{name}.train.init_from")
-        transitions = stored_transitions(parent_part(parent, "device")["buffer"], int(parent["meta"]["num_devices"]),
-                                         config.buffer.capacity, mesh.device_count())
-        logger.info("%s.prefill_buffer: %d transitions from the replay buffer of stored agent %s instead of random "
-                    "ones", name, len(transitions["reward"]), version)
-        return transitions
+        logger.info("%s.prefill_buffer: resuming an interrupted run, whose checkpoint holds what prefill would "
+                    "draw: no prefill", name)
+        return over_seeds(config, lambda seed: algorithm.resumed_device_data(config, spec))
+    if config.train.init_from is not None:
+        def open_parent() -> tuple[Any, str]:
+            return agent_store.open(lineage["parent_version"], f"{name}.train.init_from")
+
+        inherited = algorithm.inherited_device_data(config, open_parent, mesh.device_count())
+        if inherited is not None:
+            return inherited
     batch = scenarios_to_batch(scenarios_train, spec, f"{name}.scenarios_train")
-    seeds = run_seeds(config)
-    if len(seeds) == 1:
-        return make(config, spec, batch, seeds[0])
-    return stack_seeds([make(config, spec, batch, seed) for seed in seeds])
+    return over_seeds(config, lambda seed: algorithm.initial_device_data(config, spec, batch, seed))
 
 
 def run_training(config: Any, state: Any, scenarios_train: pd.DataFrame, scenarios_eval: pd.DataFrame | None,

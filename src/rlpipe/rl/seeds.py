@@ -124,6 +124,13 @@ class Seeds:
         return self.each(params)[0], extra
 
 
+
+def over_seeds(config: Any, make: Callable[[int], Any]) -> Any:
+    """``make(seed)`` for a one-seed run; for a many-seed run every seed's ``make(seed)`` stacked on a leading seed
+    axis (seed k's exactly what a one-seed run with that seed makes)."""
+    seeds = run_seeds(config)
+    return make(seeds[0]) if len(seeds) == 1 else stack_seeds([make(seed) for seed in seeds])
+
 def _over_seeds(stats: ChunkStats) -> tuple[ChunkStats, dict[str, jax.Array], dict[str, jax.Array]]:
     """The seeds' chunk statistics (a leading seed axis) as one run's, and the per-seed metrics kept beside them
     (``seeds/...``, and ``trace/seeds/...`` [seeds, points])."""

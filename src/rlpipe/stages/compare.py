@@ -12,6 +12,7 @@ from kedro.pipeline import Node, Pipeline
 from matplotlib.figure import Figure
 
 from rlpipe.reporting import plots
+from rlpipe.rl import algorithm as algorithms
 from rlpipe.rl.config import CompareConfig, parse
 from rlpipe.rl.errors import ConfigError
 
@@ -27,9 +28,10 @@ def select_runs(params: dict[str, Any], store: Any) -> list[dict[str, Any]]:
     """The runs ``compare`` names (catalog versions or MLflow run ids), or the newest ``last`` runs of its
     pipeline, loaded from the store, oldest first. A run that is not there is a ConfigError naming it."""
     config = parse(CompareConfig, params, "compare")
-    stored = store.versions(config.pipeline)
+    pipeline = config.pipeline or algorithms.DEFAULT
+    stored = store.versions(pipeline)
     if not stored:
-        raise ConfigError("compare.pipeline", f"{config.pipeline!r} has no finished run in {store.root} (a run is "
+        raise ConfigError("compare.pipeline", f"{pipeline!r} has no finished run in {store.root} (a run is "
                                               "finished once its eval_summary is written)")
     if not config.runs:
         versions = stored[-config.last:]
@@ -38,10 +40,10 @@ def select_runs(params: dict[str, Any], store: Any) -> list[dict[str, Any]]:
     if len(set(versions)) < 2:
         raise ConfigError("compare.runs" if config.runs else "compare.last",
                           f"{len(set(versions))} run(s) to compare: name at least two "
-                          f"({config.pipeline} has {len(stored)} finished run(s))")
+                          f"({pipeline} has {len(stored)} finished run(s))")
     versions = sorted(set(versions))
-    logger.info("comparing %d runs of %s: %s", len(versions), config.pipeline, ", ".join(versions))
-    return [store.run(config.pipeline, v) for v in versions]
+    logger.info("comparing %d runs of %s: %s", len(versions), pipeline, ", ".join(versions))
+    return [store.run(pipeline, v) for v in versions]
 
 
 def _version_of(run: str, key: str, stored: list[str]) -> str:

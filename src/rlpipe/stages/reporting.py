@@ -58,7 +58,7 @@ class EpisodeFilm:
     def _rollout(self, meta: dict[str, Any]):
         import json
 
-        from rlpipe.rl.acting import Recurrent, as_recurrent
+        from rlpipe.rl.acting import StatefulPolicy, as_stateful
         from rlpipe.rl.policies import jax_policy, state_size
 
         described = json.dumps(meta, sort_keys=True, default=str)
@@ -67,10 +67,10 @@ class EpisodeFilm:
             if self.spec.host is not None:  # a host env: the episode runs on the host, the policy compiled
                 from rlpipe.rl.host_acting import host_trajectory
 
-                step = jax.jit(lambda params, obs, state: as_recurrent(of(params)).step(obs, state))
+                step = jax.jit(lambda params, obs, state: as_stateful(of(params)).step(obs, state))
                 size = state_size(meta)
                 self._rollouts[described] = lambda params, p, k: host_trajectory(
-                    self.spec.host, p, int(np.asarray(k)[-1]), Recurrent(size, lambda o, s: step(params, o, s)),
+                    self.spec.host, p, int(np.asarray(k)[-1]), StatefulPolicy(size, lambda o, s: step(params, o, s)),
                     self._steps)
             else:
                 self._rollouts[described] = jax.jit(

@@ -7,6 +7,7 @@ shard, with gradients averaged over the mesh (``lax.pmean``) so parameters stay 
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,8 @@ from rlpipe.rl.mesh import AXIS
 from rlpipe.rl.sac.config import SACConfig
 from rlpipe.rl.sac.losses import actor_loss, critic_loss, critic_target, temperature_loss
 from rlpipe.rl.sac.networks import Actor, TwinCritic, deterministic_action, sample_tanh_gaussian
+
+logger = logging.getLogger(__name__)
 
 METRICS = ("critic_loss", "actor_loss", "temperature", "entropy", "q_mean")
 
@@ -218,6 +221,7 @@ class SACAlgorithm(Algorithm):
 
     name = "sac"
     config_class = SACConfig
+    takes_device_data = True  # the replay buffer's prefill transitions
     metric_names = METRICS
     curve_panels = (("critic_loss", "actor_loss"), ("temperature",))  # the learning curve's lower panels
     progress_labels = (("critic_loss", "critic"), ("actor_loss", "actor"), ("temperature", "alpha"))
@@ -238,6 +242,23 @@ class SACAlgorithm(Algorithm):
         from rlpipe.rl.keys import stage_key
 
         return collect_random(config, spec, scenarios, stage_key(seed, "prefill"))
+
+    def resumed_device_data(self, config: SACConfig, spec: EnvSpec) -> dict[str, np.ndarray]:
+        return no_prefill(spec)
+
+    def inherited_device_data(self, config: SACConfig, open_parent: Any, num_devices: int
+                              ) -> dict[str, np.ndarray] | None:
+        """With ``train.init_from_buffer``: the parent agent's replay-buffer transitions instead of random ones."""
+        if not config.train.init_from_buffer:
+            return None
+        from rlpipe.rl.agents import parent_part
+
+        parent, version = open_parent()
+        transitions = stored_transitions(parent_part(parent, "device")["buffer"], int(parent["meta"]["num_devices"]),
+                                         config.buffer.capacity, num_devices)
+        logger.info("%s.prefill_buffer: %d transitions from the replay buffer of stored agent %s instead of random "
+                    "ones", self.name, len(transitions["reward"]), version)
+        return transitions
 
     def networks(self, config: SACConfig, spec: EnvSpec) -> Any:
         """Actor and critics (``.actor``, ``.critic``) of this config."""
