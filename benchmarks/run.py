@@ -321,13 +321,15 @@ SCALING_CONFIRM_PAIRS = 6
 
 
 def case_scaling(pairs: int, iterations: int = SCALING_ITERATIONS, num_envs: list[int] | None = None,
-                 baseline_rev: str | None = BASELINE_REV, confirm_pairs: int = SCALING_CONFIRM_PAIRS) -> dict:
+                 baseline_rev: str | None = BASELINE_REV, confirm_pairs: int = SCALING_CONFIRM_PAIRS,
+                 history_off: bool = True) -> dict:
     """5. Env steps/s of the SAC train node against num_envs, on 1 and 2 (forced) devices; peak RSS. With
     ``baseline_rev``, every point is also run on that revision's code, alternately (before, after, before, ...),
     and the working tree once more with its in-chunk history off (the baseline's work). A point whose median ratio
     falls below 0.95 after ``pairs`` pairs is measured with ``confirm_pairs`` more pairs (the ratios of all its
     pairs then count): with 3 pairs the per-pair ratios spread over ±10% here, and the screening flags a different
-    few of the 14 points each sweep."""
+    few of the 14 points each sweep. ``history_off=False`` skips the history-off runs (for a baseline that already
+    records its history in the chunk)."""
     scaling_args = ["--iterations", str(iterations)]
     with baseline_tree(baseline_rev) if baseline_rev else _no_baseline() as base:
         rows, comparison, runs = [], [], {"after": [], "before": [], "after_history_off": []}
@@ -343,7 +345,7 @@ def case_scaling(pairs: int, iterations: int = SCALING_ITERATIONS, num_envs: lis
                                            tree=base["tree"], label=f"[before: {base['rev']}] "))
                 after.append(run_json(OURS_PY, "ours/scaling.py", *args, env=env,
                                       label="[after] " if base else ""))
-                if base:  # the baseline predates the in-chunk history (issue 14): the same work without it
+                if base and history_off:  # a baseline before the in-chunk history: the same work without it
                     same_work.append(run_json(OURS_PY, "ours/scaling.py", *args, "--history-points", "0",
                                               env=env, label="[after, history off] "))
             check_devices(after + before + same_work, devices)
@@ -354,7 +356,8 @@ def case_scaling(pairs: int, iterations: int = SCALING_ITERATIONS, num_envs: lis
 
         def compare(devices: int, n: int, after: list, before: list, same_work: list, screened: int) -> dict:
             ratio = stats([a["env_steps_per_s"] / b["env_steps_per_s"] for a, b in zip(after, before)])
-            same = stats([a["env_steps_per_s"] / b["env_steps_per_s"] for a, b in zip(same_work, before)])
+            same = stats([a["env_steps_per_s"] / b["env_steps_per_s"] for a, b in zip(same_work, before)]) \
+                if same_work else stats([])
             return {"devices": devices, "num_envs": n, "pairs": len(before), "screening_pairs": screened,
                     "before": stats([r["env_steps_per_s"] for r in before]),
                     "after": stats([r["env_steps_per_s"] for r in after]),

@@ -1,0 +1,128 @@
+"""Our speed on the working tree against an earlier revision of our own code, in one invocation.
+
+    .venv/bin/python benchmarks/before_after.py --baseline-rev f223cab [--pairs 3] [--no-scaling]
+
+The earlier revision is checked out in a temporary git worktree (removed at the end) and its own benchmark scripts
+run against its own ``src/``; every measurement alternates before, after, before, after, ... in fresh processes:
+
+- SAC throughput: gradient steps/s at identical hyperparameters (256x256, batch 256, one env, 3000 steps);
+- SAC Pendulum-v1 and PPO CartPole-v1 to their thresholds (-200, 475): training seconds and env steps/s (the same
+  seed trains the same bits on both sides when a change keeps them, so the same env steps are timed);
+- the scaling sweep of ``run.py``'s case 5 (SAC train node, 1 to 4096 envs on 1 and 2 devices), with its own
+  confirmation pairs for flagged points.
+
+Each figure is the median of the per-pair ratios after/before (> 1: the working tree is faster); a ratio below
+``--flag-below`` (0.95) is flagged. Results: ``benchmarks/results/<timestamp>-before-after.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import signal
+import sys
+
+from run import (OURS_PY, RESULTS, SCALING_ITERATIONS, baseline_tree, case_scaling, fmt, machine, run_json, spread,
+                 stats)
+
+# (label, script and arguments, [(result key, higher is better)])
+SPEED_CASES = (
+    ("SAC throughput (256x256, batch 256, 1 env)", ["ours/sac.py", "--case", "throughput", "--steps", "3000"],
+     [("grad_steps_per_s", True)]),
+    ("SAC Pendulum-v1 to -200", ["ours/sac.py", "--case", "threshold", "--threshold", "-200", "--eval-every", "1000",
+                                 "--eval-episodes", "16", "--max-env-steps", "20000"],
+     [("train_seconds_to_threshold", False), ("env_steps_per_s", True)]),
+    ("PPO CartPole-v1 to 475", ["ours/ppo.py", "--threshold", "475", "--eval-every", "8192", "--eval-episodes", "16",
+                                "--max-env-steps", "100000"],
+     [("train_seconds_to_threshold", False), ("env_steps_per_s", True)]),
+)
+
+
+def speed_pairs(base: dict, pairs: int, flag_below: float) -> list[dict]:
+    """Each speed case, ``pairs`` pairs (seed 0, 1, ...), before then after; a run that never reaches its threshold
+    leaves its time-to-threshold ratio missing, and the row says so (a miss is not dropped silently)."""
+    rows = []
+    for label, args, keys in SPEED_CASES:
+        before, after = [], []
+        for seed in range(pairs):
+            seeded = [*args, "--seed", str(seed)]
+            before.append(run_json(OURS_PY, *seeded, env=base["env"], tree=base["tree"],
+                                   label=f"[before: {base['rev']}] "))
+            after.append(run_json(OURS_PY, *seeded, label="[after] "))
+        for key, higher in keys:
+            ratios = [(a[key] / b[key] if higher else b[key] / a[key]) if a.get(key) and b.get(key) else None
+                      for a, b in zip(after, before)]
+            ratio = stats(ratios)
+            missed = sum(r is None for r in ratios)
+            rows.append({"case": label, "figure": key, "higher_is_better": higher,
+                         "before": stats([r.get(key) for r in before]), "after": stats([r.get(key) for r in after]),
+                         "after_over_before": ratio, "missed_pairs": missed,
+                         "flagged": missed > 0 or ratio["median"] is None or ratio["median"] < flag_below})
+    return rows
+
+
+def report(results: dict) -> str:
+    m = results["machine"]
+    lines = [f"# rlpipe before/after, {m['date']}", "",
+             f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}.",
+             f"Before: {results['baseline_rev']} ({results['baseline_commit'][:12]}); after: the working tree at "
+             f"{results['after_commit'][:12]}{' plus uncommitted changes' if results['dirty'] else ''}. "
+             f"{results['pairs']} pairs, alternating; cells are median (min–max); the ratio is after/before in "
+             f"after's favour (> 1 faster); flagged below {results['flag_below']}.", "",
+             "| case | figure | before | after | ratio | flagged |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in results["speed"]:
+        miss = f" ({r['missed_pairs']} pair(s) missed the threshold)" if r["missed_pairs"] else ""
+        lines.append(f"| {r['case']} | {r['figure']} | {spread(r['before'])} | {spread(r['after'])} | "
+                     f"{spread(r['after_over_before'])}×{miss} | {'yes' if r['flagged'] else 'no'} |")
+    scaling = results.get("scaling", {}).get("before_after")
+    if scaling:
+        lines += ["", "Scaling sweep (SAC train node env steps/s; flagged points got "
+                      f"{scaling['confirm_pairs']} more pairs):", "",
+                  "| devices | num_envs | pairs | before | after | ratio | flagged |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for r in scaling["rows"]:
+            lines.append(f"| {r['devices']} | {r['num_envs']} | {r['pairs']} | {spread(r['before'], 4)} | "
+                         f"{spread(r['after'], 4)} | {spread(r['after_over_before'])}× | "
+                         f"{'yes' if r['flagged'] else 'no'} |")
+    figures = [r["after_over_before"]["median"] for r in results["speed"]]
+    figures += [r["after_over_before"]["median"] for r in (scaling or {}).get("rows", [])]
+    flagged = sum(r["flagged"] for r in results["speed"]) + sum(r["flagged"] for r in (scaling or {}).get("rows", []))
+    lowest = min((f for f in figures if f is not None), default=None)
+    lines += ["", f"Lowest median ratio: {fmt(lowest)}×; figures flagged: {flagged} of {len(figures)}.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--baseline-rev", required=True, help="the earlier revision (a git worktree of it is used)")
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--flag-below", type=float, default=0.95)
+    parser.add_argument("--no-scaling", action="store_true", help="skip the scaling sweep")
+    parser.add_argument("--iterations", type=int, default=SCALING_ITERATIONS, help="iterations per scaling run")
+    parser.add_argument("--num-envs", help="comma-separated num_envs replacing the scaling sweep's")
+    parser.add_argument("--no-save", action="store_true")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+    from run import git
+
+    results = {"machine": machine(), "pairs": args.pairs, "flag_below": args.flag_below,
+               "after_commit": git("rev-parse", "HEAD").strip(), "dirty": bool(git("status", "--porcelain").strip())}
+    with baseline_tree(args.baseline_rev) as base:
+        results.update(baseline_rev=base["rev"], baseline_commit=base["commit"])
+        results["speed"] = speed_pairs(base, args.pairs, args.flag_below)
+    if not args.no_scaling:
+        num_envs = [int(n) for n in args.num_envs.split(",")] if args.num_envs else None
+        results["scaling"] = case_scaling(args.pairs, args.iterations, num_envs, args.baseline_rev,
+                                         history_off=False)
+    table = report(results)
+    if not args.no_save:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H.%M.%SZ")
+        (RESULTS / f"{stamp}-before-after.json").write_text(json.dumps(results, indent=2))
+        (RESULTS / f"{stamp}-before-after.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
