@@ -53,16 +53,16 @@ class ThresholdWatch:
             self.process_seconds = time.perf_counter() - self.started
 
 
-def train_through_library(algo: str, raw: dict[str, Any], evaluate: bool = True):
+def train_through_library(algo: str, raw: dict[str, Any], evaluate: bool = True, **callbacks: Any):
     """``raw`` (an algorithm's parameters) validated and trained as its pipeline would (scenarios, initial state, the
     algorithm's prefill if it has one, with ``evaluate`` periodic and final evaluation on the eval scenarios),
     through the run's spine: ``(config, TrainResult, seconds)``, the seconds from the validated config to the end
-    of training."""
+    of training. ``callbacks`` are the training core's (e.g. ``on_progress``)."""
     import time
 
     from rlpipe.rl import run
 
     config = run.validated_config(algo, raw)
     started = time.perf_counter()
-    result = run.train_in_memory(config, evaluate=evaluate)
+    result = run.train_in_memory(config, evaluate=evaluate, **callbacks)
     return config, result, time.perf_counter() - started

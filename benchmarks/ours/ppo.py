@@ -9,13 +9,11 @@ STARTED = time.perf_counter()
 import argparse  # noqa: E402
 
 import jax  # noqa: E402
-from common import ThresholdWatch, emit, first_crossing, use_compilation_cache, versions  # noqa: E402
+from common import (ThresholdWatch, emit, first_crossing, train_through_library, use_compilation_cache,  # noqa: E402
+                    versions)
 
 use_compilation_cache(__import__("sys").argv)
 
-from rlpipe.rl import algorithm, mesh, training  # noqa: E402
-from rlpipe.rl.envs import generate_scenarios, make_env, scenarios_to_batch  # noqa: E402
-from rlpipe.rl.keys import stage_key  # noqa: E402
 
 
 def main():
@@ -31,17 +29,8 @@ def main():
                  "train": {"total_env_steps": args.max_env_steps, "eval_every_env_steps": args.eval_every,
                            "log_every_env_steps": args.eval_every, "checkpoint_every_env_steps": 10**9},
                  "early_stopping": {"target_return": None}}
-    ppo = algorithm.get("ppo")
-    cfg = algorithm.load_config("ppo", overrides, mesh.device_count())
-    spec = make_env(cfg.env.id)
-    s = cfg.scenarios
-    train_table, eval_table = generate_scenarios(spec, s.ranges, s.num_train, s.num_eval, cfg.seed)
     on_progress = ThresholdWatch("ours ppo", args.threshold, STARTED)
-
-    state = ppo.init_training_state(cfg, spec, stage_key(cfg.seed, "init"))
-    history = training.train(ppo, cfg, spec, scenarios_to_batch(train_table, spec, "train"), state,
-                             stage_key(cfg.seed, "train"), eval_scenarios=scenarios_to_batch(eval_table, spec, "eval"),
-                             on_progress=on_progress).history
+    history = train_through_library("ppo", overrides, on_progress=on_progress)[1].history
     hit = first_crossing(history, args.threshold)
     emit({"peer": "ours", "algo": "ppo", "case": "threshold", "seed": args.seed, "reached": hit is not None,
           "env_steps_to_threshold": hit and hit["env_steps"],

@@ -21,14 +21,14 @@ import argparse  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from common import ThresholdWatch, emit, first_crossing, use_compilation_cache, versions  # noqa: E402
+from common import (ThresholdWatch, emit, first_crossing, train_through_library, use_compilation_cache,  # noqa: E402
+                    versions)
 
 use_compilation_cache(__import__("sys").argv)
 
-from rlpipe.rl import algorithm, mesh, training  # noqa: E402
+from rlpipe.rl import algorithm  # noqa: E402
 from rlpipe.rl.acting import Transition  # noqa: E402
-from rlpipe.rl.envs import env_spec, generate_scenarios, scenarios_to_batch  # noqa: E402
-from rlpipe.rl.keys import stage_key  # noqa: E402
+from rlpipe.rl.envs import env_spec  # noqa: E402
 from rlpipe.rl.sac import algorithm as sac  # noqa: E402
 
 SAC = algorithm.get("sac")
@@ -39,19 +39,10 @@ class Reached(Exception):
     an early stopper with window 1 and patience 1 on the eval mean did; SAC's config has no early stopping)."""
 
 
-def setup(overrides):
-    cfg = algorithm.load_config("sac", overrides, mesh.device_count())
-    spec = env_spec(cfg.env)
-    s = cfg.scenarios
-    train_table, eval_table = generate_scenarios(spec, s.ranges, s.num_train, s.num_eval, cfg.seed)
-    return cfg, spec, scenarios_to_batch(train_table, spec, "train"), scenarios_to_batch(eval_table, spec, "eval")
-
-
 def threshold_case(args):
     overrides = {"seed": args.seed, "scenarios": {"num_eval": args.eval_episodes},
                  "train": {"total_env_steps": args.max_env_steps, "log_every_env_steps": args.eval_every,
                            "eval_every_env_steps": args.eval_every, "checkpoint_every_env_steps": 10**9}}
-    cfg, spec, train_batch, eval_batch = setup(overrides)
     watch = ThresholdWatch("ours sac", args.threshold, STARTED)
     rows = []
 
@@ -61,11 +52,8 @@ def threshold_case(args):
         if row["eval_return_mean"] >= args.threshold:
             raise Reached
 
-    state = SAC.init_training_state(cfg, spec, stage_key(cfg.seed, "init"))
-    prefill = sac.collect_random(cfg, spec, train_batch, stage_key(cfg.seed, "prefill"))
     try:
-        history = training.train(SAC, cfg, spec, train_batch, state, stage_key(cfg.seed, "train"),
-                                 device_data=prefill, eval_scenarios=eval_batch, on_progress=on_progress).history
+        history = train_through_library("sac", overrides, on_progress=on_progress)[1].history
     except Reached:
         history = rows
     hit = first_crossing(history, args.threshold)
@@ -87,11 +75,8 @@ def throughput_case(args):
                            "eval_every_env_steps": 0, "checkpoint_every_env_steps": 10**9}}
     if jax.local_device_count() > 1:
         raise SystemExit("the throughput case is for one device: unset XLA_FLAGS")
-    cfg, spec, train_batch, _ = setup(overrides)
-    state = SAC.init_training_state(cfg, spec, stage_key(cfg.seed, "init"))
-    prefill = sac.collect_random(cfg, spec, train_batch, stage_key(cfg.seed, "prefill"))
-    history = training.train(SAC, cfg, spec, train_batch, state, stage_key(cfg.seed, "train"),
-                             device_data=prefill).history
+    cfg, result, _ = train_through_library("sac", overrides, evaluate=False)
+    spec, history = env_spec(cfg.env), result.history
     rates = [r["grad_steps_per_s"] for r in history]
     flops = update_flops(cfg, spec)
     peak = matmul_gflops()
@@ -111,11 +96,7 @@ def halfcheetah_case(args):
                         checkpoint_every_env_steps=10**9)
     if jax.local_device_count() > 1:
         raise SystemExit("the halfcheetah case is for one device: unset XLA_FLAGS")
-    cfg, spec, train_batch, eval_batch = setup(raw)
-    state = SAC.init_training_state(cfg, spec, stage_key(cfg.seed, "init"))
-    prefill = sac.collect_random(cfg, spec, train_batch, stage_key(cfg.seed, "prefill"))
-    result = training.train(SAC, cfg, spec, train_batch, state, stage_key(cfg.seed, "train"), device_data=prefill,
-                            eval_scenarios=eval_batch)
+    cfg, result, _ = train_through_library("sac", raw)
     history = result.history
     rates = [r["grad_steps_per_s"] for r in history[1:]] or [history[0]["grad_steps_per_s"]]  # chunk 1: warm-up
     return {"env": cfg.env.id, "grad_steps_per_s": float(np.median(rates)), "grad_steps_per_s_chunks": rates,
@@ -125,12 +106,8 @@ def halfcheetah_case(args):
 
 
 def envspeed_case(args):
-    cfg, spec, train_batch, eval_batch = setup({"seed": args.seed, "env": {"id": args.env},
-                                                "train": {"checkpoint_every_env_steps": 10**9}})
-    state = SAC.init_training_state(cfg, spec, stage_key(cfg.seed, "init"))
-    prefill = sac.collect_random(cfg, spec, train_batch, stage_key(cfg.seed, "prefill"))
-    result = training.train(SAC, cfg, spec, train_batch, state, stage_key(cfg.seed, "train"), device_data=prefill,
-                            eval_scenarios=eval_batch)
+    _, result, _ = train_through_library("sac", {"seed": args.seed, "env": {"id": args.env},
+                                                 "train": {"checkpoint_every_env_steps": 10**9}})
     history = result.history
     rates = [r["env_steps_per_s"] for r in history[1:]] or [history[0]["env_steps_per_s"]]
     return {"env": args.env, "env_steps_per_s": float(np.median(rates)), "env_steps_per_s_chunks": rates,
