@@ -10,7 +10,7 @@ export KEDRO_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: setup run test bench ui serve viz clean-cache schemas
+.PHONY: setup run test bench ui serve viz clean-cache schemas docs docs-serve
 
 setup: $(VENV)/.installed
 
@@ -25,6 +25,7 @@ run: setup
 # Two workers (pytest-xdist): much of the suite waits on Kedro subprocesses and compilations, so on 2 cores it
 # finishes in about 60% of the time of one worker. One file or test: .venv/bin/python -m pytest tests/test_x.py
 test: setup
+	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || echo "make test: chromium could not be installed (no apt-get, or it failed): the docs' browser test will skip"
 	$(BIN)/python -m pytest -n 2
 
 # Benchmarks against Stable-Baselines3 and rejax (peers in their own venv): writes benchmarks/results/
@@ -50,6 +51,14 @@ serve: setup
 # The pipeline DAG in kedro-viz: http://127.0.0.1:4141
 viz: setup
 	$(BIN)/kedro viz run --no-browser --host 127.0.0.1 --port 4141
+
+# The documentation site (mkdocs.yml, docs/): built strict (a dead link or reference fails) into site/;
+# docs-serve serves it with live reload on http://127.0.0.1:8000
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:8000
 
 clean-cache:
 	rm -rf .jax_cache
