@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ROOT / "tools" / "docs"
@@ -54,6 +55,11 @@ def site(tmp_path_factory) -> Path:
 
 
 def test_site_builds_strict_with_every_page(site):
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+    # a dead link, anchor or nav entry is a warning, and under strict a warning fails the build (and this suite)
+    assert config["strict"] is True
+    assert {config["validation"]["links"][k] for k in ("not_found", "anchors", "unrecognized_links")} == {"warn"}
+    assert {config["validation"]["nav"][k] for k in ("omitted_files", "not_found")} == {"warn"}
     for page in ("index.html", "getting-started.html", "architecture.html", "benchmarks.html",
                  "reference/configuration.html", "reference/api.html", "adding-an-algorithm.html"):
         assert (site / page).is_file(), page
