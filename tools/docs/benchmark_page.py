@@ -130,11 +130,17 @@ def page(root: Path) -> str:
              "Run them with `make bench` (about 70 minutes), or a part, e.g. "
              "`make bench BENCH_ARGS=\"--pairs 1 --cases 2,4\"`.", ""]
     all_targets = []
-    for heading, cases, extra in (
-            ("Like for like: identical hyperparameters", LIKE_FOR_LIKE, _halfcheetah_seeds(folder)),
-            ("Tuned against tuned: each side with its own settings", TUNED, []),
-            ("rlpipe's own measurements", OURS_ALONE, [])):
-        lines += [f"## {heading}", ""]
+    for heading, intro, cases, extra in (
+            ("Like for like: identical hyperparameters",
+             "The same algorithm with the same hyperparameters on both sides: these compare the implementations.",
+             LIKE_FOR_LIKE, _halfcheetah_seeds(folder)),
+            ("Tuned against tuned: each side with its own settings",
+             "Each side with its own tuned hyperparameters (rlpipe's defaults; the peers' from rl-baselines3-zoo, see benchmarks/peers/README.md), to the "
+             "same target: these compare whole recipes, so their ratios are larger than the like-for-like ones and "
+             "say less about the implementation.", TUNED, []),
+            ("rlpipe's own measurements", "rlpipe against itself: compilation, scaling, and its features' costs.",
+             OURS_ALONE, [])):
+        lines += [f"## {heading}", "", intro, ""]
         for key, title in cases:
             if key in newest:
                 section, rows = _case(report, key, title, *newest[key])
