@@ -60,13 +60,15 @@ def _reader_text(text: str) -> str:
 
 
 def machine_line(data: dict[str, Any]) -> str:
+    """What a results file records of its machine."""
     m = data["machine"]
-    return (f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}")
+    return f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}"
 
 
 def _case(report, key: str, title: str, path: Path, data: dict[str, Any]) -> tuple[list[str], list[str]]:
     """One measurement's section and its target rows, from the report of that file's case alone."""
-    text = _reader_text(report({"machine": data["machine"], "pairs": data["pairs"], "cases": {key: data["cases"][key]}}))
+    alone = {"machine": data["machine"], "pairs": data["pairs"], "cases": {key: data["cases"][key]}}
+    text = _reader_text(report(alone))
     body, _, targets = text.partition("\n## Targets\n")
     lines = body.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("## "))
@@ -135,9 +137,9 @@ def page(root: Path) -> str:
              "The same algorithm with the same hyperparameters on both sides: these compare the implementations.",
              LIKE_FOR_LIKE, _halfcheetah_seeds(folder)),
             ("Tuned against tuned: each side with its own settings",
-             "Each side with its own tuned hyperparameters (rlpipe's defaults; the peers' from rl-baselines3-zoo, see benchmarks/peers/README.md), to the "
-             "same target: these compare whole recipes, so their ratios are larger than the like-for-like ones and "
-             "say less about the implementation.", TUNED, []),
+             "Each side with its own tuned hyperparameters (rlpipe's defaults; the peers' from rl-baselines3-zoo, "
+             "see benchmarks/peers/README.md), to the same target: these compare whole recipes, so their ratios are "
+             "larger than the like-for-like ones and say less about the implementation.", TUNED, []),
             ("rlpipe's own measurements", "rlpipe against itself: compilation, scaling, and its features' costs.",
              OURS_ALONE, [])):
         lines += [f"## {heading}", "", intro, ""]
