@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	touch $@
 
 run: setup
-	$(BIN)/kedro run --pipeline=sac
+	$(BIN)/kedro run --pipelines=sac
 
 # Two workers (pytest-xdist): much of the suite waits on Kedro subprocesses and compilations, so on 2 cores it
 # finishes in about 60% of the time of one worker. One file or test: .venv/bin/python -m pytest tests/test_x.py

@@ -1,7 +1,7 @@
 """rlpipe from a script or a notebook, without a Kedro session: ``train`` a run from a config, ``load_agent`` a
 stored agent, ``evaluate`` it.
 
-A run here is the run ``kedro run --pipeline=<algorithm>`` makes (the same stages in the same order with the same
+A run here is the run ``kedro run --pipelines=<algorithm>`` makes (the same stages in the same order with the same
 RNG keys, through ``rlpipe.rl.run``), so the same config gives the same bits. What only the Kedro layer adds is
 not done here: the versioned catalog copies, MLflow tracking, plots and videos.
 """

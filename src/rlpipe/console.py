@@ -40,7 +40,7 @@ NOISE = (
     (r"(\x1b\[[0-9;]*m)?Add type hints to the `predict` method", "kedro-mlflow's and rlpipe's pyfunc models"),
     # Kedro 1.7 and kedro-mlflow register their config resolvers with the call omegaconf deprecates.
     (r"register_new_resolver\(\) is deprecated", "Kedro's and kedro-mlflow's resolvers"),
-    # Kedro 1.7 deprecates `--pipeline` in favour of `--pipelines`; rlpipe documents `--pipeline=sac`, both work.
+    # Kedro 1.7 deprecates `--pipeline` in favour of `--pipelines`; rlpipe documents `--pipelines=sac`; both work.
     (r"Option '--pipeline' is deprecated", "kedro run --pipeline"),
     # Kedro warns of any dataset name with a dot, also the ones its own namespaces make (`sac.agent` as the input
     # of the `sac_eval` pipeline is the documented way to share an entry between namespaces).
