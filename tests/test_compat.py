@@ -10,12 +10,17 @@ import contextlib
 import importlib.metadata
 import inspect
 import logging
+import os
+import signal
 import sqlite3
+import sys
 from pathlib import PurePosixPath
 
 import pytest
 
 from rlpipe import compat
+from rlpipe.launch import free_port
+from tests.support import Watched
 
 
 @contextlib.contextmanager
@@ -40,9 +45,10 @@ def test_a_failure_names_the_dependency_and_its_version():
 
 # ----------------------------------------------------------------------------------------------------------- jax
 def test_jax_distributed_state_offers_what_the_peer_watch_uses():
-    with relied_on("jax", "jax._src.distributed.global_state (client, process_id, num_processes, shutdown)"):
+    with relied_on("jax", "jax._src.distributed.global_state (client, process_id, num_processes, "
+                          "coordinator_address, shutdown)"):
         state = compat.jax_distributed_state()
-        assert state.client is None  # this test process joined no distributed run
+        assert state.client is None and state.coordinator_address is None  # this process joined no distributed run
         assert (state.process_id, state.num_processes) == (0, 1)
         assert callable(state.shutdown)
         assert compat.jax_distributed_initialized() is False
@@ -52,6 +58,51 @@ def test_jax_distributed_state_offers_what_the_peer_watch_uses():
         for method in ("key_value_set", "key_value_try_get"):
             assert hasattr(_jax.DistributedRuntimeClient, method), method
         assert "allow_overwrite" in _jax.DistributedRuntimeClient.key_value_set.__doc__
+
+
+# One process of a two-process jax.distributed run (public API only, no backend: nothing compiles). Process 0 holds
+# the coordination service; both wait until killed or aborted. With "hook", process 1 has rlpipe's abort hook.
+_JOINED = """
+import os, sys, threading
+import jax
+from rlpipe import compat
+address, me, hook = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "hook"
+jax.distributed.initialize(coordinator_address=address, num_processes=2, process_id=me, initialization_timeout=60,
+                           heartbeat_timeout_seconds=60)
+if hook:
+    compat.on_jax_coordination_abort(lambda: (os.write(2, b"the hook ran before the abort\\n"), os._exit(75)))
+print(f"process {me} joined", flush=True)
+threading.Event().wait()
+"""
+
+
+def _lose_the_coordinator(tmp_path, hook: bool) -> tuple[int, str]:
+    """Process 1's exit status and output once process 0, the coordinator, is SIGKILLed."""
+    address = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
+    processes = [Watched([sys.executable, "-c", _JOINED, address, str(me), "hook" if hook else "no"], tmp_path, env)
+                 for me in (0, 1)]
+    try:
+        for me, process in enumerate(processes):
+            process.wait_for(f"process {me} joined", timeout=120)
+        processes[0].kill()
+        return processes[1].finish(timeout=120), processes[1].text
+    finally:
+        for process in processes:
+            process.kill()
+
+
+def test_jax_aborts_a_process_whose_coordinator_is_gone_and_the_hook_runs_first(tmp_path):
+    """What ``compat.on_jax_coordination_abort`` relies on: JAX's coordination client ends a process whose
+    coordination service (process 0) is gone with abort(), and the hook runs before it (here: ends with 75)."""
+    status, output = _lose_the_coordinator(tmp_path, hook=False)
+    with relied_on("jax", "how its coordination client ends a process whose coordination service is gone "
+                          f"(abort(), SIGABRT: expected status {-signal.SIGABRT}, got {status})"):
+        assert status == -signal.SIGABRT, output[-3000:]
+        assert "JAX distributed service detected fatal errors" in output, output[-3000:]
+    status, output = _lose_the_coordinator(tmp_path, hook=True)
+    with relied_on("jax", f"its abort of such a process, which the hook no longer intercepts (status {status})"):
+        assert status == 75 and "the hook ran before the abort" in output, output[-3000:]
 
 
 def test_an_io_callback_failure_is_logged_on_the_logger_the_console_filters():

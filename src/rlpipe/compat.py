@@ -26,7 +26,7 @@ JAX_CALLBACK_LOGGER = "jax._src.callback"
 
 def jax_distributed_state() -> Any:
     """JAX's ``global_state`` of ``jax.distributed``: its coordination-service ``client`` (key-value store),
-    ``process_id``, ``num_processes`` and ``shutdown``. The public API offers none of them."""
+    ``process_id``, ``num_processes``, ``coordinator_address`` and ``shutdown``. The public API offers none of them."""
     from jax._src.distributed import global_state
 
     return global_state
@@ -35,6 +35,40 @@ def jax_distributed_state() -> Any:
 def jax_distributed_initialized() -> bool:
     """Whether this process joined a ``jax.distributed`` run (the public API has no such query)."""
     return jax_distributed_state().client is not None
+
+
+_ABORT_HANDLER: Any = None  # the C function pointer libc's signal table holds: kept alive as long as it is there
+
+
+def on_jax_coordination_abort(callback: Callable[[], None]) -> None:
+    """Run ``callback`` when this process aborts, before it dies.
+
+    JAX's coordination client (jaxlib 0.10) ends its process with a fatal log, abort() (SIGABRT), once its
+    coordination service fails: in every process but 0 when process 0, which holds the service, is gone. Its hook
+    for that, ``missed_heartbeat_callback`` of ``jax._src.lib._jax.get_distributed_runtime_client``, cannot take a
+    Python callable (handing it the ``absl::Status`` throws ``std::bad_cast``, which terminates the process too),
+    and ``jax.distributed.initialize`` passes none. So the hook is a SIGABRT handler, installed with libc's
+    ``signal`` through ctypes: it runs in the aborting thread once that thread holds the GIL. ``callback`` may end
+    the process (``os._exit``); if it returns or raises, the abort goes on as before (the handler restores the
+    default action, and abort() raises the signal again).
+    """
+    import ctypes
+    import signal
+
+    global _ABORT_HANDLER
+    libc = ctypes.CDLL(None)
+    libc.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    libc.signal.restype = ctypes.c_void_p
+
+    def on_abort(_signum: int) -> None:
+        libc.signal(signal.SIGABRT, None)  # SIG_DFL: whatever happens below, a second abort() kills
+        try:
+            callback()
+        except BaseException:  # noqa: BLE001 - an abort is under way: it goes on
+            pass
+
+    _ABORT_HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_int)(on_abort)
+    libc.signal(signal.SIGABRT, ctypes.cast(_ABORT_HANDLER, ctypes.c_void_p))
 
 
 # --------------------------------------------------------------------------------------------------------- Kedro
