@@ -20,7 +20,9 @@ SOURCE = Path(__file__).resolve().parents[1] / "src" / "rlpipe"
 WORDS = frozenset({"sac", "ppo", "masac", "imitation", "recurrent", "gymnax", "gymnasium", "brax", "jaxmarl",
                    "mujoco"})
 GENERIC = ("rl/training.py", "rl/loop.py", "rl/checkpoint.py", "rl/acting.py", "rl/mesh.py", "rl/algorithm.py",
-           "rl/networks.py", "rl/buffer.py", "rl/normalization.py", "stages/common.py", "stages/monitoring.py",
+           "rl/networks.py", "rl/buffer.py", "rl/normalization.py", "pipeline_registry.py",
+           "pipelines/training.py", "pipelines/project.py", "pipelines/evaluation.py", "pipelines/tuning.py",
+           "pipelines/comparison.py",
            "tracking.py",
            *sorted(str(p.relative_to(SOURCE)) for p in (SOURCE / "reporting").glob("*.py")))
 NAMED_BY_DESIGN = {"rl/algorithm.py": "REGISTRY"}  # a module's table allowed to name algorithms

@@ -23,7 +23,7 @@ from rlpipe.compat import record_heartbeat_now
 from rlpipe.rl import algorithm as algorithms
 from rlpipe.rl import mesh, run, tuning
 from rlpipe.rl.errors import ConfigError
-from rlpipe.stages.monitoring import project_path
+from rlpipe.pipelines.project import project_path
 
 logger = logging.getLogger(__name__)
 
