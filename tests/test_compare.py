@@ -5,8 +5,8 @@ import mlflow
 import pandas as pd
 import pytest
 
+from rlpipe.pipelines.comparison import differing_keys, select_runs
 from rlpipe.rl.config import ConfigError
-from rlpipe.stages.compare import differing_keys, select_runs
 from tests.test_first_contact import kedro_run, versions, write_params
 from tests.test_ppo import TINY_PPO
 

@@ -10,14 +10,14 @@ import yaml
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
+from rlpipe.pipelines.demonstrations import demonstration_scenarios
+from rlpipe.pipelines.evaluation import eval_scenarios
 from rlpipe.rl.acting import evaluate
 from rlpipe.rl.algorithm import load_config
 from rlpipe.rl.envs import env_spec, max_episode_steps, scenarios_to_batch
 from rlpipe.rl.envs import scenarios as scenario_tables
 from rlpipe.rl.keys import scenario_seed
 from rlpipe.rl.policies import jax_policy
-from rlpipe.stages.demonstrations import demonstration_scenarios
-from rlpipe.stages.evaluation import eval_scenarios
 from tests.test_ppo import TINY_PPO
 
 

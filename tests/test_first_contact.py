@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from rlpipe.datasets import CheckpointStore
+from rlpipe.pipelines.training import init_agent
 from rlpipe.rl.algorithm import load_config
 from rlpipe.rl.errors import ConfigError
-from rlpipe.stages.common import init_agent
 from tests.conftest import TINY_SAC
 
 KEDRO = Path(sys.executable).with_name("kedro")

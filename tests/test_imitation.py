@@ -14,13 +14,13 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
 from rlpipe.datasets import DemonstrationsDataset
+from rlpipe.pipelines.demonstrations import forbid_imitation, imitation_data, require_imitation
 from rlpipe.rl import imitation, mesh, training
 from rlpipe.rl.acting import evaluate, record
 from rlpipe.rl.algorithm import load_config
 from rlpipe.rl.config import ConfigError
 from rlpipe.rl.envs import generate_scenarios, make_env, scenarios_to_batch
 from rlpipe.rl.keys import stage_key
-from rlpipe.stages.demonstrations import forbid_imitation, imitation_data, require_imitation
 from tests.support import setup
 
 TINY_IMITATION = {

@@ -9,11 +9,10 @@ import pytest
 from flax import serialization, traverse_util
 
 from rlpipe.datasets.checkpoint_store_dataset import CheckpointStore
-from rlpipe.pipelines.sac.nodes import prefill_buffer
+from rlpipe.pipelines.training import generate_scenarios, init_agent, prefill_buffer
 from rlpipe.rl import algorithm, mesh
 from rlpipe.rl.checkpoint import save_checkpoint
 from rlpipe.rl.config import to_dict
-from rlpipe.stages.common import generate_scenarios, init_agent
 from tests.conftest import TINY_SAC
 from tests.support import setup, train
 from tests.test_ppo import TINY_PPO

@@ -22,7 +22,8 @@ WORDS = frozenset({"sac", "ppo", "masac", "imitation", "recurrent", "gymnax", "g
 GENERIC = ("rl/training.py", "rl/loop.py", "rl/checkpoint.py", "rl/acting.py", "rl/mesh.py", "rl/algorithm.py",
            "rl/networks.py", "rl/buffer.py", "rl/normalization.py", "rl/run.py", "rl/training_run.py", "rl/chunk.py",
            "rl/seeds.py", "rl/schedule.py", "rl/agents.py", "rl/eval_tables.py", "rl/between_chunks.py",
-           "rl/run_state.py", "stages/common.py", "stages/monitoring.py",
+           "rl/run_state.py", "pipeline_registry.py", "pipelines/training.py", "pipelines/project.py",
+           "pipelines/evaluation.py", "pipelines/tuning.py", "pipelines/comparison.py", "pipelines/reports.py",
            *sorted(str(p.relative_to(SOURCE)) for p in (SOURCE / "rl" / "config").glob("*.py")),
            "tracking.py",
            *sorted(str(p.relative_to(SOURCE)) for p in (SOURCE / "reporting").glob("*.py")))

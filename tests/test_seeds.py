@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 import yaml
 
+from rlpipe.pipelines.training import generate_scenarios, init_agent
 from rlpipe.rl import algorithm as algorithms
 from rlpipe.rl import mesh, statistics, training
 from rlpipe.rl.envs import env_spec, scenarios_to_batch
 from rlpipe.rl.seeds import stage_keys
-from rlpipe.stages.common import generate_scenarios, init_agent
 from tests import reference_bits
 from tests.conftest import TINY_SAC
 from tests.test_ppo import TINY_PPO
@@ -45,7 +45,7 @@ def _train(config):
     state, _ = init_agent(config, None)
     data = None
     if algorithm.name == "sac":
-        from rlpipe.pipelines.sac.nodes import prefill_buffer
+        from rlpipe.pipelines.training import prefill_buffer
 
         data = prefill_buffer(config, train_table, None, {})
     result = training.train(algorithm, config, spec, scenarios_to_batch(train_table, spec, "train"), state,

@@ -324,9 +324,9 @@ def test_kedro_viz_dag_has_every_node_and_dataset(tracked_project, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     dag = json.loads((root / "build" / "api" / "pipelines" / "sac").read_text())
     names = {n["name"] for n in dag["nodes"]}
-    from rlpipe.pipelines.sac import create_pipeline
+    from rlpipe.pipelines.training import training_pipeline
 
-    pipeline = create_pipeline()
+    pipeline = training_pipeline("sac")
     node_names = {n.name.split(".", 1)[1] for n in pipeline.nodes}  # shown inside the collapsible "sac" group
     dataset_names = set(pipeline.datasets())
     assert node_names <= names, node_names - names

@@ -162,7 +162,7 @@ def test_a_killed_worker_leaves_a_failed_trial_and_the_study_goes_on(project):
 def test_a_trial_that_diverges_is_pruned_with_its_reason_and_the_study_goes_on(project):
     """Two trials in this process, one on a pendulum whose reward turns NaN mid-episode (tests.nan_env): that one is
     pruned, its reason (the iteration and the quantity) kept on the trial and its MLflow run; the other completes."""
-    from rlpipe.stages.tuning import run_study, validated_search
+    from rlpipe.pipelines.tuning import run_study, validated_search
 
     search = {**SEARCH, "study_name": "nan", "n_trials": 2, "num_seeds": 1,
               "base": {"train": {"total_env_steps": 1024, "eval_every_env_steps": 512, "log_every_env_steps": 128}},

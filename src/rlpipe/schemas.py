@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -116,7 +115,7 @@ def schemas() -> dict[str, dict[str, Any]]:
     from rlpipe.rl.tuning import TuneConfig
 
     for algorithm in PIPELINES:
-        if importlib.util.find_spec(f"rlpipe.pipelines.{algorithm}_tune") is None:  # no search pipeline
+        if not (project_root() / "conf" / "base" / f"parameters_{algorithm}_tune.yml").is_file():  # no search shipped
             continue
         out[f"{algorithm}_tune.json"] = file_schema(
             {f"{algorithm}_tune": TuneConfig}, f"parameters_{algorithm}_tune.yml",

@@ -3,8 +3,9 @@
 An algorithm is a plugin: everything generic (the device mesh, the compiled chunk, the host loop, checkpoints,
 evaluation, policies, progress, the Kedro stages) talks to it through :class:`Algorithm` and finds it here by
 name. Adding one is a folder ``rl/<name>/`` with a subclass of :class:`Algorithm` and a config module, one line in
-``REGISTRY``, and its pipeline wiring (see docs/adding-an-algorithm.md). Configs are found without importing the
-plugin (nor JAX): a bad key is reported before anything heavy is loaded.
+``REGISTRY`` and its parameter file (see docs/adding-an-algorithm.md): its Kedro pipelines are built from this
+table. Configs are found without importing the plugin (nor JAX): a bad key is reported before anything heavy is
+loaded.
 """
 
 from __future__ import annotations
@@ -20,12 +21,16 @@ class Plugin(NamedTuple):
     config: str  # "module:class" of its config; the module's ``check(config, key, num_devices)`` holds its rules
     # parameter namespaces of its other pipelines that hold this config under their own name (e.g. ppo_imitation)
     namespaces: tuple[str, ...] = ()
+    # the train stage takes an extra per-device input (``Algorithm.initial_device_data`` and the two hooks after
+    # it, e.g. a replay buffer's random-action start), drawn by a stage of its own before training; without one,
+    # the train stage's device data is None
+    prefill_buffer: bool = False
 
 
 REGISTRY: dict[str, Plugin] = {
-    "sac": Plugin("rlpipe.rl.sac.algorithm:SAC", "rlpipe.rl.sac.config:SACConfig"),
+    "sac": Plugin("rlpipe.rl.sac.algorithm:SAC", "rlpipe.rl.sac.config:SACConfig", prefill_buffer=True),
     "ppo": Plugin("rlpipe.rl.ppo.plugin:PPO", "rlpipe.rl.ppo.config:PPOConfig", namespaces=("ppo_imitation",)),
-    "masac": Plugin("rlpipe.rl.masac.algorithm:MASAC", "rlpipe.rl.masac.config:MASACConfig"),
+    "masac": Plugin("rlpipe.rl.masac.algorithm:MASAC", "rlpipe.rl.masac.config:MASACConfig", prefill_buffer=True),
 }
 # the algorithm of a run that names none (``kedro run`` without ``--pipeline``): the first one registered
 DEFAULT = next(iter(REGISTRY))
@@ -53,9 +58,6 @@ class Algorithm:
     # training-state fields a run started with ``train.init_from`` takes from the stored agent: "params" always,
     # "optimizer" with ``train.init_from_optimizer`` (the rest, e.g. counters, start fresh)
     inheritable: dict[str, tuple[str, ...]]
-    # the train stage takes an extra per-device input (initial_device_data and the two hooks after it), e.g. the
-    # replay buffer's prefill; without one, the train node's device data is None
-    takes_device_data: bool = False
     progress_labels: tuple[tuple[str, str], ...] = ()  # (metric, short label) shown on progress lines
     # metrics the learning curve plots below the returns: (losses, other diagnostics), e.g. SAC's temperature
     curve_panels: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())

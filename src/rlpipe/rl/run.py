@@ -90,7 +90,7 @@ def initial_device_data(config: Any, scenarios_train: pd.DataFrame, agent_store:
     from rlpipe.rl.seeds import over_seeds
 
     algorithm = algorithms.for_config(config)
-    if not algorithm.takes_device_data:
+    if not algorithms.REGISTRY[algorithm.name].prefill_buffer:
         return None
     name, spec = algorithm.name, env_spec(config.env)
     if start.resuming:

@@ -221,7 +221,6 @@ class SACAlgorithm(Algorithm):
 
     name = "sac"
     config_class = SACConfig
-    takes_device_data = True  # the replay buffer's prefill transitions
     metric_names = METRICS
     curve_panels = (("critic_loss", "actor_loss"), ("temperature",))  # the learning curve's lower panels
     progress_labels = (("critic_loss", "critic"), ("actor_loss", "actor"), ("temperature", "alpha"))

@@ -1,4 +1,6 @@
-"""Reporting stage: metrics for MLflow, plots, and an animation of the trained policy."""
+"""The reporting nodes of every training pipeline (metrics for MLflow, plots, an animation of the trained policy)
+and the films of a policy's episode they and the evaluation pipelines make; the drawing itself is
+``rlpipe.reporting`` (no Kedro)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Demonstrations as catalog artifacts: ``record_demonstrations`` rolls a stored agent's deterministic policy out and
 writes ``demonstrations`` (one row per step, the source agent's version in its metadata); ``ppo_imitation`` reads a
-version of it (checked against its own env) for adversarial imitation.
+version of it (checked against its own env) for adversarial imitation. Both pipelines are wired here; which
+algorithms have them is declared in ``rlpipe.pipelines.declared``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import numpy as np
 import pandas as pd
 from kedro.pipeline import Node, Pipeline
 
+from rlpipe.pipelines.training import algorithm_pipeline, train_node
 from rlpipe.rl.config import DemonstrationsConfig, parse
 from rlpipe.rl.errors import ConfigError
 
@@ -21,7 +23,7 @@ logger = logging.getLogger(__name__)
 def load_expert(algorithm: str, agent: Any, settings: dict[str, Any] | None) -> tuple[Any, dict, dict]:
     """The stored agent's config, deterministic policy (a multi-seed agent's ``demonstrations.seed_index``, by
     default its best seed's) and identity (version, env steps), as the evaluation pipelines load it."""
-    from rlpipe.stages.evaluation import load_agent
+    from rlpipe.pipelines.evaluation import load_agent
 
     d = parse(DemonstrationsConfig, settings, "demonstrations")
     config, policy, agent_info = load_agent(algorithm, agent, {"seed_index": d.seed_index})
@@ -160,3 +162,12 @@ def imitation_data(config: Any, demonstrations: Any) -> dict[str, np.ndarray]:
                 meta.get("source_algorithm"), meta.get("source_version"), meta.get("return_mean", float("nan")))
     seeds = num_seeds(config)
     return pairs if seeds == 1 else {k: np.stack([v] * seeds) for k, v in pairs.items()}
+
+
+def imitation_pipeline() -> Pipeline:
+    """``ppo_imitation``: the PPO pipeline (parameters ``ppo_imitation``) whose reward comes from a discriminator
+    trained on a version of ``demonstrations``."""
+    return algorithm_pipeline("ppo", [
+        Node(imitation_data, ["config", "demonstrations"], "imitation_data", name="load_demonstrations"),
+        train_node("imitation_data"),
+    ], namespace=IMITATION_NAMESPACE, inputs={"demonstrations"}, check=require_imitation)

@@ -1,4 +1,4 @@
-"""The search pipelines (``sac_tune``, ``ppo_tune``): an Optuna study over an algorithm's config.
+"""The search pipelines (``<algo>_tune``, one for every registered algorithm): an Optuna study over its config.
 
 Each trial trains ``num_seeds`` agents together (one compiled program) with the trial's values on top of the
 algorithm's parameters and the search's ``base``, reports the IQM of the agents' periodic evaluations to a median
@@ -23,7 +23,7 @@ from rlpipe.compat import record_heartbeat_now
 from rlpipe.rl import algorithm as algorithms
 from rlpipe.rl import mesh, run, tuning
 from rlpipe.rl.errors import ConfigError
-from rlpipe.stages.monitoring import project_path
+from rlpipe.pipelines.project import project_path
 
 logger = logging.getLogger(__name__)
 

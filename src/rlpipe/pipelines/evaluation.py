@@ -57,7 +57,7 @@ def film_agent(config: Any, agent_policy: dict[str, Any], agent_info: dict[str, 
                evaluation: dict[str, Any]) -> dict[str, bytes]:
     """The episode of ``evaluation.animation_scenario``: ``episode.gif``, and ``episode.mp4`` when an ffmpeg is
     at hand; nothing with ``evaluation.animation: false``."""
-    from rlpipe.stages.reporting import film
+    from rlpipe.pipelines.reports import film
 
     e = parse(EvaluationConfig, evaluation, "evaluation")
     if not e.animation:
@@ -72,7 +72,7 @@ def film_agent(config: Any, agent_policy: dict[str, Any], agent_info: dict[str, 
 def evaluation_pipeline(algorithm: str) -> Pipeline:
     """``<algorithm>_eval``: a stored ``<algorithm>.agent`` evaluated on its own or fresh scenarios, with its own
     versioned tables, plot and film."""
-    from rlpipe.stages.reporting import plot_eval_returns
+    from rlpipe.pipelines.reports import plot_eval_returns
 
     def load(agent: Any, evaluation: dict[str, Any]) -> tuple[Any, dict[str, Any], dict[str, Any]]:
         """The stored agent's config, deterministic policy and identity (version, env steps)."""
