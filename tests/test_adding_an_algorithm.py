@@ -92,7 +92,7 @@ def test_the_guide_adds_an_algorithm_that_touches_only_its_folder_registry_line_
     # a tiny budget in the user's own local config (not a project file): the guide's runs, as written
     (project / "conf" / "local" / f"parameters_{NAME}.yml").write_text(yaml.safe_dump({NAME: TINY_PPO}))
     runs = commands(run_block[1])
-    assert runs[:3] == [f"kedro run --pipeline={NAME}", f"kedro run --pipeline={NAME}_eval",
+    assert runs[:3] == [f"kedro run --pipelines={NAME}", f"kedro run --pipelines={NAME}_eval",
                         "kedro registry list"], runs
     for command in runs:
         done = shell(project, command)

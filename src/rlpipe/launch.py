@@ -1,6 +1,6 @@
 """Start N local processes of one command as a multi-process JAX run, for a try-out on one machine.
 
-    python -m rlpipe.launch --processes 2 -- kedro run --pipeline=sac
+    python -m rlpipe.launch --processes 2 -- kedro run --pipelines=sac
 
 Each process gets JAX's coordinates in its environment (``JAX_COORDINATOR_ADDRESS`` on a free local port,
 ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``), which ``rlpipe.rl.mesh.initialize`` reads, and, with

@@ -46,7 +46,7 @@ class Demonstrations:
         versions = self.versions()
         if not versions:
             raise ConfigError(key, f"no demonstrations are recorded in {self.filepath} yet: run "
-                                   "`kedro run --pipeline=record_demonstrations` first")
+                                   "`kedro run --pipelines=record_demonstrations` first")
         if version == "latest":
             version = self.resolved or versions[-1]
         if version not in versions:

@@ -1,4 +1,4 @@
-"""Every stored run of the training pipelines, as one input: what ``kedro run --pipeline=compare`` reads."""
+"""Every stored run of the training pipelines, as one input: what ``kedro run --pipelines=compare`` reads."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Runs side by side (``kedro run --pipeline=compare``): their learning curves overlaid, their evaluation returns
+"""Runs side by side (``kedro run --pipelines=compare``): their learning curves overlaid, their evaluation returns
 per run, and a table of their final summaries and of the config keys in which they differ."""
 
 from __future__ import annotations

@@ -131,7 +131,7 @@ def forbid_imitation(config: Any, key: str) -> None:
     """The plain PPO pipeline's rule: no ``imitation`` section (it reads no demonstrations)."""
     if config.imitation is not None:
         raise ConfigError(f"{key}.imitation", "set, but this pipeline reads no demonstrations: run "
-                                              "--pipeline=ppo_imitation (parameters ppo_imitation) to imitate")
+                                              "--pipelines=ppo_imitation (parameters ppo_imitation) to imitate")
 
 
 def imitation_data(config: Any, demonstrations: Any) -> dict[str, np.ndarray]:

@@ -1,6 +1,6 @@
 """Evaluate (and film) any stored agent: the ``<algo>_eval`` pipelines.
 
-``kedro run --pipeline=sac_eval`` evaluates the newest ``sac.agent``; ``--load-versions sac.agent:<version>``
+``kedro run --pipelines=sac_eval`` evaluates the newest ``sac.agent``; ``--load-versions sac.agent:<version>``
 any other. The ``evaluation`` parameters choose the scenarios: the agent's own held-out eval scenarios
 (regenerated exactly from its config: the same table its training run evaluated) or fresh ones.
 """
@@ -29,7 +29,7 @@ def load_agent(algorithm: str, agent: Any, evaluation: dict[str, Any] | None = N
     meta = agent["meta"]
     if meta.get("algorithm") != algorithm:
         raise ConfigError(f"{algorithm}.agent", f"the loaded agent ({agent.path}) is a {meta.get('algorithm')} agent; "
-                                                f"--pipeline={algorithm}_eval evaluates {algorithm} agents")
+                                                f"--pipelines={algorithm}_eval evaluates {algorithm} agents")
     policy, config = policy_of_agent(agent, f"{algorithm}.agent", e.seed_index)
     version = agent.path.parent.name
     seed = int(policy["meta"].get("seed", config.seed))

@@ -1,4 +1,4 @@
-"""An algorithm's training pipeline (``kedro run --pipeline=<algo>``), built for every registered algorithm.
+"""An algorithm's training pipeline (``kedro run --pipelines=<algo>``), built for every registered algorithm.
 
 Its nodes are each one call of the run's spine (``rlpipe.rl.run``), which also serves the Python API, the search's
 trials, the tests and the benchmarks: the pipeline only wires it, and adds what only a Kedro run adds (the project

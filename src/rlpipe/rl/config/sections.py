@@ -206,7 +206,7 @@ class DemonstrationsConfig(Config):
 
 
 class CompareConfig(Config):
-    """Which stored runs ``kedro run --pipeline=compare`` puts side by side (the top-level ``compare``
+    """Which stored runs ``kedro run --pipelines=compare`` puts side by side (the top-level ``compare``
     parameters)."""
 
     pipeline: str | None = spec(None, doc="the training pipeline whose runs are compared (sac, ppo, ...); null: the "
