@@ -10,7 +10,7 @@ export KEDRO_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: setup run test bench ui serve viz clean-cache schemas
+.PHONY: setup run test test-fast bench ui serve viz clean-cache schemas
 
 setup: $(VENV)/.installed
 
@@ -26,6 +26,11 @@ run: setup
 # finishes in about 60% of the time of one worker. One file or test: .venv/bin/python -m pytest tests/test_x.py
 test: setup
 	$(BIN)/python -m pytest -n 2
+
+# The fast tier: every test file's cheap tests, no test marked slow (real learning runs, multi-process and
+# SIGKILL-and-resume runs, the default-budget runs); a few minutes on 2 cores. `make test` runs everything.
+test-fast: setup
+	$(BIN)/python -m pytest -n 2 -m "not slow"
 
 # Benchmarks against Stable-Baselines3 and rejax (peers in their own venv): writes benchmarks/results/
 # (about 70 minutes: case 5 also runs the last pmap commit, case 7 the commit before the quiet console, case 8 SB3 on HalfCheetah; e.g. BENCH_ARGS="--pairs 1 --cases 2,4" for a quick look)

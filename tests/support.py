@@ -1,6 +1,7 @@
 """Building blocks the tests share: a validated config with its env and scenario batches, a training run through
-the run's spine without Kedro (``rlpipe.rl.run``, what every caller uses), and a watched subprocess to wait for
-lines of its output."""
+the run's spine without Kedro (``rlpipe.rl.run``, what every caller uses), a pipeline run in this process (a Kedro
+session, as ``kedro run`` makes one, without a new interpreter) and a watched subprocess to wait for lines of its
+output."""
 
 from __future__ import annotations
 
@@ -38,6 +39,20 @@ def train(algo: str, raw: dict, *, evaluate: bool = True, **kwargs):
     callbacks (``on_progress``, ``on_checkpoint``, ``resume``)."""
     cfg = run.validated_config(algo, raw)
     return run.train_in_memory(cfg, evaluate=evaluate, **kwargs), cfg
+
+
+def run_pipeline(project: Path, pipeline: str, runtime_params: dict | None = None,
+                 load_versions: dict[str, str] | None = None) -> str:
+    """``kedro run --pipeline=<pipeline>`` in this process: the same session (catalog versions, hooks, MLflow run)
+    the command line opens, ``runtime_params`` as its ``--params`` and ``load_versions`` as its ``--load-versions``,
+    without the seconds a new interpreter spends importing. The session id (the run's catalog version)."""
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, runtime_params=runtime_params) as session:
+        session.run(pipeline_name=pipeline, load_versions=load_versions)
+        return session.session_id
 
 
 class Watched:
