@@ -19,6 +19,7 @@ def test_differing_keys_by_hand():
                                        "train.learning_rate": [1e-3, 3e-3, 1e-3]}
 
 
+@pytest.mark.slow
 def test_compare_three_runs_that_differ_in_one_key(project):
     for lr in (0.001, 0.0025, 0.005):
         write_params(project, "ppo", {**TINY_PPO, "train": {**TINY_PPO["train"], "learning_rate": lr}})

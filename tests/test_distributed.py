@@ -97,6 +97,7 @@ def mlflow_runs(project: Path) -> list:
 
 
 @pytest.mark.parametrize("algo", ["sac", "ppo"])
+@pytest.mark.slow
 def test_two_processes_train_as_one_process_with_two_devices(project, started, algo):
     write_params(project, algo, TINY[algo])
     two = start(started, project, LAUNCH + [f"--pipeline={algo}"])
@@ -132,6 +133,7 @@ def test_two_processes_train_as_one_process_with_two_devices(project, started, a
     assert summaries[0] == summaries[1]
 
 
+@pytest.mark.slow
 def test_a_killed_process_stops_the_other_with_its_name_and_the_run_resumes(project, started):
     write_params(project, "sac", LONG_SAC)
     run = start(started, project, LAUNCH + ["--pipeline=sac"], RLPIPE_FAULT_PAUSE_AFTER_CHECKPOINTS="2",
@@ -205,6 +207,7 @@ def test_a_lost_process_0_stops_the_other_naming_the_coordinator_and_keeps_the_c
                      "coordinator")
 
 
+@pytest.mark.slow
 def test_a_two_device_checkpoint_resumes_on_one_device(project, started):
     # a buffer larger than the whole run: what the checkpoint's two shards held is never overwritten afterwards
     write_params(project, "sac", {**LONG_SAC, "buffer": {"capacity": 4096, "prefill_steps": 64}})

@@ -129,8 +129,9 @@ def test_a_default_run_prints_at_most_40_lines_and_says_where_everything_is(proj
 TINY_EVAL_SAC = {**TINY_SAC, "tracking": {"video_every_env_steps": TINY_SAC["train"]["log_every_env_steps"]}}
 
 
+@pytest.mark.slow
 def test_sac_eval_reproduces_the_stored_summary_and_films_the_episode(project):
-    write_params(project, "sac", TINY_EVAL_SAC)
+    write_params(project, "sac", TINY_SAC)  # no training videos: the eval pipeline films its own episode
     run_pipeline(project, "sac")  # in this process: what is checked is the pipelines' outputs, not the command line
     first = versions(project, "data/06_models/sac/agent")[-1]
     run_pipeline(project, "sac")  # a newer agent: the eval must take the one named
@@ -152,6 +153,7 @@ def test_sac_eval_reproduces_the_stored_summary_and_films_the_episode(project):
     assert fresh["num_episodes"] == 5 and fresh["scenarios"] == "fresh"
 
 
+@pytest.mark.slow
 def test_videos_appear_at_the_configured_interval(project):
     write_params(project, "sac", TINY_EVAL_SAC)
     run_pipeline(project, "sac")
@@ -169,6 +171,7 @@ def test_videos_appear_at_the_configured_interval(project):
     assert f"sac/training_videos/step_{steps[0]:010d}.gif" in logged
 
 
+@pytest.mark.slow
 def test_init_from_starts_from_the_stored_params_and_records_lineage(project):
     write_params(project, "sac", TINY_SAC)
     run_pipeline(project, "sac")

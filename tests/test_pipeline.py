@@ -114,6 +114,7 @@ def kedro_run(project: Path, *args: str) -> subprocess.CompletedProcess:
                           timeout=600)
 
 
+@pytest.mark.slow
 def test_cli_twice_keeps_both_versions_and_is_bitwise_reproducible(tiny_project):
     first = kedro_run(tiny_project, "--pipeline=sac")
     assert first.returncode == 0, first.stderr[-3000:]

@@ -127,6 +127,7 @@ KILL_MASAC = {"seed": 13, "scenarios": {"num_train": 8, "num_eval": 4},
 @pytest.mark.parametrize("algo,params,corrupt_newest", [("sac", KILL_SAC, True), ("ppo", KILL_PPO, False),
                                                         ("sac", KILL_SAC_SEEDS, False), ("masac", KILL_MASAC, False)],
                          ids=["sac", "ppo-recurrent", "sac-2-seeds-curriculum", "masac"])
+@pytest.mark.slow
 def test_sigkill_then_resume_is_bitwise_identical_to_an_uninterrupted_run(project, algo, params, corrupt_newest):
     write_params(project, algo, params)
     kill_after_checkpoints(project, algo, count=2)
@@ -182,6 +183,7 @@ def test_sigkill_then_resume_is_bitwise_identical_to_an_uninterrupted_run(projec
     pd.testing.assert_frame_equal(history_r.drop(columns=timing), history_f.drop(columns=timing))
 
 
+@pytest.mark.slow
 def test_resume_with_nothing_to_resume_starts_fresh(project):
     write_params(project, "sac", TINY_SAC)
     result = kedro_run(project, "--pipeline=sac", "--params", "sac.train.resume=true")
@@ -206,6 +208,7 @@ def test_damaged_checkpoints_are_detected_and_skipped(tmp_path):
     assert find_resumable(tmp_path) is None  # finished runs are not resumed
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_changed_config(project):
     write_params(project, "sac", KILL_SAC)
     kill_after_checkpoints(project, "sac", count=1)
@@ -214,6 +217,7 @@ def test_resume_refuses_a_changed_config(project):
     assert "sac.train.learning_rate:differsfromtherunbeingresumed" in squeeze(changed.stdout + changed.stderr)
 
 
+@pytest.mark.slow
 def test_nan_stops_with_the_iteration_and_metric_and_keeps_finite_checkpoints(project):
     raw = copy.deepcopy(TINY_SAC)
     raw["env"] = {"id": "tests.nan_env:NaNRewardPendulum"}
@@ -321,6 +325,7 @@ def report_examples():
 
 
 # -------------------------------------------------------------------------------------------- concurrency, pickle
+@pytest.mark.slow
 def test_two_concurrent_runs_keep_separate_versions_and_mlflow_runs(project):
     from rlpipe.versions import lock_path
 

@@ -60,6 +60,7 @@ def _max_diff(a, b) -> float:
 
 
 @pytest.mark.parametrize("algo,base", [("sac", TINY_SAC), ("ppo", TINY_PPO)])
+@pytest.mark.slow
 def test_seed_k_of_a_multi_seed_run_starts_as_the_one_seed_run_with_seed_plus_k(algo, base, capsys):
     """Seed k of a 4-seed run starts exactly as a 1-seed run with seed + k (same initial parameters, the first
     update equal to 1e-6), on the same scenarios."""
@@ -86,6 +87,7 @@ def test_seed_k_of_a_multi_seed_run_starts_as_the_one_seed_run_with_seed_plus_k(
 
 
 @pytest.mark.parametrize("algo,base", [("sac", TINY_SAC), ("ppo", TINY_PPO)])
+@pytest.mark.slow
 def test_each_seed_of_a_multi_seed_run_ends_where_its_one_seed_run_ends(algo, base, capsys):
     """Over the whole (tiny) budget, seed k's final eval mean in the 4-seed run is that of its own one-seed run
     (seed + k), within a band of a tenth of the spread between the one-seed runs: a seed axis that mixed up the
@@ -151,6 +153,7 @@ def test_iqm_and_bootstrap_interval_match_rliable(monkeypatch):
         assert low < float(point["x"][0]) < high
 
 
+@pytest.mark.slow
 def test_a_multi_seed_pipeline_run_aggregates_and_serves_the_best_seed(project):
     params = {**TINY_SAC, "train": {**TINY_SAC["train"], "num_seeds": 3}}
     (project / "conf" / "local" / "parameters_sac.yml").write_text(yaml.safe_dump({"sac": params}))

@@ -103,6 +103,7 @@ def test_bad_search_input_on_the_command_line_is_one_short_message(project):
     assert len(study(project).trials) == 0
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_study_and_the_best_params_run(project):
     write(project, SEARCH)
     workers = [worker(project, 0), worker(project, 1)]
@@ -138,6 +139,7 @@ def test_two_workers_share_one_study_and_the_best_params_run(project):
     assert policy["num_seeds"] == SEARCH["num_seeds"]
 
 
+@pytest.mark.slow
 def test_a_killed_worker_leaves_a_failed_trial_and_the_study_goes_on(project):
     write(project, {**SEARCH, "n_trials": 3})
     doomed = worker(project, 0, {"RLPIPE_FAULT_PAUSE_IN_TRIAL": "0"})
@@ -159,6 +161,7 @@ def test_a_killed_worker_leaves_a_failed_trial_and_the_study_goes_on(project):
     assert len(states) == 3
 
 
+@pytest.mark.slow
 def test_a_trial_that_diverges_is_pruned_with_its_reason_and_the_study_goes_on(project):
     """Two trials in this process, one on a pendulum whose reward turns NaN mid-episode (tests.nan_env): that one is
     pruned, its reason (the iteration and the quantity) kept on the trial and its MLflow run; the other completes."""
