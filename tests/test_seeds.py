@@ -22,6 +22,7 @@ from rlpipe.rl.seeds import stage_keys
 from rlpipe.stages.common import generate_scenarios, init_agent
 from tests import reference_bits
 from tests.conftest import TINY_SAC
+from tests.support import run_pipeline
 from tests.test_ppo import TINY_PPO
 
 KEDRO = Path(sys.executable).with_name("kedro")
@@ -195,8 +196,6 @@ def test_a_multi_seed_pipeline_run_aggregates_and_serves_the_best_seed(project):
         np.testing.assert_array_equal(leaf_a, leaf_b)
     assert seed_policy(files, 0)["meta"]["seed"] == 3
     # any seed of the stored agent can be evaluated again: the same episodes as in training's final evaluation
-    done = subprocess.run([str(KEDRO), "run", "--pipeline=sac_eval", "--params", "evaluation.seed_index=0"],
-                          cwd=project, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    run_pipeline(project, "sac_eval", {"evaluation": {"seed_index": 0}})  # in this process
     again = json.loads(latest("data/07_model_output/sac_eval/eval_summary.json").read_text())
     assert again["return_mean"] == pytest.approx(float(seeds["return_mean"][0]), rel=1e-6)

@@ -17,7 +17,7 @@ import yaml
 from rlpipe.rl import tuning
 from rlpipe.rl.errors import ConfigError
 from tests.conftest import TINY_SAC
-from tests.support import Watched
+from tests.support import Watched, run_pipeline
 
 optuna = pytest.importorskip("optuna")
 
@@ -131,9 +131,7 @@ def test_two_workers_share_one_study_and_the_best_params_run(project):
     winner = study(project).best_trial
     assert best["sac"]["train"]["learning_rate"] == pytest.approx(winner.params["train.learning_rate"])
     (project / "conf" / "local" / "parameters_sac.yml").write_text(yaml.safe_dump(best))
-    done = subprocess.run([str(KEDRO), "run", "--pipeline=sac"], cwd=project, env=env(), capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    run_pipeline(project, "sac")  # in this process: the workers above were the command line's
     policy = json.loads((latest(project, "data/06_models/sac/policy") / "policy.json").read_text())
     assert policy["hidden_sizes"] == json.loads(winner.params["network.hidden_sizes"])
     assert policy["num_seeds"] == SEARCH["num_seeds"]
