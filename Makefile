@@ -23,14 +23,15 @@ run: setup
 	$(BIN)/kedro run --pipeline=sac
 
 # Two workers (pytest-xdist): much of the suite waits on Kedro subprocesses and compilations, so on 2 cores it
-# finishes in about 60% of the time of one worker. One file or test: .venv/bin/python -m pytest tests/test_x.py
+# finishes in about 60% of the time of one worker. --dist loadgroup: the tests of a file that share a module-scoped
+# run (pytest.mark.xdist_group) stay on one worker. One file or test: .venv/bin/python -m pytest tests/test_x.py
 test: setup
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 # The fast tier: every test file's cheap tests, no test marked slow (real learning runs, multi-process and
 # SIGKILL-and-resume runs, the default-budget runs); a few minutes on 2 cores. `make test` runs everything.
 test-fast: setup
-	$(BIN)/python -m pytest -n 2 -m "not slow"
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow"
 
 # Benchmarks against Stable-Baselines3 and rejax (peers in their own venv): writes benchmarks/results/
 # (about 70 minutes: case 5 also runs the last pmap commit, case 7 the commit before the quiet console, case 8 SB3 on HalfCheetah; e.g. BENCH_ARGS="--pairs 1 --cases 2,4" for a quick look)

@@ -30,6 +30,7 @@ SYSTEM_METRICS_SETTING = os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING") 
 
 
 CAPTURED = {}  # tracked_project's stderr and rlpipe.tracking's log lines
+pytestmark = pytest.mark.xdist_group("tracking")  # one worker: the module's projects are run once, not per worker
 
 
 class Tee(io.StringIO):
