@@ -204,6 +204,7 @@ def test_init_from_starts_from_the_stored_params_and_records_lineage(project):
     assert run.data.tags["rlpipe.parent_agent"] == f"sac.agent@{parent}"
 
 
+@pytest.mark.slow  # a whole pipeline run first
 def test_init_from_refuses_another_shape_or_algorithm_or_version(project):
     write_params(project, "sac", TINY_SAC)
     run_pipeline(project, "sac")

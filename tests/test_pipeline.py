@@ -36,6 +36,7 @@ def versions(root: Path, rel: str) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if (p / folder.name).exists()) if folder.is_dir() else []
 
 
+@pytest.mark.slow  # the SAC runner test below stays in the fast tier
 def test_ppo_pipeline_through_the_runner(project):
     from tests.test_ppo import TINY_PPO
 

@@ -80,6 +80,7 @@ def test_a_bad_space_is_named_before_any_trial(space, key, phrase):
     assert error.value.key == key and phrase in str(error.value)
 
 
+@pytest.mark.slow  # three kedro runs; the space checks above stay fast
 def test_bad_search_input_on_the_command_line_is_one_short_message(project):
     write(project, SEARCH)
     cases = [
