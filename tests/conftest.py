@@ -90,19 +90,10 @@ def temp_folder_in_pytests_area(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def mlflow_state_left_as_found():
     """MLflow keeps a tracking URI, an active experiment and a run stack per process; a test that sets them (or
-    runs a Kedro session in-process) must not hand them (or the experiment id it exports) to the next test of the same xdist worker."""
-    import mlflow
-    import mlflow.tracking.fluent as fluent
+    runs a Kedro session in-process) must not hand them (or the experiment id it exports) to the next test of the
+    same xdist worker. Module-scoped fixtures that run sessions are set up before this one: they keep the state
+    themselves (``tests.support.mlflow_state_kept``)."""
+    from tests.support import mlflow_state_kept
 
-    saved = {name: os.environ.get(name) for name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")}
-    uri, experiment = mlflow.get_tracking_uri(), fluent._active_experiment_id
-    yield
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
-    fluent._active_experiment_id = experiment
-    for name, value in saved.items():  # set_experiment also exports the id to the environment
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-    mlflow.set_tracking_uri(uri)
+    with mlflow_state_kept():
+        yield

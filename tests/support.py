@@ -5,6 +5,8 @@ output."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
 import re
 import subprocess
@@ -39,6 +41,29 @@ def train(algo: str, raw: dict, *, evaluate: bool = True, **kwargs):
     callbacks (``on_progress``, ``on_checkpoint``, ``resume``)."""
     cfg = run.validated_config(algo, raw)
     return run.train_in_memory(cfg, evaluate=evaluate, **kwargs), cfg
+
+
+@contextlib.contextmanager
+def mlflow_state_kept():
+    """MLflow's tracking URI, active experiment, run stack and exported ids as they were before the block: a Kedro
+    session run in this process (kedro-mlflow sets an experiment) hands none of them to later tests."""
+    import mlflow
+    import mlflow.tracking.fluent as fluent
+
+    saved = {name: os.environ.get(name) for name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")}
+    uri, experiment = mlflow.get_tracking_uri(), fluent._active_experiment_id
+    try:
+        yield
+    finally:
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+        fluent._active_experiment_id = experiment
+        for name, value in saved.items():  # set_experiment also exports the id to the environment
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        mlflow.set_tracking_uri(uri)
 
 
 def run_pipeline(project: Path, pipeline: str, runtime_params: dict | None = None,

@@ -24,6 +24,7 @@ from rlpipe.progress import TrainingProgress
 from rlpipe.rl.policies import make_policy_fn
 from tests.conftest import PROJECT_ROOT, TINY_SAC
 from tests.policy_reference import actions_by_hand
+from tests.support import mlflow_state_kept
 
 BIN = Path(sys.executable).parent
 SYSTEM_METRICS_SETTING = os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING")  # before this module's runs
@@ -85,12 +86,12 @@ def run_sessions(root: Path, runtime_params: list[dict | None]) -> tuple[list[st
     try:
         bootstrap_project(root)
         session_ids = []
-        with contextlib.redirect_stderr(stderr):
+        with contextlib.redirect_stderr(stderr), mlflow_state_kept():  # module-scoped: before the autouse fixture
             for params in runtime_params:
                 with KedroSession.create(project_path=root, runtime_params=params) as session:
                     session.run(pipeline_name="sac")
                     session_ids.append(session.session_id)
-        assert mlflow.active_run() is None  # nothing left open for the next session
+            assert mlflow.active_run() is None  # nothing left open for the next session
     finally:
         tracking_logger.removeHandler(records)
         tracking_logger.setLevel(level)
