@@ -10,7 +10,7 @@ export KEDRO_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: setup run test bench ui serve viz clean-cache schemas docs docs-serve
+.PHONY: setup run test test-fast bench ui serve viz clean-cache schemas docs docs-serve
 
 setup: $(VENV)/.installed
 
@@ -23,10 +23,17 @@ run: setup
 	$(BIN)/kedro run --pipelines=sac
 
 # Two workers (pytest-xdist): much of the suite waits on Kedro subprocesses and compilations, so on 2 cores it
-# finishes in about 60% of the time of one worker. One file or test: .venv/bin/python -m pytest tests/test_x.py
+# finishes in about 60% of the time of one worker. --dist loadgroup: the tests of a file that share a module-scoped
+# run (pytest.mark.xdist_group) stay on one worker. One file or test: .venv/bin/python -m pytest tests/test_x.py
 test: setup
 	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || echo "make test: chromium could not be installed (no apt-get, or it failed): the docs' browser test will skip"
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+# The fast tier: every test file's cheap tests, no test marked slow (real learning runs, multi-process and
+# SIGKILL-and-resume runs, the default-budget runs); a few minutes on 2 cores. `make test` runs everything.
+test-fast: setup
+	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || echo "make test-fast: chromium could not be installed: the docs' browser test will skip"
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow"
 
 # Benchmarks against Stable-Baselines3 and rejax (peers in their own venv): writes benchmarks/results/
 # (about 70 minutes: case 5 also runs the last pmap commit, case 7 the commit before the quiet console, case 8 SB3 on HalfCheetah; e.g. BENCH_ARGS="--pairs 1 --cases 2,4" for a quick look)

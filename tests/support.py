@@ -1,9 +1,12 @@
 """Building blocks the tests share: a validated config with its env and scenario batches, a training run through
-the run's spine without Kedro (``rlpipe.rl.run``, what every caller uses), and a watched subprocess to wait for
-lines of its output."""
+the run's spine without Kedro (``rlpipe.rl.run``, what every caller uses), a pipeline run in this process (a Kedro
+session, as ``kedro run`` makes one, without a new interpreter) and a watched subprocess to wait for lines of its
+output."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
 import re
 import subprocess
@@ -38,6 +41,43 @@ def train(algo: str, raw: dict, *, evaluate: bool = True, **kwargs):
     callbacks (``on_progress``, ``on_checkpoint``, ``resume``)."""
     cfg = run.validated_config(algo, raw)
     return run.train_in_memory(cfg, evaluate=evaluate, **kwargs), cfg
+
+
+@contextlib.contextmanager
+def mlflow_state_kept():
+    """MLflow's tracking URI, active experiment, run stack and exported ids as they were before the block: a Kedro
+    session run in this process (kedro-mlflow sets an experiment) hands none of them to later tests."""
+    import mlflow
+    import mlflow.tracking.fluent as fluent
+
+    saved = {name: os.environ.get(name) for name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")}
+    uri, experiment = mlflow.get_tracking_uri(), fluent._active_experiment_id
+    try:
+        yield
+    finally:
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+        fluent._active_experiment_id = experiment
+        for name, value in saved.items():  # set_experiment also exports the id to the environment
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        mlflow.set_tracking_uri(uri)
+
+
+def run_pipeline(project: Path, pipeline: str, runtime_params: dict | None = None,
+                 load_versions: dict[str, str] | None = None) -> str:
+    """``kedro run --pipeline=<pipeline>`` in this process: the same session (catalog versions, hooks, MLflow run)
+    the command line opens, ``runtime_params`` as its ``--params`` and ``load_versions`` as its ``--load-versions``,
+    without the seconds a new interpreter spends importing. The session id (the run's catalog version)."""
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, runtime_params=runtime_params) as session:
+        session.run(pipeline_name=pipeline, load_versions=load_versions)
+        return session.session_id
 
 
 class Watched:

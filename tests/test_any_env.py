@@ -16,6 +16,7 @@ from rlpipe.rl.envs import make_env, scenarios_to_batch
 from rlpipe.rl.envs.host import HostEnvError
 from rlpipe.rl.errors import ConfigError
 from tests.conftest import TINY_SAC
+from tests.support import run_pipeline
 from tests.test_first_contact import kedro_run, summary_of, versions, write_params
 from tests.test_resilience import kill_after_checkpoints
 
@@ -88,34 +89,32 @@ def test_compiled_unroll_steps_host_envs_and_restarts_finished_episodes_on_scena
     assert float(stats.count) == 4.0
 
 
+@pytest.mark.slow
 def test_gymnasium_sac_and_ppo_run_through_the_pipelines_reproducibly(project):
     write_params(project, "sac", GYM_SAC)
     write_params(project, "ppo", GYM_PPO)
-    for run in range(2):
-        done = kedro_run(project, "--pipeline=sac")
-        assert done.returncode == 0, done.stderr[-3000:]
+    for run in range(2):  # in this process: what is checked is the pipelines' outputs, not the command line
+        run_pipeline(project, "sac")
     first, second = versions(project, "data/07_model_output/sac/eval_summary.json")
     a, b = summary_of(project, "sac", first), summary_of(project, "sac", second)
     assert a["env_id"] == "gymnasium:Pendulum-v1" and a["num_episodes"] == 4
     assert a["return_mean"] == b["return_mean"] and np.isfinite(a["return_mean"])  # same seed: same result
     assert versions(project, "data/08_reporting/sac/policy_animation.gif")
-    done = kedro_run(project, "--pipeline=ppo")
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_pipeline(project, "ppo")
     (version,) = versions(project, "data/07_model_output/ppo/eval_summary.json")
     summary = summary_of(project, "ppo", version)
     assert summary["env_id"] == "gymnasium:CartPole-v1" and 1 <= summary["length_mean"] <= 500
     # the stored agent evaluates to the same summary in the eval pipeline (host evaluation is deterministic)
-    done = kedro_run(project, "--pipeline=sac_eval")
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_pipeline(project, "sac_eval")
     (eval_version,) = versions(project, "data/07_model_output/sac_eval/eval_summary.json")
     assert summary_of(project, "sac_eval", eval_version)["return_mean"] == b["return_mean"]
 
 
+@pytest.mark.slow
 def test_env_metrics_are_reported_per_scenario_and_in_the_summary(project):
     env_id = "gymnasium:tests.host_envs:SuccessPendulum-v0"
     write_params(project, "sac", {**GYM_SAC, "env": {"id": env_id, "metrics": ["is_success", "upright"]}})
-    done = kedro_run(project, "--pipeline=sac", extra_env={"PYTHONPATH": str(Path(__file__).parents[1])})
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_pipeline(project, "sac")  # tests.host_envs registered its envs in this process
     (version,) = versions(project, "data/07_model_output/sac/eval_summary.json")
     summary = summary_of(project, "sac", version)
     episodes = pd.read_parquet(project / "data/07_model_output/sac/eval_episodes.parquet" / version /
@@ -152,6 +151,7 @@ def test_bad_environment_input_is_a_config_error_naming_the_key(env, key, phrase
     assert caught.value.key == key and phrase in str(caught.value), str(caught.value)
 
 
+@pytest.mark.slow
 def test_an_env_that_raises_stops_the_run_with_its_id_step_and_message_and_keeps_the_checkpoints(project):
     env_id = "gymnasium:tests.host_envs:FailingPendulum-v0"
     params = {**GYM_SAC, "env": {"id": env_id, "kwargs": {"fail_after": 900}},
@@ -170,6 +170,7 @@ def test_an_env_that_raises_stops_the_run_with_its_id_step_and_message_and_keeps
     assert not versions(project, "data/06_models/sac/agent")
 
 
+@pytest.mark.slow
 def test_a_host_env_run_resumes_from_its_checkpoint_with_fresh_episodes(project):
     write_params(project, "sac", {**GYM_SAC, "train": {**GYM_SAC["train"], "checkpoint_every_env_steps": 64}})
     kill_after_checkpoints(project, "sac", count=2)  # waits for the run to say it paused there, then SIGKILLs it
@@ -198,7 +199,8 @@ def test_host_env_errors_name_the_env_and_step():
         evaluator(None, scenarios_to_batch(scenarios, spec, "t"))
 
 
-def test_a_mujoco_task_runs_end_to_end_with_scenario_drawn_constructor_values(project):
+@pytest.mark.slow
+def test_a_mujoco_task_runs_end_to_end_with_scenario_drawn_constructor_values(project, capfd):
     """HalfCheetah-v5 (the mujoco extra) through the SAC pipeline: a constructor argument drawn per scenario,
     MuJoCo's own metrics in the evaluation, and MuJoCo's per-env warnings kept off the console and out of the cwd."""
     params = {**TINY_SAC, "env": {"id": "gymnasium:HalfCheetah-v5", "metrics": ["reward_forward", "x_velocity"]},
@@ -206,9 +208,8 @@ def test_a_mujoco_task_runs_end_to_end_with_scenario_drawn_constructor_values(pr
               "buffer": {"capacity": 512, "prefill_steps": 32},
               "train": {**TINY_SAC["train"], "total_env_steps": 192, "num_envs": 2}}
     write_params(project, "sac", params)
-    done = kedro_run(project, "--pipeline=sac")
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "settotalmass" not in done.stdout + done.stderr and not (project / "MUJOCO_LOG.TXT").exists()
+    run_pipeline(project, "sac")  # in this process: capfd sees what reaches its stdout and stderr, C code's too
+    assert "settotalmass" not in "".join(capfd.readouterr()) and not (project / "MUJOCO_LOG.TXT").exists()
     (version,) = versions(project, "data/07_model_output/sac/eval_summary.json")
     summary = summary_of(project, "sac", version)
     assert summary["env_id"] == "gymnasium:HalfCheetah-v5" and summary["length_mean"] == 1000
@@ -229,6 +230,7 @@ def test_the_documented_halfcheetah_config_is_valid():
     assert (config.train.batch_size, config.train.grad_updates_per_iter, config.buffer.prefill_steps) == (256, 1, 10000)
 
 
+@pytest.mark.slow
 def test_a_brax_task_runs_end_to_end_inside_the_compiled_program(project):
     """brax:hopper (the brax extra, spring backend) through the SAC pipeline on 2 devices: episode lengths from the
     scenarios' max_steps_in_episode, the env's own metrics in the evaluation, a film of its observation."""
@@ -238,8 +240,7 @@ def test_a_brax_task_runs_end_to_end_inside_the_compiled_program(project):
               "buffer": {"capacity": 512, "prefill_steps": 32},
               "train": {**TINY_SAC["train"], "total_env_steps": 128, "num_envs": 2}}
     write_params(project, "sac", params)
-    done = kedro_run(project, "--pipeline=sac")
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_pipeline(project, "sac")  # in this process
     (version,) = versions(project, "data/07_model_output/sac/eval_summary.json")
     summary = summary_of(project, "sac", version)
     episodes = pd.read_parquet(project / "data/07_model_output/sac/eval_episodes.parquet" / version /

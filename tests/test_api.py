@@ -30,6 +30,7 @@ def _example() -> str:
     return blocks[0]
 
 
+@pytest.mark.slow
 def test_the_documented_example_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     code = _example()
@@ -54,6 +55,7 @@ def _leaves(tree) -> list[tuple[str, np.ndarray]]:
             for path, leaf in jax.tree_util.tree_leaves_with_path(tree)]
 
 
+@pytest.mark.slow
 def test_api_run_is_bitwise_the_kedro_run_of_the_same_config(project):
     (project / "conf" / "local" / "parameters_sac.yml").write_text(yaml.safe_dump({"sac": TINY_SAC}))
     kedro = subprocess.run([str(KEDRO), "run", "--pipeline=sac"], cwd=project, capture_output=True, text=True,

@@ -7,6 +7,7 @@ import pytest
 
 from rlpipe.pipelines.comparison import differing_keys, select_runs
 from rlpipe.rl.config import ConfigError
+from tests.support import run_pipeline
 from tests.test_first_contact import kedro_run, versions, write_params
 from tests.test_ppo import TINY_PPO
 
@@ -19,11 +20,11 @@ def test_differing_keys_by_hand():
                                        "train.learning_rate": [1e-3, 3e-3, 1e-3]}
 
 
+@pytest.mark.slow
 def test_compare_three_runs_that_differ_in_one_key(project):
     for lr in (0.001, 0.0025, 0.005):
         write_params(project, "ppo", {**TINY_PPO, "train": {**TINY_PPO["train"], "learning_rate": lr}})
-        done = kedro_run(project, "--pipeline=ppo")
-        assert done.returncode == 0, done.stderr[-3000:]
+        run_pipeline(project, "ppo")  # in this process; the compare run below is the command line's
     runs = versions(project, "data/07_model_output/ppo/eval_summary.json")
     done = kedro_run(project, "--pipeline=compare", "--params", "compare.pipeline=ppo")
     assert done.returncode == 0, done.stderr[-3000:]

@@ -52,6 +52,7 @@ def test_draws_follow_the_weights():
     np.testing.assert_allclose(counts, [0.1, 0.2, 0.3, 0.4], atol=0.01)
 
 
+@pytest.mark.slow
 def test_failing_scenarios_are_drawn_more_often():
     result, cfg = train("ppo", CURRICULUM_PPO, evaluate=False)
     uniform, _ = train("ppo", {**CURRICULUM_PPO, "scenarios": {**CURRICULUM_PPO["scenarios"], "curriculum": None}},

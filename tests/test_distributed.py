@@ -30,8 +30,9 @@ LAUNCH = [PYTHON, "-m", "rlpipe.launch", "--processes", "2", "--devices-per-proc
           KEDRO, "run"]
 TINY = {"sac": TINY_SAC, "ppo": TINY_PPO}
 # long enough that a checkpoint comes well before the end (the pause makes the kill independent of speed anyway)
+LONG_STEPS = 1280  # checkpoints every 256 env steps: a kill after the second leaves more than half to run
 LONG_SAC = {**TINY_SAC, "buffer": {"capacity": 2048, "prefill_steps": 64},
-            "train": {**TINY_SAC["train"], "total_env_steps": 2560, "log_every_env_steps": 128,
+            "train": {**TINY_SAC["train"], "total_env_steps": LONG_STEPS, "log_every_env_steps": 128,
                       "checkpoint_every_env_steps": 256, "keep_checkpoints": 10}}
 
 
@@ -97,6 +98,7 @@ def mlflow_runs(project: Path) -> list:
 
 
 @pytest.mark.parametrize("algo", ["sac", "ppo"])
+@pytest.mark.slow
 def test_two_processes_train_as_one_process_with_two_devices(project, started, algo):
     write_params(project, algo, TINY[algo])
     two = start(started, project, LAUNCH + [f"--pipeline={algo}"])
@@ -132,6 +134,7 @@ def test_two_processes_train_as_one_process_with_two_devices(project, started, a
     assert summaries[0] == summaries[1]
 
 
+@pytest.mark.slow
 def test_a_killed_process_stops_the_other_with_its_name_and_the_run_resumes(project, started):
     write_params(project, "sac", LONG_SAC)
     run = start(started, project, LAUNCH + ["--pipeline=sac"], RLPIPE_FAULT_PAUSE_AFTER_CHECKPOINTS="2",
@@ -151,9 +154,9 @@ def test_a_killed_process_stops_the_other_with_its_name_and_the_run_resumes(proj
     resumed = start(started, project, LAUNCH + ["--pipeline=sac", "--params", "sac.train.resume=true"])
     assert resumed.finish(timeout=600) == 0, resumed.text[-4000:]
     resumed_at = re.search(r"resuming \S+ from \S+ \((\d+) env steps\)", " ".join(resumed.text.split()))
-    assert resumed_at and 0 < int(resumed_at.group(1)) < 2560, resumed.text[-3000:]
+    assert resumed_at and 0 < int(resumed_at.group(1)) < LONG_STEPS, resumed.text[-3000:]
     state, meta = training_state(project, "sac", versions(project, "data/06_models/sac/agent")[0])
-    assert meta["env_steps"] == 2560 and (meta["num_processes"], meta["num_devices"]) == (2, 2)
+    assert meta["env_steps"] == LONG_STEPS and (meta["num_processes"], meta["num_devices"]) == (2, 2)
 
     # the same two processes never interrupted: the resumed run is bitwise this one (the README's promise), and it
     # got there from the checkpoint's step, not by training again from 0 (which would give the same bits)
@@ -161,7 +164,7 @@ def test_a_killed_process_stops_the_other_with_its_name_and_the_run_resumes(proj
     assert fresh.finish(timeout=600) == 0, fresh.text[-4000:]
     checkpoint_step = int(resumed_at.group(1))
     trained, all_steps = trained_steps(resumed.text), trained_steps(fresh.text)
-    assert all_steps and all_steps[-1] == 2560, fresh.text[-3000:]
+    assert all_steps and all_steps[-1] == LONG_STEPS, fresh.text[-3000:]
     assert trained and trained[0] > checkpoint_step, (checkpoint_step, trained)
     assert trained == [s for s in all_steps if s > checkpoint_step], (checkpoint_step, trained, all_steps)
     resumed_version, fresh_version = versions(project, "data/06_models/sac/agent")
@@ -205,6 +208,7 @@ def test_a_lost_process_0_stops_the_other_naming_the_coordinator_and_keeps_the_c
                      r"with train\.resume=true", run.text), run.text[-4000:]
 
 
+@pytest.mark.slow
 def test_a_two_device_checkpoint_resumes_on_one_device(project, started):
     # a buffer larger than the whole run: what the checkpoint's two shards held is never overwritten afterwards
     write_params(project, "sac", {**LONG_SAC, "buffer": {"capacity": 4096, "prefill_steps": 64}})
@@ -225,19 +229,19 @@ def test_a_two_device_checkpoint_resumes_on_one_device(project, started):
     log = " ".join(resumed.text.split())
     assert "written on 2 device(s) on 1" in log and "not bitwise identical" in log
     state, meta = training_state(project, "sac", versions(project, "data/06_models/sac/agent")[0])
-    assert meta["env_steps"] == 2560 and meta["num_devices"] == 1
+    assert meta["env_steps"] == LONG_STEPS and meta["num_devices"] == 1
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(state) if np.asarray(x).dtype.kind == "f")
     # the one device's buffer: the two shards' transitions first, interleaved step by step in the order they were
     # collected (shard 0's k-th, shard 1's k-th, ...), then everything collected after the resume; nothing lost
     final, _ = load_checkpoint(project / "data/06_models/sac/agent" / versions(project, "data/06_models/sac/agent")[0]
                                / "agent", ["device"])
     new = final["device"]["buffer"]
-    assert int(np.asarray(new["size"])) == int(np.asarray(new["position"])) == 2560
+    assert int(np.asarray(new["size"])) == int(np.asarray(new["position"])) == LONG_STEPS
     for name, values in old["data"].items():
         values = np.asarray(values)
         by_hand = np.stack([values[:held], values[2048:2048 + held]], axis=1).reshape((2 * held,) + values.shape[1:])
         np.testing.assert_array_equal(np.asarray(new["data"][name])[:2 * held], by_hand, err_msg=name)
-    assert np.abs(np.asarray(new["data"]["obs"])[2 * held:2560]).sum(axis=1).min() > 0  # collected after
+    assert np.abs(np.asarray(new["data"]["obs"])[2 * held:LONG_STEPS]).sum(axis=1).min() > 0  # collected after
 
 
 def test_collectives_average_over_devices_and_vanish_on_one():

@@ -21,6 +21,7 @@ from rlpipe.pipelines.training import init_agent
 from rlpipe.rl.algorithm import load_config
 from rlpipe.rl.errors import ConfigError
 from tests.conftest import TINY_SAC
+from tests.support import run_pipeline
 
 KEDRO = Path(sys.executable).with_name("kedro")
 
@@ -100,6 +101,7 @@ def test_verbose_brings_back_the_traceback(project):
     assert "Traceback" not in quiet.stdout + quiet.stderr
 
 
+@pytest.mark.slow  # the default budget (12,000 env steps) through the command line
 def test_a_default_run_prints_at_most_40_lines_and_says_where_everything_is(project):
     done = kedro_run(project, "--pipeline=sac")
     output = done.stdout + done.stderr
@@ -127,13 +129,13 @@ def test_a_default_run_prints_at_most_40_lines_and_says_where_everything_is(proj
 TINY_EVAL_SAC = {**TINY_SAC, "tracking": {"video_every_env_steps": TINY_SAC["train"]["log_every_env_steps"]}}
 
 
+@pytest.mark.slow
 def test_sac_eval_reproduces_the_stored_summary_and_films_the_episode(project):
-    write_params(project, "sac", TINY_EVAL_SAC)
-    assert kedro_run(project, "--pipeline=sac").returncode == 0
+    write_params(project, "sac", TINY_SAC)  # no training videos: the eval pipeline films its own episode
+    run_pipeline(project, "sac")  # in this process: what is checked is the pipelines' outputs, not the command line
     first = versions(project, "data/06_models/sac/agent")[-1]
-    assert kedro_run(project, "--pipeline=sac").returncode == 0  # a newer agent: the eval must take the one named
-    done = kedro_run(project, "--pipeline=sac_eval", "--load-versions", f"sac.agent:{first}")
-    assert done.returncode == 0, done.stdout + done.stderr
+    run_pipeline(project, "sac")  # a newer agent: the eval must take the one named
+    run_pipeline(project, "sac_eval", load_versions={"sac.agent": first})  # --load-versions sac.agent:<first>
     evaluated = summary_of(project, "sac_eval", versions(project, "data/07_model_output/sac_eval/eval_summary.json")[-1])
     stored = summary_of(project, "sac", first)
     assert evaluated["agent_version"] == first and evaluated["scenarios"] == "stored"
@@ -146,17 +148,15 @@ def test_sac_eval_reproduces_the_stored_summary_and_films_the_episode(project):
         ["1"], filter_string="tags.`rlpipe.evaluated_agent` != ''")[0]
     assert run.data.tags["rlpipe.evaluated_agent"] == f"sac.agent@{first}"
     # fresh scenarios: other reset seeds than the agent's training and eval scenarios
-    done = kedro_run(project, "--pipeline=sac_eval", "--params",
-                     "evaluation.scenarios=fresh,evaluation.num_scenarios=5,evaluation.animation=false")
-    assert done.returncode == 0, done.stdout + done.stderr
+    run_pipeline(project, "sac_eval", {"evaluation": {"scenarios": "fresh", "num_scenarios": 5, "animation": False}})
     fresh = summary_of(project, "sac_eval", versions(project, "data/07_model_output/sac_eval/eval_summary.json")[-1])
     assert fresh["num_episodes"] == 5 and fresh["scenarios"] == "fresh"
 
 
+@pytest.mark.slow
 def test_videos_appear_at_the_configured_interval(project):
     write_params(project, "sac", TINY_EVAL_SAC)
-    done = kedro_run(project, "--pipeline=sac")
-    assert done.returncode == 0, done.stdout + done.stderr
+    run_pipeline(project, "sac")
     version = versions(project, "data/08_reporting/sac/training_videos")[-1]
     files = sorted(p.name for p in (project / "data/08_reporting/sac/training_videos" / version /
                                     "training_videos").glob("step_*"))
@@ -171,9 +171,10 @@ def test_videos_appear_at_the_configured_interval(project):
     assert f"sac/training_videos/step_{steps[0]:010d}.gif" in logged
 
 
+@pytest.mark.slow
 def test_init_from_starts_from_the_stored_params_and_records_lineage(project):
     write_params(project, "sac", TINY_SAC)
-    assert kedro_run(project, "--pipeline=sac").returncode == 0
+    run_pipeline(project, "sac")
     parent = versions(project, "data/06_models/sac/agent")[-1]
     store = CheckpointStore(project / "data/06_models/sac/agent")
     stored, _ = store.open(parent, "k")
@@ -194,8 +195,7 @@ def test_init_from_starts_from_the_stored_params_and_records_lineage(project):
     fresh_leaves, stored_leaves = _leaves(fresh.actor_params), _leaves(expected["actor_params"])
     assert not all(np.array_equal(fresh_leaves[k], stored_leaves[k]) for k in stored_leaves)  # it did train
 
-    done = kedro_run(project, "--pipeline=sac", "--params", f"sac.train.init_from={parent},sac.train.init_from_buffer=true")
-    assert done.returncode == 0, done.stdout + done.stderr
+    run_pipeline(project, "sac", {"sac": {"train": {"init_from": parent, "init_from_buffer": True}}})
     child = versions(project, "data/06_models/sac/agent")[-1]
     meta = json.loads((project / "data/06_models/sac/agent" / child / "agent" / "meta.json").read_text())
     assert meta["parent"]["parent_version"] == parent and meta["parent"]["buffer"] is True
@@ -204,9 +204,10 @@ def test_init_from_starts_from_the_stored_params_and_records_lineage(project):
     assert run.data.tags["rlpipe.parent_agent"] == f"sac.agent@{parent}"
 
 
+@pytest.mark.slow  # a whole pipeline run first
 def test_init_from_refuses_another_shape_or_algorithm_or_version(project):
     write_params(project, "sac", TINY_SAC)
-    assert kedro_run(project, "--pipeline=sac").returncode == 0
+    run_pipeline(project, "sac")
     store = CheckpointStore(project / "data/06_models/sac/agent")
     wider = {**TINY_SAC, "network": {"hidden_sizes": [48, 48]}, "train": {**TINY_SAC["train"], "init_from": "latest"}}
     with pytest.raises(ConfigError, match=r"sac\.train\.init_from: .*does not fit this config.*shape"):

@@ -20,6 +20,7 @@ def run(points: int, log_every: int, evaluate: bool = False, **train_keys):
     return train("sac", raw, evaluate=evaluate)[0]
 
 
+@pytest.mark.slow
 def test_points_recorded_inside_a_chunk_are_the_values_of_a_run_that_logs_every_iteration():
     every = run(points=0, log_every=4)  # 4 envs x 1 step: a chunk (and a host wake-up) per iteration
     inside = run(points=16, log_every=64)  # 16 iterations a chunk, every one recorded inside it

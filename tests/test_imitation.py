@@ -115,6 +115,7 @@ def test_bad_demonstrations_are_named(tmp_path):
         assert error.value.key == key
 
 
+@pytest.mark.slow
 def test_the_discriminator_learns_and_stays_identical_on_every_device(tmp_path):
     plugin, cfg, spec, train_batch, _ = setup("ppo", TINY_IMITATION)
     # demonstrations from a damping controller: the agent's random swinging looks nothing like them
@@ -182,6 +183,7 @@ def test_with_task_weight_0_the_env_reward_never_reaches_ppo():
     assert any(not np.array_equal(a, b) for a, b in zip(honest_mixed, misled_mixed))
 
 
+@pytest.mark.slow
 def test_imitation_chain_learns_from_demonstrations_alone(project):
     """SAC (the default config) -> record_demonstrations -> ppo_imitation with task_weight 0, in one Kedro run."""
     runtime = {"ppo_imitation": {"train": {"total_env_steps": 163_840, "eval_every_env_steps": 40_960}},

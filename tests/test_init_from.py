@@ -18,6 +18,7 @@ from tests.support import setup, train
 from tests.test_ppo import TINY_PPO
 
 VERSION = "2026-01-01T00.00.00.000Z"
+pytestmark = pytest.mark.xdist_group("init_from")  # one worker: the stored SAC agent below is trained once
 
 
 def stored_agent(tmp_path, algo: str, raw: dict) -> CheckpointStore:
@@ -27,6 +28,12 @@ def stored_agent(tmp_path, algo: str, raw: dict) -> CheckpointStore:
             "env_steps": int(result.history[-1]["env_steps"])}
     save_checkpoint(tmp_path / "agent" / VERSION / "agent", mesh.host_copy(result.state), meta)
     return CheckpointStore(tmp_path / "agent")
+
+
+@pytest.fixture(scope="module")
+def stored_sac(tmp_path_factory) -> CheckpointStore:
+    """TINY_SAC trained once and stored, for every test here that only reads that agent."""
+    return stored_agent(tmp_path_factory.mktemp("stored-sac"), "sac", copy.deepcopy(TINY_SAC))
 
 
 def leaves(tree) -> dict:
@@ -60,8 +67,8 @@ def child_of(algo: str, raw: dict, store: CheckpointStore, optimizer: bool):
                                       ("ppo", {**TINY_PPO, "train": {**TINY_PPO["train"],
                                                                      "normalize_observations": True}})],
                          ids=["sac", "ppo"])
-def test_init_from_takes_parameters_and_with_init_from_optimizer_the_optimizer_states(tmp_path, algo, raw):
-    store = stored_agent(tmp_path, algo, raw)
+def test_init_from_takes_parameters_and_with_init_from_optimizer_the_optimizer_states(request, tmp_path, algo, raw):
+    store = request.getfixturevalue("stored_sac") if algo == "sac" else stored_agent(tmp_path, algo, raw)
     stored, _ = store.open(VERSION, "k")
     parent = stored.part("training")
     plugin = algorithm.get(algo)
@@ -79,9 +86,9 @@ def test_init_from_takes_parameters_and_with_init_from_optimizer_the_optimizer_s
             assert_same(child[field], fresh[field], field)
 
 
-def test_init_from_buffer_fills_the_new_buffer_with_the_stored_transitions_oldest_first(tmp_path):
+def test_init_from_buffer_fills_the_new_buffer_with_the_stored_transitions_oldest_first(stored_sac):
     raw = copy.deepcopy(TINY_SAC)  # 320 env steps into a buffer of 512 over 2 devices: nothing overwritten
-    store = stored_agent(tmp_path, "sac", raw)
+    store = stored_sac
     stored, _ = store.open(VERSION, "k")
     buffer = stored.part("device")["buffer"]
     held = int(np.asarray(buffer["size"]).max())

@@ -182,6 +182,7 @@ def test_bad_masac_config_names_the_key(change, key):
 
 
 @pytest.mark.parametrize("actions", ["Continuous", "Discrete"])
+@pytest.mark.slow
 def test_masac_pipeline_writes_every_catalog_entry(project, actions):
     params = {**TINY_MASAC, "env": {"id": "jaxmarl:MPE_simple_spread_v3", "kwargs": {"action_type": actions},
                                     "metrics": ["occupied_landmarks", "collisions"]}}

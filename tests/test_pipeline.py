@@ -36,6 +36,7 @@ def versions(root: Path, rel: str) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if (p / folder.name).exists()) if folder.is_dir() else []
 
 
+@pytest.mark.slow  # the SAC runner test below stays in the fast tier
 def test_ppo_pipeline_through_the_runner(project):
     from tests.test_ppo import TINY_PPO
 
@@ -114,6 +115,7 @@ def kedro_run(project: Path, *args: str) -> subprocess.CompletedProcess:
                           timeout=600)
 
 
+@pytest.mark.slow
 def test_cli_twice_keeps_both_versions_and_is_bitwise_reproducible(tiny_project):
     first = kedro_run(tiny_project, "--pipeline=sac")
     assert first.returncode == 0, first.stderr[-3000:]

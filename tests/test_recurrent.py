@@ -94,6 +94,7 @@ def test_the_update_replays_each_sequence_from_its_stored_start_state():
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.slow
 def test_the_served_stateful_model_acts_as_the_in_process_policy_over_a_whole_episode(tmp_path, cell):
     import mlflow
 
@@ -180,6 +181,7 @@ def test_recurrent_ppo_solves_cartpole_without_velocities_where_feed_forward_can
 
 
 # ------------------------------------------------------------------------------------------- networks by name
+@pytest.mark.slow
 def test_a_user_network_class_trains_and_is_in_the_params():
     raw = {"seed": 2, "scenarios": {"num_eval": 16},
            "network": {"module": "tests.user_networks:GatedMLP", "kwargs": {"width": 32}},

@@ -32,16 +32,16 @@ KEDRO = Path(sys.executable).with_name("kedro")
 
 KILL_SAC = {"seed": 11, "scenarios": {"num_train": 8, "num_eval": 4}, "network": {"hidden_sizes": [32, 32]},
             "buffer": {"capacity": 4096, "prefill_steps": 64},
-            "train": {"total_env_steps": 6_000, "num_envs": 4, "batch_size": 32, "grad_updates_per_iter": 2,
-                      "log_every_env_steps": 400, "eval_every_env_steps": 4000, "checkpoint_every_env_steps": 1200,
+            "train": {"total_env_steps": 3_600, "num_envs": 4, "batch_size": 32, "grad_updates_per_iter": 2,
+                      "log_every_env_steps": 400, "eval_every_env_steps": 2000, "checkpoint_every_env_steps": 1200,
                       "keep_checkpoints": 5}}
 # a recurrent policy on a masked task: its hidden states are part of what must resume exactly
 KILL_PPO = {"seed": 12, "scenarios": {"num_train": 8, "num_eval": 4},
             "env": {"id": "CartPole-v1", "observation_mask": "no_velocity"},
             "network": {"hidden_sizes": [32], "recurrent": {"cell": "lstm", "hidden_size": 16}},
-            "train": {"total_env_steps": 65_536, "num_envs": 4, "num_steps": 64, "update_epochs": 2,
-                      "num_minibatches": 2, "log_every_env_steps": 2048, "eval_every_env_steps": 16384,
-                      "checkpoint_every_env_steps": 8192, "keep_checkpoints": 5, "normalize_observations": True},
+            "train": {"total_env_steps": 12_288, "num_envs": 4, "num_steps": 64, "update_epochs": 2,
+                      "num_minibatches": 2, "log_every_env_steps": 2048, "eval_every_env_steps": 6144,
+                      "checkpoint_every_env_steps": 4096, "keep_checkpoints": 5, "normalize_observations": True},
             "early_stopping": {"target_return": None}}
 
 
@@ -119,7 +119,7 @@ KILL_SAC_SEEDS = {**KILL_SAC, "train": {**KILL_SAC["train"], "total_env_steps": 
 KILL_MASAC = {"seed": 13, "scenarios": {"num_train": 8, "num_eval": 4},
               "network": {"hidden_sizes": [32, 32], "attention": {"embed_dim": 16, "heads": 2}},
               "buffer": {"capacity": 4096, "prefill_steps": 256},
-              "train": {"total_env_steps": 4_096, "num_envs": 8, "batch_size": 32, "grad_updates_per_iter": 2,
+              "train": {"total_env_steps": 3_072, "num_envs": 8, "batch_size": 32, "grad_updates_per_iter": 2,
                         "log_every_env_steps": 256, "eval_every_env_steps": 2048, "checkpoint_every_env_steps": 1024,
                         "keep_checkpoints": 5}}
 
@@ -127,6 +127,7 @@ KILL_MASAC = {"seed": 13, "scenarios": {"num_train": 8, "num_eval": 4},
 @pytest.mark.parametrize("algo,params,corrupt_newest", [("sac", KILL_SAC, True), ("ppo", KILL_PPO, False),
                                                         ("sac", KILL_SAC_SEEDS, False), ("masac", KILL_MASAC, False)],
                          ids=["sac", "ppo-recurrent", "sac-2-seeds-curriculum", "masac"])
+@pytest.mark.slow
 def test_sigkill_then_resume_is_bitwise_identical_to_an_uninterrupted_run(project, algo, params, corrupt_newest):
     write_params(project, algo, params)
     kill_after_checkpoints(project, algo, count=2)
@@ -182,6 +183,7 @@ def test_sigkill_then_resume_is_bitwise_identical_to_an_uninterrupted_run(projec
     pd.testing.assert_frame_equal(history_r.drop(columns=timing), history_f.drop(columns=timing))
 
 
+@pytest.mark.slow
 def test_resume_with_nothing_to_resume_starts_fresh(project):
     write_params(project, "sac", TINY_SAC)
     result = kedro_run(project, "--pipeline=sac", "--params", "sac.train.resume=true")
@@ -206,6 +208,7 @@ def test_damaged_checkpoints_are_detected_and_skipped(tmp_path):
     assert find_resumable(tmp_path) is None  # finished runs are not resumed
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_changed_config(project):
     write_params(project, "sac", KILL_SAC)
     kill_after_checkpoints(project, "sac", count=1)
@@ -214,6 +217,7 @@ def test_resume_refuses_a_changed_config(project):
     assert "sac.train.learning_rate:differsfromtherunbeingresumed" in squeeze(changed.stdout + changed.stderr)
 
 
+@pytest.mark.slow
 def test_nan_stops_with_the_iteration_and_metric_and_keeps_finite_checkpoints(project):
     raw = copy.deepcopy(TINY_SAC)
     raw["env"] = {"id": "tests.nan_env:NaNRewardPendulum"}
@@ -321,6 +325,7 @@ def report_examples():
 
 
 # -------------------------------------------------------------------------------------------- concurrency, pickle
+@pytest.mark.slow
 def test_two_concurrent_runs_keep_separate_versions_and_mlflow_runs(project):
     from rlpipe.versions import lock_path
 

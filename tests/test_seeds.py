@@ -22,6 +22,7 @@ from rlpipe.rl.envs import env_spec, scenarios_to_batch
 from rlpipe.rl.seeds import stage_keys
 from tests import reference_bits
 from tests.conftest import TINY_SAC
+from tests.support import run_pipeline
 from tests.test_ppo import TINY_PPO
 
 KEDRO = Path(sys.executable).with_name("kedro")
@@ -60,6 +61,7 @@ def _max_diff(a, b) -> float:
 
 
 @pytest.mark.parametrize("algo,base", [("sac", TINY_SAC), ("ppo", TINY_PPO)])
+@pytest.mark.slow
 def test_seed_k_of_a_multi_seed_run_starts_as_the_one_seed_run_with_seed_plus_k(algo, base, capsys):
     """Seed k of a 4-seed run starts exactly as a 1-seed run with seed + k (same initial parameters, the first
     update equal to 1e-6), on the same scenarios."""
@@ -86,6 +88,7 @@ def test_seed_k_of_a_multi_seed_run_starts_as_the_one_seed_run_with_seed_plus_k(
 
 
 @pytest.mark.parametrize("algo,base", [("sac", TINY_SAC), ("ppo", TINY_PPO)])
+@pytest.mark.slow
 def test_each_seed_of_a_multi_seed_run_ends_where_its_one_seed_run_ends(algo, base, capsys):
     """Over the whole (tiny) budget, seed k's final eval mean in the 4-seed run is that of its own one-seed run
     (seed + k), within a band of a tenth of the spread between the one-seed runs: a seed axis that mixed up the
@@ -151,6 +154,7 @@ def test_iqm_and_bootstrap_interval_match_rliable(monkeypatch):
         assert low < float(point["x"][0]) < high
 
 
+@pytest.mark.slow
 def test_a_multi_seed_pipeline_run_aggregates_and_serves_the_best_seed(project):
     params = {**TINY_SAC, "train": {**TINY_SAC["train"], "num_seeds": 3}}
     (project / "conf" / "local" / "parameters_sac.yml").write_text(yaml.safe_dump({"sac": params}))
@@ -192,8 +196,6 @@ def test_a_multi_seed_pipeline_run_aggregates_and_serves_the_best_seed(project):
         np.testing.assert_array_equal(leaf_a, leaf_b)
     assert seed_policy(files, 0)["meta"]["seed"] == 3
     # any seed of the stored agent can be evaluated again: the same episodes as in training's final evaluation
-    done = subprocess.run([str(KEDRO), "run", "--pipeline=sac_eval", "--params", "evaluation.seed_index=0"],
-                          cwd=project, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    run_pipeline(project, "sac_eval", {"evaluation": {"seed_index": 0}})  # in this process
     again = json.loads(latest("data/07_model_output/sac_eval/eval_summary.json").read_text())
     assert again["return_mean"] == pytest.approx(float(seeds["return_mean"][0]), rel=1e-6)

@@ -24,12 +24,14 @@ from rlpipe.progress import TrainingProgress
 from rlpipe.rl.policies import make_policy_fn
 from tests.conftest import PROJECT_ROOT, TINY_SAC
 from tests.policy_reference import actions_by_hand
+from tests.support import mlflow_state_kept
 
 BIN = Path(sys.executable).parent
 SYSTEM_METRICS_SETTING = os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING")  # before this module's runs
 
 
 CAPTURED = {}  # tracked_project's stderr and rlpipe.tracking's log lines
+pytestmark = pytest.mark.xdist_group("tracking")  # one worker: the module's projects are run once, not per worker
 
 
 class Tee(io.StringIO):
@@ -84,12 +86,12 @@ def run_sessions(root: Path, runtime_params: list[dict | None]) -> tuple[list[st
     try:
         bootstrap_project(root)
         session_ids = []
-        with contextlib.redirect_stderr(stderr):
+        with contextlib.redirect_stderr(stderr), mlflow_state_kept():  # module-scoped: before the autouse fixture
             for params in runtime_params:
                 with KedroSession.create(project_path=root, runtime_params=params) as session:
                     session.run(pipeline_name="sac")
                     session_ids.append(session.session_id)
-        assert mlflow.active_run() is None  # nothing left open for the next session
+            assert mlflow.active_run() is None  # nothing left open for the next session
     finally:
         tracking_logger.removeHandler(records)
         tracking_logger.setLevel(level)
@@ -137,6 +139,7 @@ def versions(root: Path, rel: str) -> list[str]:
     return sorted(p.name for p in (root / rel).iterdir())
 
 
+@pytest.mark.slow
 def test_two_runs_in_one_process_are_two_mlflow_runs(tracked_project, client):
     root, session_ids = tracked_project
     runs = runs_of(client)
@@ -146,6 +149,7 @@ def test_two_runs_in_one_process_are_two_mlflow_runs(tracked_project, client):
     assert all(r.info.status == "FINISHED" and r.info.run_name == "sac" for r in runs)
 
 
+@pytest.mark.slow
 def test_params_metrics_and_artifacts(tracked_project, client):
     root, session_ids = tracked_project
     run = runs_of(client)[-1]
@@ -170,6 +174,7 @@ def test_params_metrics_and_artifacts(tracked_project, client):
             "sac/eval_summary.json"} <= artifacts
 
 
+@pytest.mark.slow
 def test_plots_and_gif_are_new_versions_each_run(tracked_project):
     root, session_ids = tracked_project
     for rel in ("data/08_reporting/sac/learning_curve.png", "data/08_reporting/sac/eval_returns.png",
@@ -182,6 +187,7 @@ def test_plots_and_gif_are_new_versions_each_run(tracked_project):
         assert image.format == "GIF" and image.n_frames >= 40  # an actual animation of the 200-step episode
 
 
+@pytest.mark.slow
 def test_tensorboard_scalars_written(tracked_project):
     root, _ = tracked_project
     files = list((root / "data/08_reporting/tensorboard").rglob("events.out.tfevents.*"))
@@ -199,6 +205,7 @@ def test_tensorboard_scalars_written(tracked_project):
     assert {"train/critic_loss", "train/temperature", "train/env_steps_per_s"} <= tags
 
 
+@pytest.mark.slow
 def test_policy_registered_once_evaluated_quietly(tracked_project, client):
     """register: always (the default): each run's policy model is a new version, registered without mlflow's
     prints; the run's tags and rlpipe's log line say which."""
@@ -217,6 +224,7 @@ def test_policy_registered_once_evaluated_quietly(tracked_project, client):
     assert "already exists" not in CAPTURED["stderr"] and "Created version" not in CAPTURED["stderr"]
 
 
+@pytest.mark.slow
 def test_on_target_registers_only_a_policy_that_meets_the_target(gated_project):
     root, session_ids, lines, gated_client = gated_project
     met, missed = runs_of(gated_client)
@@ -233,6 +241,7 @@ def test_on_target_registers_only_a_policy_that_meets_the_target(gated_project):
                and f"{mean:.2f}" in line and "1000000000.00" in line for line in lines), lines
 
 
+@pytest.mark.slow
 def test_system_metrics_logged_when_asked_for(tracked_project, client, gated_project):
     for run in runs_of(client):  # tracking.system_metrics: true, the default
         assert client.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage"), run.info.run_id
@@ -242,6 +251,7 @@ def test_system_metrics_logged_when_asked_for(tracked_project, client, gated_pro
     assert os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING") == SYSTEM_METRICS_SETTING  # as it was
 
 
+@pytest.mark.slow
 def test_registered_policy_matches_in_process_policy_in_a_fresh_process(tracked_project, client, tmp_path):
     root, session_ids = tracked_project
     bundle_dir = root / "data/06_models/sac/policy" / session_ids[-1] / "policy"
@@ -271,6 +281,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_mlflow_models_serve_answers_invocations(tracked_project, tmp_path):
     root, session_ids = tracked_project
     from rlpipe.rl.policies import read_policy
@@ -305,6 +316,7 @@ def test_mlflow_models_serve_answers_invocations(tracked_project, tmp_path):
         server.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_notebook_runs_top_to_bottom(tracked_project):
     import nbformat
     from nbclient import NotebookClient
@@ -317,6 +329,7 @@ def test_notebook_runs_top_to_bottom(tracked_project):
     assert "train / 4 eval scenarios" in outputs and "evaluate node said" in outputs
 
 
+@pytest.mark.slow
 def test_kedro_viz_dag_has_every_node_and_dataset(tracked_project, tmp_path):
     root, _ = tracked_project
     result = subprocess.run([str(BIN / "kedro"), "viz", "build", "--include-previews"], cwd=root, capture_output=True,

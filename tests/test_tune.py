@@ -17,7 +17,7 @@ import yaml
 from rlpipe.rl import tuning
 from rlpipe.rl.errors import ConfigError
 from tests.conftest import TINY_SAC
-from tests.support import Watched
+from tests.support import Watched, run_pipeline
 
 optuna = pytest.importorskip("optuna")
 
@@ -80,6 +80,7 @@ def test_a_bad_space_is_named_before_any_trial(space, key, phrase):
     assert error.value.key == key and phrase in str(error.value)
 
 
+@pytest.mark.slow  # three kedro runs; the space checks above stay fast
 def test_bad_search_input_on_the_command_line_is_one_short_message(project):
     write(project, SEARCH)
     cases = [
@@ -103,6 +104,7 @@ def test_bad_search_input_on_the_command_line_is_one_short_message(project):
     assert len(study(project).trials) == 0
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_study_and_the_best_params_run(project):
     write(project, SEARCH)
     workers = [worker(project, 0), worker(project, 1)]
@@ -130,14 +132,13 @@ def test_two_workers_share_one_study_and_the_best_params_run(project):
     winner = study(project).best_trial
     assert best["sac"]["train"]["learning_rate"] == pytest.approx(winner.params["train.learning_rate"])
     (project / "conf" / "local" / "parameters_sac.yml").write_text(yaml.safe_dump(best))
-    done = subprocess.run([str(KEDRO), "run", "--pipeline=sac"], cwd=project, env=env(), capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    run_pipeline(project, "sac")  # in this process: the workers above were the command line's
     policy = json.loads((latest(project, "data/06_models/sac/policy") / "policy.json").read_text())
     assert policy["hidden_sizes"] == json.loads(winner.params["network.hidden_sizes"])
     assert policy["num_seeds"] == SEARCH["num_seeds"]
 
 
+@pytest.mark.slow
 def test_a_killed_worker_leaves_a_failed_trial_and_the_study_goes_on(project):
     write(project, {**SEARCH, "n_trials": 3})
     doomed = worker(project, 0, {"RLPIPE_FAULT_PAUSE_IN_TRIAL": "0"})
@@ -159,6 +160,7 @@ def test_a_killed_worker_leaves_a_failed_trial_and_the_study_goes_on(project):
     assert len(states) == 3
 
 
+@pytest.mark.slow
 def test_a_trial_that_diverges_is_pruned_with_its_reason_and_the_study_goes_on(project):
     """Two trials in this process, one on a pendulum whose reward turns NaN mid-episode (tests.nan_env): that one is
     pruned, its reason (the iteration and the quantity) kept on the trial and its MLflow run; the other completes."""
