@@ -390,8 +390,6 @@ def test_the_config_package_is_split_by_job_names_no_algorithm_and_reexports_eve
         source = inspect.getsource(module)
         assert source.count("\n") < 400, module.__name__
         said = {word.lower() for word in code_words(source)}
-        if module is sections:  # the compare pipeline's default: the user's pick in parameters.yml, not a rule
-            said.remove(sections.CompareConfig.model_fields["pipeline"].default)
         named = {w for w in said for family in ("sac", "ppo", "imitation", "jaxmarl", "gymnax", "gymnasium", "brax",
                                                 "init_from_buffer") if family in w}
         assert not named, (module.__name__, named)
