@@ -165,23 +165,12 @@ class MlflowConfigParamsHooks:
         for name, value in outputs.items():
             if name.split(".")[-1] != "config" or not hasattr(value, "model_dump"):  # an rlpipe.rl.config.Config
                 continue
-            from rlpipe.rl.config import to_dict
+            from rlpipe.rl.config import dotted, to_dict
 
             prefix = name.rsplit(".", 1)[0] if "." in name else ""
-            flat = _flatten(to_dict(value), prefix)
+            flat = {k: str(v)[:6000] for k, v in dotted(to_dict(value), f"{prefix}." if prefix else "").items()}
             logged = mlflow.MlflowClient().get_run(run.info.run_id).data.params
             mlflow.log_params({k: v for k, v in flat.items() if k not in logged})
-
-
-def _flatten(tree: dict[str, Any], prefix: str) -> dict[str, str]:
-    out = {}
-    for key, value in tree.items():
-        name = f"{prefix}.{key}" if prefix else key
-        if isinstance(value, dict) and value:
-            out.update(_flatten(value, name))
-        else:
-            out[name] = str(value)[:6000]
-    return out
 
 
 class MlflowRunIsolationHooks:

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from rlpipe.reporting import plots
 from rlpipe.rl import algorithm as algorithms
-from rlpipe.rl.config import CompareConfig, parse
+from rlpipe.rl.config import CompareConfig, as_tuple, dotted, parse
 from rlpipe.rl.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -68,23 +68,13 @@ def _version_of(run: str, key: str, stored: list[str]) -> str:
 def differing_keys(configs: list[dict[str, Any]]) -> dict[str, list[Any]]:
     """The dotted config keys whose values are not the same in every run, with each run's value (None where a run
     has no such key)."""
-    flat = [_flatten(c) for c in configs]
+    flat = [{k: as_tuple(v) for k, v in dotted(c).items()} for c in configs]
     keys = sorted(set().union(*flat))
     out = {}
     for key in keys:
         values = [f.get(key) for f in flat]
         if any(v != values[0] for v in values[1:]):
             out[key] = values
-    return out
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = tuple(value) if isinstance(value, list) else value
     return out
 
 

@@ -27,7 +27,7 @@ from rlpipe.rl.checkpoint import (
     find_resumable,
     load_checkpoint,
 )
-from rlpipe.rl.config import to_dict
+from rlpipe.rl.config import dotted, to_dict
 from rlpipe.rl.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -199,9 +199,9 @@ def training_run(algorithm: Any, config: Any, lineage: dict[str, Any] | None = N
 def check_same_config(algorithm: str, config: Any, meta: dict[str, Any]) -> None:
     """A run resumes only under the config it started with (``train.resume`` aside)."""
     # keys added since the checkpoint was written count as their defaults
-    stored = _flat(meta["config"])
-    defaults = {k: v for k, v in _flat(to_dict(type(config)())).items() if not _overlaps(k, stored)}
-    now, then = _flat(to_dict(config)), {**defaults, **stored}
+    stored = dotted(meta["config"])
+    defaults = {k: v for k, v in dotted(to_dict(type(config)())).items() if not _overlaps(k, stored)}
+    now, then = dotted(to_dict(config)), {**defaults, **stored}
     changed = sorted(k for k in now.keys() | then.keys() if k != "train.resume" and now.get(k) != then.get(k))
     if changed:
         details = "; ".join(f"{k}: checkpoint {then.get(k)!r}, now {now.get(k)!r}" for k in changed[:5])
@@ -217,13 +217,3 @@ def _overlaps(key: str, flat: dict[str, Any]) -> bool:
     """Whether ``flat`` has ``key`` itself, a key inside it (``key.x``), or one it lies inside: a default such as
     ``scenarios.ranges: {}`` or ``scenarios.curriculum: null`` must not stand beside the values a config gave."""
     return any(k == key or k.startswith(f"{key}.") or key.startswith(f"{k}.") for k in flat)
-
-
-def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict) and v:
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out

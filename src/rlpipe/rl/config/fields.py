@@ -124,6 +124,18 @@ def to_dict(config: Config) -> dict:
     return config.model_dump(mode="json")
 
 
+def dotted(tree: dict, prefix: str = "") -> dict:
+    """A nested dict (e.g. ``to_dict`` of a config) as one level keyed by dotted paths (``train.batch_size``); an
+    empty dict stays a value of its own key."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(dotted(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def as_tuple(value: Any) -> Any:
     """A list as a tuple (YAML has no tuples); anything else is left for the type check to judge."""
     return tuple(value) if isinstance(value, list) else value
