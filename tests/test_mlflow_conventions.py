@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -219,3 +220,6 @@ def test_the_first_registered_version_is_the_champion(killed_then_resumed):
     scenarios = pd.read_parquet(next((project / "data/02_intermediate/sac/scenarios_eval.parquet").rglob("*.parquet")))
     assert held.tags["rlpipe.eval.scenarios"] == champion.scenario_fingerprint(scenarios)
     assert resumed.data.tags["rlpipe.champion.decision"] == "promoted"
+    mlflow.set_tracking_uri(f"sqlite:///{project}/mlflow.db")
+    served = mlflow.pyfunc.load_model("models:/rlpipe-sac@champion")  # what `make serve` serves
+    assert served.predict(np.zeros((2, 3), np.float32)).shape == (2, 1)
