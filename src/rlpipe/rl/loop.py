@@ -119,7 +119,8 @@ def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: EvaluateFn 
 
     ``evaluate(state)`` returns per-scenario returns and lengths; it runs on a regular grid, at the first iteration
     at or past every multiple of ``eval_every_env_steps`` (a chunk ends there), and on the final state (rows
-    without an evaluation carry NaN). ``stopper`` may end training early, in which case the final
+    without an evaluation carry NaN). ``on_progress`` gets each chunk's row with ``total_env_steps`` and the curve
+    points the chunk recorded (``CURVE_POINTS``). ``stopper`` may end training early, in which case the final
     row has ``early_stopped = 1``. With ``resume``, ``state`` is the restored state and the loop carries on from
     where the checkpoint was taken. A chunk whose losses or parameters are not finite raises
     :class:`NonFiniteError` before anything of it is checkpointed. Each ``(every, fn)`` of ``periodic`` calls
