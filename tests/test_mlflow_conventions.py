@@ -124,7 +124,7 @@ def killed_then_resumed(tmp_path_factory):
     (project / "conf" / "local").mkdir()
     tiny = {**TINY_SAC, "tracking": {"system_metrics": False}}
     (project / "conf" / "local" / "parameters_sac.yml").write_text(yaml.safe_dump({"sac": tiny}))
-    assert subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True).returncode != 0
+    assert subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, timeout=60).returncode != 0
 
     seen_while_paused = _run_until_paused_and_stop(project)
     commit = _git_commit_everything(project)
