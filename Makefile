@@ -50,7 +50,7 @@ bench: setup $(PEERS)/.installed
 ui: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
-# Serve the champion SAC policy (`make serve ALGO=ppo`: PPO's): POST {"inputs": [[cos, sin, theta_dot], ...]} to http://127.0.0.1:5001/invocations
+# Serve SAC's @champion policy (ALGO=ppo: PPO's): POST {"inputs": [[cos, sin, theta_dot], ...]} to 127.0.0.1:5001/invocations
 serve: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH MLFLOW_TRACKING_URI=sqlite:///$(CURDIR)/mlflow.db \
 	  $(BIN)/mlflow models serve -m models:/rlpipe-$(or $(ALGO),sac)@champion --env-manager local -h 127.0.0.1 -p 5001

@@ -23,7 +23,8 @@ KEDRO = Path(sys.executable).with_name("kedro")
 
 
 def test_names_and_purposes():
-    assert run_name("sac", "Pendulum-v1", [0], "2026-12-03T16.52.09.123Z") == "sac-Pendulum-v1-s0-2026-12-03T16.52.09.123Z"
+    version = "2026-12-03T16.52.09.123Z"
+    assert run_name("sac", "Pendulum-v1", [0], version) == f"sac-Pendulum-v1-s0-{version}"
     assert run_name("ppo", "CartPole-v1", [3, 4, 5], "v") == "ppo-CartPole-v1-s3-5-v"
     assert [purpose_of([n]) for n in ("sac", "__default__", "ppo_imitation", "sac_eval", "ppo_tune", "compare")] == \
         ["train", "train", "train", "eval", "tune", "compare"]
