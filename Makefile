@@ -50,10 +50,10 @@ bench: setup $(PEERS)/.installed
 ui: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
-# Serve the latest registered SAC policy: POST {"inputs": [[cos, sin, theta_dot], ...]} to http://127.0.0.1:5001/invocations
+# Serve SAC's @champion policy (ALGO=ppo: PPO's): POST {"inputs": [[cos, sin, theta_dot], ...]} to 127.0.0.1:5001/invocations
 serve: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH MLFLOW_TRACKING_URI=sqlite:///$(CURDIR)/mlflow.db \
-	  $(BIN)/mlflow models serve -m models:/rlpipe-sac/latest --env-manager local -h 127.0.0.1 -p 5001
+	  $(BIN)/mlflow models serve -m models:/rlpipe-$(or $(ALGO),sac)@champion --env-manager local -h 127.0.0.1 -p 5001
 
 # The pipeline DAG in kedro-viz: http://127.0.0.1:4141
 viz: setup

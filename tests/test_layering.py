@@ -25,7 +25,7 @@ GENERIC = ("rl/training.py", "rl/loop.py", "rl/checkpoint.py", "rl/acting.py", "
            "rl/run_state.py", "pipeline_registry.py", "pipelines/training.py", "pipelines/project.py",
            "pipelines/evaluation.py", "pipelines/tuning.py", "pipelines/comparison.py", "pipelines/reports.py",
            *sorted(str(p.relative_to(SOURCE)) for p in (SOURCE / "rl" / "config").glob("*.py")),
-           "tracking.py",
+           *sorted(str(p.relative_to(SOURCE)) for p in (SOURCE / "tracking").glob("*.py")),
            *sorted(str(p.relative_to(SOURCE)) for p in (SOURCE / "reporting").glob("*.py")))
 NAMED_BY_DESIGN = {"rl/algorithm.py": "REGISTRY"}  # a module's table allowed to name algorithms
 

@@ -146,7 +146,8 @@ def test_two_runs_in_one_process_are_two_mlflow_runs(tracked_project, client):
     assert len(runs) == 2
     assert [r.data.tags["run_id"] for r in runs] == session_ids  # the Kedro session id ...
     assert versions(root, "data/06_models/sac/agent") == session_ids  # ... is the catalog save version
-    assert all(r.info.status == "FINISHED" and r.info.run_name == "sac" for r in runs)
+    assert all(r.info.status == "FINISHED" and r.info.run_name == f"sac-Pendulum-v1-s3-{r.data.tags['run_id']}"
+               for r in runs)
 
 
 @pytest.mark.slow

@@ -6,7 +6,8 @@ from rlpipe import configuration
 from rlpipe.catalog import ProcessAwareCatalog
 from rlpipe.console import ConsoleHooks
 from rlpipe.hooks import ConfigCheckHooks, JaxRuntimeHooks, LineageHooks
-from rlpipe.tracking import MlflowArtifactHooks, MlflowConfigParamsHooks, MlflowRunIsolationHooks
+from rlpipe.tracking import (MlflowArtifactHooks, MlflowConfigParamsHooks, MlflowRunConventionsHooks, MlflowRunEndHooks,
+                             MlflowRunIsolationHooks)
 from rlpipe.versions import use_unique_run_versions
 
 
@@ -16,7 +17,7 @@ use_unique_run_versions(Path(configuration._project_root()) / "data")
 # Registered last, called first (pluggy is LIFO): ConfigCheckHooks stops a bad config before anything heavy is loaded;
 # JaxRuntimeHooks then joins the processes of a multi-process run before any other hook asks which process this is.
 HOOKS = (ConsoleHooks(), LineageHooks(), MlflowRunIsolationHooks(), MlflowConfigParamsHooks(), MlflowArtifactHooks(),
-         JaxRuntimeHooks(), ConfigCheckHooks())
+         MlflowRunConventionsHooks(), MlflowRunEndHooks(), JaxRuntimeHooks(), ConfigCheckHooks())
 
 # In a multi-process run, process 0 alone writes catalog artifacts; the others keep their outputs in memory.
 DATA_CATALOG_CLASS = ProcessAwareCatalog

@@ -14,7 +14,9 @@ from rlpipe.compat import metric_logging_activated, metric_points, save_metric_h
 class MetricHistoryDataset(MlflowMetricsHistoryDataset):
     """kedro-mlflow's ``MlflowMetricsHistoryDataset`` (the same data, names and steps), written with MLflow's
     ``log_batch``, 1,000 points a call (MLflow's limit), instead of one ``log_metric`` call (and one store
-    transaction) per point: a training history at full resolution has thousands of points, which took seconds."""
+    transaction) per point: a training history at full resolution has thousands of points, which took seconds.
+    A point whose metric the run already has at that step (the training history logged while it trained,
+    ``rlpipe.tracking.live``) is not logged twice."""
 
     BATCH = 1000
 
@@ -30,7 +32,13 @@ class MetricHistoryDataset(MlflowMetricsHistoryDataset):
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        points = [Metric(key, float(value), now, int(step)) for key, value, step in metric_points(self, data)]
         client = MlflowClient()
+        logged: dict[str, set[int]] = {}  # the steps of each metric the run has already (logged while training)
+        points = [Metric(key, float(value), now, int(step)) for key, value, step in metric_points(self, data)
+                  if int(step) not in logged.setdefault(key, _steps(client, run_id, key))]
         for start in range(0, len(points), self.BATCH):
             client.log_batch(run_id, metrics=points[start:start + self.BATCH])
+
+
+def _steps(client, run_id: str, key: str) -> set[int]:
+    return {metric.step for metric in client.get_metric_history(run_id, key)}

@@ -23,6 +23,7 @@ from rlpipe.rl.agents import export_policy, export_seed_policies
 from rlpipe.rl.checkpoint import StoredCheckpoint
 from rlpipe.rl.eval_tables import evaluation_tables
 from rlpipe.rl.training_run import ResumePoint
+from rlpipe.tracking import live
 
 logger = logging.getLogger(__name__)
 
@@ -55,11 +56,12 @@ def train(config: Any, initial_state: Any, lineage: dict[str, Any], resume: Resu
           ) -> tuple[StoredCheckpoint, pd.DataFrame, dict[str, Any], dict[str, bytes], pd.DataFrame]:
     """Train from ``resume`` (a fresh start, or the interrupted run it continues): the agent (the final
     checkpoint), the history, the final policy's evaluation, the videos of the policy during training
-    (``tracking.video_every_env_steps``; none when 0) and the training scenarios' draw weights at the end.
+    (``tracking.video_every_env_steps``; none when 0) and the training scenarios' draw weights at the end; the
+    history reaches the run's MLflow run at each progress line (``rlpipe.tracking.live``).
     ``device_data``: the algorithm's extra input (prefill transitions, demonstrations for imitation)."""
     videos = TrainingVideos(config, scenarios_eval) if config.tracking.video_every_env_steps else None
     trained = run.train_agent(config, initial_state, lineage, resume, scenarios_train, scenarios_eval, device_data,
-                              root=project_root(),
+                              root=project_root(), on_progress=live.progress_callback(),
                               on_policy=(config.tracking.video_every_env_steps, videos) if videos else None)
     return (trained.agent, trained.history, trained.final_evaluation, videos.files if videos else {},
             trained.scenario_weights)

@@ -27,6 +27,9 @@ CheckpointFn = Callable[[int, Any, dict[str, Any]], None]  # (env steps, state t
 
 
 ADAPT_PREFIX = "curriculum."  # the history columns an ``adapt`` step logs
+# The key of a progress row holding the curve points its chunk recorded, so a listener can follow the whole history
+# (``rlpipe.rl.training_run.history_table`` of the row and its points) as it grows, not only one row per chunk.
+CURVE_POINTS = "curve_points"
 
 
 class NonFiniteError(FloatingPointError):
@@ -116,7 +119,8 @@ def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: EvaluateFn 
 
     ``evaluate(state)`` returns per-scenario returns and lengths; it runs on a regular grid, at the first iteration
     at or past every multiple of ``eval_every_env_steps`` (a chunk ends there), and on the final state (rows
-    without an evaluation carry NaN). ``stopper`` may end training early, in which case the final
+    without an evaluation carry NaN). ``on_progress`` gets each chunk's row with ``total_env_steps`` and the curve
+    points the chunk recorded (``CURVE_POINTS``). ``stopper`` may end training early, in which case the final
     row has ``early_stopped = 1``. With ``resume``, ``state`` is the restored state and the loop carries on from
     where the checkpoint was taken. A chunk whose losses or parameters are not finite raises
     :class:`NonFiniteError` before anything of it is checkpointed. Each ``(every, fn)`` of ``periodic`` calls
@@ -164,10 +168,10 @@ def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: EvaluateFn 
             row["eval_seconds"] = p.eval_seconds
             row.update(seeds.history_columns(per_seed, p.final))
         p.history.append(row)
-        if trace:
-            p.curve.extend(_curve_rows(trace, s, p.done_iters - n))
+        points = _curve_rows(trace, s, p.done_iters - n) if trace else []
+        p.curve.extend(points)
         _report(s, p, row, state, last or stop, on_progress=on_progress, on_checkpoint=on_checkpoint,
-                checkpoint_tree=checkpoint_tree, stopper=stopper, periodic=periodic)
+                checkpoint_tree=checkpoint_tree, stopper=stopper, periodic=periodic, points=points)
         if stop:
             break
     if evaluate is not None and p.final is None:  # resumed from the final checkpoint: nothing left to train
@@ -226,12 +230,12 @@ def _row(s: Schedule, p: _Progress, n: int, elapsed: float, metrics: dict[str, f
 
 
 def _report(s: Schedule, p: _Progress, row: dict[str, Any], state: Any, ending: bool, *, on_progress, on_checkpoint,
-            checkpoint_tree, stopper, periodic) -> None:
-    """After a chunk's row: progress, the checkpoint and the periodic functions when their grid (or the end,
-    ``ending``) is reached."""
+            checkpoint_tree, stopper, periodic, points: list[dict[str, Any]]) -> None:
+    """After a chunk's row: progress (with the chunk's curve ``points`` under ``CURVE_POINTS``), the checkpoint and
+    the periodic functions when their grid (or the end, ``ending``) is reached."""
     env_steps = row["env_steps"]
     if on_progress:
-        on_progress({**row, "total_env_steps": s.total_env_steps})
+        on_progress({**row, "total_env_steps": s.total_env_steps, CURVE_POINTS: points})
     if on_checkpoint and (env_steps >= p.next_checkpoint or ending):
         progress = {"iteration": p.done_iters, "history": p.history, "curve": p.curve,
                     "stopper": stopper.state_dict() if stopper is not None else None}

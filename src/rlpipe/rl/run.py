@@ -27,6 +27,8 @@ from rlpipe.rl.training_run import ResumePoint, find_resume, training_run
 
 logger = logging.getLogger(__name__)
 
+RUN_FOLDER = "run_folder"  # the key of a progress row (``train_agent``) naming the run's checkpoint folder
+
 
 def validated_config(algorithm: str, params: Any, key: str | None = None) -> Any:
     """``params`` (an algorithm's parameters, e.g. ``params:<algorithm>``) as the algorithm's typed config for
@@ -145,14 +147,15 @@ def train_agent(config: Any, state: Any, lineage: dict[str, Any], start: ResumeP
     """Train to ``total_env_steps`` in a run folder under ``train.checkpoint_dir`` with periodic checkpoints and
     evaluations, on every device of every process, from ``start`` (a fresh state, or the interrupted run it
     resumes). ``lineage`` (the stored agent of ``train.init_from``, or empty) goes into the agent's meta;
-    ``on_progress`` sees every progress row besides the display; ``on_policy = (every, fn)`` gets the policy
+    ``on_progress`` sees every progress row besides the display, with the run folder's name (``RUN_FOLDER``: the
+    folder a resumed run continues); ``on_policy = (every, fn)`` gets the policy
     every ``every`` env steps (e.g. to film it)."""
     algorithm = algorithms.for_config(config)
     with training_run(algorithm, config, lineage, start, root) as run:
         def progress(row: dict[str, Any]) -> None:
             run.on_progress(row)
             if on_progress is not None:
-                on_progress(row)
+                on_progress({**row, RUN_FOLDER: run.checkpoints.directory.name})
 
         result = run_training(config, state, scenarios_train, scenarios_eval, device_data, on_progress=progress,
                               on_checkpoint=run.on_checkpoint, resume=run.resume, on_policy=on_policy)
