@@ -68,7 +68,7 @@ def mlflow_state_kept():
 
 def run_pipeline(project: Path, pipeline: str, runtime_params: dict | None = None,
                  load_versions: dict[str, str] | None = None) -> str:
-    """``kedro run --pipeline=<pipeline>`` in this process: the same session (catalog versions, hooks, MLflow run)
+    """``kedro run --pipelines=<pipeline>`` in this process: the same session (catalog versions, hooks, MLflow run)
     the command line opens, ``runtime_params`` as its ``--params`` and ``load_versions`` as its ``--load-versions``,
     without the seconds a new interpreter spends importing. The session id (the run's catalog version)."""
     from kedro.framework.session import KedroSession

@@ -157,7 +157,7 @@ def test_an_env_that_raises_stops_the_run_with_its_id_step_and_message_and_keeps
     params = {**GYM_SAC, "env": {"id": env_id, "kwargs": {"fail_after": 900}},
               "train": {**GYM_SAC["train"], "total_env_steps": 1600, "checkpoint_every_env_steps": 128}}
     write_params(project, "sac", params)
-    done = kedro_run(project, "--pipeline=sac", extra_env={"PYTHONPATH": str(Path(__file__).parents[1])})
+    done = kedro_run(project, "--pipelines=sac", extra_env={"PYTHONPATH": str(Path(__file__).parents[1])})
     assert done.returncode == 3
     lines = done.stderr.strip().splitlines()
     assert "Environment error:" in lines
@@ -176,7 +176,7 @@ def test_a_host_env_run_resumes_from_its_checkpoint_with_fresh_episodes(project)
     kill_after_checkpoints(project, "sac", count=2)  # waits for the run to say it paused there, then SIGKILLs it
     taken = sorted((project / "data/06_models/sac_checkpoints").glob("*/step_*/meta.json"))
     stored = json.loads(taken[-1].read_text())
-    resumed = kedro_run(project, "--pipeline=sac", "--params", "sac.train.resume=true")
+    resumed = kedro_run(project, "--pipelines=sac", "--params", "sac.train.resume=true")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     log = " ".join((resumed.stdout + resumed.stderr).split())
     assert "freshly reset episodes" in log and "resuming" in log

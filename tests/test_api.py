@@ -58,7 +58,7 @@ def _leaves(tree) -> list[tuple[str, np.ndarray]]:
 @pytest.mark.slow
 def test_api_run_is_bitwise_the_kedro_run_of_the_same_config(project):
     (project / "conf" / "local" / "parameters_sac.yml").write_text(yaml.safe_dump({"sac": TINY_SAC}))
-    kedro = subprocess.run([str(KEDRO), "run", "--pipeline=sac"], cwd=project, capture_output=True, text=True,
+    kedro = subprocess.run([str(KEDRO), "run", "--pipelines=sac"], cwd=project, capture_output=True, text=True,
                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, timeout=900)
     assert kedro.returncode == 0, kedro.stderr[-3000:]
     (version,) = [p.name for p in (project / "data/06_models/sac/agent").iterdir()]

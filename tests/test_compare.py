@@ -1,4 +1,4 @@
-"""``kedro run --pipeline=compare``: stored runs side by side, the config keys that differ named, as versioned
+"""``kedro run --pipelines=compare``: stored runs side by side, the config keys that differ named, as versioned
 report entries and MLflow artifacts; bad run names stop before anything is written."""
 
 import mlflow
@@ -26,7 +26,7 @@ def test_compare_three_runs_that_differ_in_one_key(project):
         write_params(project, "ppo", {**TINY_PPO, "train": {**TINY_PPO["train"], "learning_rate": lr}})
         run_pipeline(project, "ppo")  # in this process; the compare run below is the command line's
     runs = versions(project, "data/07_model_output/ppo/eval_summary.json")
-    done = kedro_run(project, "--pipeline=compare", "--params", "compare.pipeline=ppo")
+    done = kedro_run(project, "--pipelines=compare", "--params", "compare.pipeline=ppo")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "the runs differ in train.learning_rate" in done.stdout + done.stderr
     (version,) = versions(project, "data/08_reporting/compare/table.parquet")

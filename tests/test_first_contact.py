@@ -63,7 +63,7 @@ BAD = [  # (--params, the key the message must name, a phrase it must contain)
 @pytest.mark.parametrize("params,key,phrase", BAD, ids=[b[1] for b in BAD])
 def test_every_bad_config_class_is_a_short_message_without_traceback(project, params, key, phrase):
     before = sorted(p.relative_to(project) for p in project.rglob("*"))
-    done = kedro_run(project, "--pipeline=sac", "--params", params)
+    done = kedro_run(project, "--pipelines=sac", "--params", params)
     output = done.stdout + done.stderr
     lines = output.strip().splitlines()
     assert done.returncode == 2, output
@@ -80,7 +80,7 @@ def test_every_bad_config_class_is_a_short_message_without_traceback(project, pa
 def test_a_config_error_stops_kedro_run_before_mlflow_jax_or_the_plugins_load(project):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("RLPIPE_VERBOSE", None)
-    done = subprocess.run([sys.executable, "-X", "importtime", str(KEDRO), "run", "--pipeline=sac", "--params",
+    done = subprocess.run([sys.executable, "-X", "importtime", str(KEDRO), "run", "--pipelines=sac", "--params",
                            "sac.train.learning_rat=0.1"], cwd=project, env=env, capture_output=True, text=True,
                           timeout=600)
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
@@ -88,22 +88,22 @@ def test_a_config_error_stops_kedro_run_before_mlflow_jax_or_the_plugins_load(pr
     assert "kedro.config" in imported and "rlpipe.rl.config" in imported  # it did load and check the parameters
     assert not {"mlflow", "jax", "kedro_mlflow", "gymnax", "pandas"} & imported, sorted(imported)
     # a run whose parameters are fine is not stopped by the early check (it fails later, on the env)
-    late = kedro_run(project, "--pipeline=sac", "--params", "sac.env.id=NoSuchEnv-v0")
+    late = kedro_run(project, "--pipelines=sac", "--params", "sac.env.id=NoSuchEnv-v0")
     assert late.returncode == 2 and "unknown environment" in late.stdout + late.stderr
 
 
 def test_verbose_brings_back_the_traceback(project):
-    done = kedro_run(project, "--pipeline=sac", "--params", "sac.train.lr_typo=1", "-v")
+    done = kedro_run(project, "--pipelines=sac", "--params", "sac.train.lr_typo=1", "-v")
     assert done.returncode != 0
     assert "Traceback" in done.stdout + done.stderr
-    quiet = kedro_run(project, "--pipeline=sac", "--params", "sac.train.lr_typo=1",
+    quiet = kedro_run(project, "--pipelines=sac", "--params", "sac.train.lr_typo=1",
                       extra_env={"RLPIPE_VERBOSE": "0"})
     assert "Traceback" not in quiet.stdout + quiet.stderr
 
 
 @pytest.mark.slow  # the default budget (12,000 env steps) through the command line
 def test_a_default_run_prints_at_most_40_lines_and_says_where_everything_is(project):
-    done = kedro_run(project, "--pipeline=sac")
+    done = kedro_run(project, "--pipelines=sac")
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
     lines = output.strip().splitlines()

@@ -153,7 +153,7 @@ def _run_until_paused_and_stop(project: Path) -> list[int]:
     """Start the run, wait for its pause after the first checkpoint, read its critic-loss steps from the store,
     stop it with SIGTERM: the steps it had logged by then."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "RLPIPE_FAULT_PAUSE_AFTER_CHECKPOINTS": "1"}
-    run = Watched([str(KEDRO), "run", "--pipeline=sac"], project, env)
+    run = Watched([str(KEDRO), "run", "--pipelines=sac"], project, env)
     try:
         run.wait_for(r"RLPIPE_FAULT: paused after checkpoint 1 in process 0", timeout=400)
         (paused,) = runs(project)

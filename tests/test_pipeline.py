@@ -117,7 +117,7 @@ def kedro_run(project: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_cli_twice_keeps_both_versions_and_is_bitwise_reproducible(tiny_project):
-    first = kedro_run(tiny_project, "--pipeline=sac")
+    first = kedro_run(tiny_project, "--pipelines=sac")
     assert first.returncode == 0, first.stderr[-3000:]
     assert "env steps" in first.stdout + first.stderr  # progress lines
     second = kedro_run(tiny_project, "--pipelines=sac")
@@ -142,7 +142,7 @@ def test_cli_twice_keeps_both_versions_and_is_bitwise_reproducible(tiny_project)
 
 
 def test_bad_parameter_stops_before_any_work(tiny_project):
-    result = kedro_run(tiny_project, "--pipeline=sac", "--params", "sac.train.batchsize=32")
+    result = kedro_run(tiny_project, "--pipelines=sac", "--params", "sac.train.batchsize=32")
     assert result.returncode != 0
     assert "sac.train.batchsize: unknown key (did you mean 'batch_size'?)" in result.stdout + result.stderr
     assert not (tiny_project / "data").exists() or not any((tiny_project / "data").rglob("*.parquet"))

@@ -26,7 +26,7 @@ from rlpipe.rl.config import ConfigError, to_dict
 from rlpipe.rl.envs import ScenarioError, generate_scenarios, make_env, scenarios_to_batch
 from rlpipe.rl.loop import NonFiniteError
 from tests.conftest import TINY_SAC
-from tests.support import Watched
+from tests.support import Watched, run_pipeline
 
 KEDRO = Path(sys.executable).with_name("kedro")
 
@@ -71,7 +71,7 @@ def kill_after_checkpoints(project: Path, algo: str, count: int) -> None:
     """Run until the ``count``-th periodic checkpoint is written, then SIGKILL the run. The run pauses there itself
     (``RLPIPE_FAULT_PAUSE_AFTER_CHECKPOINTS``) and says so: the kill waits for that line, never for time to pass,
     so a fast run cannot finish first."""
-    run = Watched([str(KEDRO), "run", f"--pipeline={algo}"], project,
+    run = Watched([str(KEDRO), "run", f"--pipelines={algo}"], project,
                   {**os.environ, "PYTHONUNBUFFERED": "1", "RLPIPE_FAULT_PAUSE_AFTER_CHECKPOINTS": str(count)})
     try:
         run.wait_for(rf"RLPIPE_FAULT: paused after checkpoint {count} in process 0", timeout=300)
@@ -143,7 +143,7 @@ def test_sigkill_then_resume_is_bitwise_identical_to_an_uninterrupted_run(projec
         victim = max((p for p in (newest / "state").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
         victim_size = victim.stat().st_size
         victim.write_bytes(victim.read_bytes()[: victim_size // 2])
-    resumed = kedro_run(project, f"--pipeline={algo}", "--params", f"{algo}.train.resume=true")
+    resumed = kedro_run(project, f"--pipelines={algo}", "--params", f"{algo}.train.resume=true")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     log = squeeze(resumed.stdout + resumed.stderr)
     expected = taken[-2] if corrupt_newest else taken[-1]
@@ -159,25 +159,25 @@ def test_sigkill_then_resume_is_bitwise_identical_to_an_uninterrupted_run(projec
         assert len(aside) == 1, sorted(p.name for p in newest.parent.iterdir())
         assert (aside[0] / victim.relative_to(newest)).stat().st_size == victim_size // 2
 
-    fresh = kedro_run(project, f"--pipeline={algo}")  # the same seed and config, never interrupted
-    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    run_pipeline(project, algo)  # the same seed and config, never interrupted (in this process: same devices)
     resumed_version, fresh_version = versions(project, f"data/06_models/{algo}/agent")
     state_r, meta_r, summary_r = agent_and_summary(project, algo, resumed_version)
     state_f, meta_f, summary_f = agent_and_summary(project, algo, fresh_version)
     # the resumed process started at the checkpoint's step, not from 0: it ran exactly the chunks the uninterrupted
     # run ran after that step (a resume that ignored the checkpoint would retrain from the start, bitwise the same)
     start = int(expected.name.removeprefix("step_"))
-    trained, all_steps = trained_steps(resumed.stderr, algo), trained_steps(fresh.stderr, algo)
-    assert all_steps and all_steps[-1] == meta_f["env_steps"], fresh.stderr[-3000:]
+    history_r = pd.read_parquet(project / f"data/07_model_output/{algo}/training_history.parquet" / resumed_version /
+                                "training_history.parquet")
+    history_f = pd.read_parquet(project / f"data/07_model_output/{algo}/training_history.parquet" / fresh_version /
+                                "training_history.parquet")
+    trained = trained_steps(resumed.stderr, algo)
+    all_steps = list(history_f.dropna(subset=["train_seconds"])["env_steps"])  # the rows where a chunk ended
+    assert all_steps and all_steps[-1] == meta_f["env_steps"], all_steps
     assert trained and trained[0] > start, (start, trained)
     assert trained == [s for s in all_steps if s > start], (start, trained, all_steps)
     assert_bitwise_equal(state_r, state_f)
     assert summary_r == summary_f
     assert meta_r["env_steps"] == meta_f["env_steps"]
-    history_r = pd.read_parquet(project / f"data/07_model_output/{algo}/training_history.parquet" / resumed_version /
-                                "training_history.parquet")
-    history_f = pd.read_parquet(project / f"data/07_model_output/{algo}/training_history.parquet" / fresh_version /
-                                "training_history.parquet")
     assert list(history_r["env_steps"]) == list(history_f["env_steps"])  # the full history, interruption included
     timing = [c for c in history_f.columns if c.endswith(("_per_s", "_seconds"))]
     pd.testing.assert_frame_equal(history_r.drop(columns=timing), history_f.drop(columns=timing))
@@ -186,7 +186,7 @@ def test_sigkill_then_resume_is_bitwise_identical_to_an_uninterrupted_run(projec
 @pytest.mark.slow
 def test_resume_with_nothing_to_resume_starts_fresh(project):
     write_params(project, "sac", TINY_SAC)
-    result = kedro_run(project, "--pipeline=sac", "--params", "sac.train.resume=true")
+    result = kedro_run(project, "--pipelines=sac", "--params", "sac.train.resume=true")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "holdsnointerruptedrunwithacheckpoint:startingfresh" in squeeze(result.stdout + result.stderr)
 
@@ -212,7 +212,7 @@ def test_damaged_checkpoints_are_detected_and_skipped(tmp_path):
 def test_resume_refuses_a_changed_config(project):
     write_params(project, "sac", KILL_SAC)
     kill_after_checkpoints(project, "sac", count=1)
-    changed = kedro_run(project, "--pipeline=sac", "--params", "sac.train.resume=true,sac.train.learning_rate=0.01")
+    changed = kedro_run(project, "--pipelines=sac", "--params", "sac.train.resume=true,sac.train.learning_rate=0.01")
     assert changed.returncode != 0
     assert "sac.train.learning_rate:differsfromtherunbeingresumed" in squeeze(changed.stdout + changed.stderr)
 
@@ -331,8 +331,8 @@ def test_two_concurrent_runs_keep_separate_versions_and_mlflow_runs(project):
 
     write_params(project, "sac", TINY_SAC)
     lock = lock_path(project / "data")  # no data/ yet: the temp folder's lock for this project
-    first = kedro_run(project, "--pipeline=sac", background=True)
-    second = kedro_run(project, "--pipeline=sac", background=True)
+    first = kedro_run(project, "--pipelines=sac", background=True)
+    second = kedro_run(project, "--pipelines=sac", background=True)
     out = [p.communicate(timeout=600)[0] for p in (first, second)]
     assert first.returncode == 0 and second.returncode == 0, out[0][-2000:] + out[1][-2000:]
     for rel in ("data/06_models/sac/agent", "data/07_model_output/sac/eval_summary.json",

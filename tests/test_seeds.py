@@ -159,7 +159,7 @@ def test_a_multi_seed_pipeline_run_aggregates_and_serves_the_best_seed(project):
     params = {**TINY_SAC, "train": {**TINY_SAC["train"], "num_seeds": 3}}
     (project / "conf" / "local" / "parameters_sac.yml").write_text(yaml.safe_dump({"sac": params}))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    done = subprocess.run([str(KEDRO), "run", "--pipeline=sac"], cwd=project, env=env, capture_output=True,
+    done = subprocess.run([str(KEDRO), "run", "--pipelines=sac"], cwd=project, env=env, capture_output=True,
                           text=True, timeout=600)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]

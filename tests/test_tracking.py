@@ -73,7 +73,7 @@ def make_project(tmp_path_factory, label: str, tracking: dict, notebooks: bool =
 
 
 def run_sessions(root: Path, runtime_params: list[dict | None]) -> tuple[list[str], str, list[str]]:
-    """One `kedro run --pipeline=sac` per entry (its runtime --params) in this process: the session ids, what went
+    """One `kedro run --pipelines=sac` per entry (its runtime --params) in this process: the session ids, what went
     to stderr, and rlpipe.tracking's log lines."""
     cwd = os.getcwd()
     os.chdir(root)

@@ -50,7 +50,7 @@ def env() -> dict[str, str]:
 
 
 def worker(project: Path, index: int, extra: dict | None = None) -> Watched:
-    return Watched([str(KEDRO), "run", "--pipeline=sac_tune", "--params", f"sac_tune.worker={index}"], project,
+    return Watched([str(KEDRO), "run", "--pipelines=sac_tune", "--params", f"sac_tune.worker={index}"], project,
                    {**env(), **(extra or {})})
 
 
@@ -88,7 +88,7 @@ def test_bad_search_input_on_the_command_line_is_one_short_message(project):
         (["--params", "sac_tune.storage=sqlite:////no/such/folder/study.db"], "sac_tune.storage"),
     ]
     for args, key in cases:
-        done = subprocess.run([str(KEDRO), "run", "--pipeline=sac_tune", *args], cwd=project, env=env(),
+        done = subprocess.run([str(KEDRO), "run", "--pipelines=sac_tune", *args], cwd=project, env=env(),
                               capture_output=True, text=True, timeout=300)
         output = done.stdout + done.stderr
         assert done.returncode == 2, output[-2000:]
@@ -98,7 +98,7 @@ def test_bad_search_input_on_the_command_line_is_one_short_message(project):
     (project / "data/09_tuning").mkdir(parents=True)
     optuna.create_study(study_name="tiny", direction="minimize",
                         storage=f"sqlite:///{project / 'data/09_tuning/sac_tune.db'}")
-    done = subprocess.run([str(KEDRO), "run", "--pipeline=sac_tune"], cwd=project, env=env(), capture_output=True,
+    done = subprocess.run([str(KEDRO), "run", "--pipelines=sac_tune"], cwd=project, env=env(), capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 2 and "sac_tune.direction" in done.stdout + done.stderr
     assert len(study(project).trials) == 0
