@@ -24,9 +24,13 @@ def _project_root() -> str:
     return str(find_kedro_project(Path.cwd()) or Path.cwd())
 
 
+# Parameters merge softly across config envs: an env (conf/<env>/parameters_*.yml) names only the keys it changes,
+# down to nested ones, and every other key keeps its conf/base value. (Kedro's default, "destructive", would let an
+# env's `sac:` replace the whole base `sac` section.) Lists are values: an env's list replaces base's.
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    "merge_strategy": {"parameters": "soft"},
     "custom_resolvers": {"project_root": _project_root},
 }
 
@@ -54,8 +58,9 @@ def check_parameters(params: dict[str, Any]) -> None:
             tuning.load_tune_config(params[f"{name}_tune"], f"{name}_tune")
 
 
-def _run_parameters(args: list[str]) -> dict[str, Any] | None:
-    """The parameters ``kedro run <args>`` would load, or None where this cannot tell for sure."""
+def _run_options(args: list[str]) -> dict[str, Any] | None:
+    """The options of ``kedro run <args>`` as Kedro's own ``run`` command parses them, or None where this cannot
+    tell for sure (no Kedro project here, a usage error, run options from a ``--config`` file)."""
     import click
     from kedro.framework.cli.project import run as kedro_run
     from kedro.utils import find_kedro_project
@@ -70,12 +75,82 @@ def _run_parameters(args: list[str]) -> dict[str, Any] | None:
         return None  # a usage error: Kedro's own message says it
     if options.get("config"):
         return None  # run options from a file: left to Kedro
+    options["project_root"] = str(root)
+    return options
+
+
+def _run_parameters(options: dict[str, Any]) -> dict[str, Any]:
+    """The parameters ``kedro run`` with ``options`` would load."""
     from kedro.config import OmegaConfigLoader
 
-    loader = OmegaConfigLoader(conf_source=options.get("conf_source") or str(Path(root) / "conf"),
+    loader = OmegaConfigLoader(conf_source=options.get("conf_source") or str(Path(options["project_root"]) / "conf"),
                                env=options.get("env"), runtime_params=options.get("params") or {},
                                **CONFIG_LOADER_ARGS)
     return loader["parameters"]
+
+
+def pipeline_names() -> set[str] | None:
+    """The names ``kedro run --pipelines`` accepts, known without building a pipeline (their modules import JAX,
+    seconds): every registered algorithm's three (``<algo>``, ``<algo>_eval``, ``<algo>_tune``) and the pipelines
+    ``rlpipe.pipelines.declared`` declares, read from its source (the keys of its two tables). None if that source
+    no longer has the tables' shape: the run then finds out itself (``rlpipe.cli``). A test checks these are the
+    names ``register_pipelines`` returns."""
+    import ast
+    import importlib.util
+
+    from rlpipe.rl import algorithm
+
+    registered = set(algorithm.names())
+    names = {"__default__"} | {f"{algo}{suffix}" for algo in registered for suffix in ("", "_eval", "_tune")}
+    spec = importlib.util.find_spec("rlpipe.pipelines.declared")
+    tables = {}
+    for statement in ast.parse(Path(spec.origin).read_text()).body:
+        target = statement.target if isinstance(statement, ast.AnnAssign) else \
+            statement.targets[0] if isinstance(statement, ast.Assign) else None
+        if isinstance(target, ast.Name) and isinstance(statement.value, ast.Dict):
+            tables[target.id] = statement.value
+    try:
+        for algo, wiring in zip(tables["ALGORITHM_PIPELINES"].keys, tables["ALGORITHM_PIPELINES"].values):
+            if ast.literal_eval(algo) in registered:
+                names.update(ast.literal_eval(key) for key in wiring.keys)
+        for name, declared in zip(tables["PROJECT_PIPELINES"].keys, tables["PROJECT_PIPELINES"].values):
+            if set(ast.literal_eval(declared.elts[0])) <= registered:
+                names.add(ast.literal_eval(name))
+    except (KeyError, ValueError, TypeError, AttributeError, IndexError):
+        return None
+    return names
+
+
+def unknown_pipeline_message(requested: list[str], names: set[str]) -> str | None:
+    """One line naming the requested pipelines that do not exist, a close match and every valid name; or None when
+    every requested name is a pipeline."""
+    import difflib
+
+    unknown = [name for name in requested if name not in names]
+    if not unknown:
+        return None
+    valid = sorted(name for name in names if name != "__default__")
+    guesses = [match for name in unknown for match in difflib.get_close_matches(name, valid, n=1)]
+    hint = f" (did you mean {' or '.join(repr(g) for g in guesses)}?)" if guesses else ""
+    return (f"kedro run: no pipeline named {', '.join(repr(u) for u in unknown)}{hint}; "
+            f"the pipelines are: {', '.join(valid)}")
+
+
+def run_pipeline_error(argv: list[str]) -> str | None:
+    """On ``kedro run --pipelines=...`` (or the deprecated ``--pipeline``, not verbose, not help): the one line
+    saying which requested pipeline does not exist and which do, or None (also when this cannot tell for sure:
+    the run finds out itself). Shown, and the exit made, by the console (``rlpipe.console.init``)."""
+    if len(argv) < 2 or argv[1] != "run" or any(a in ("-v", "--verbose", "-h", "--help") for a in argv[2:]):
+        return None
+    try:
+        options = _run_options(list(argv[2:]))
+        if options is None:
+            return None
+        requested = ([options["pipeline"]] if options.get("pipeline") else []) + list(options.get("pipelines") or [])
+        names = pipeline_names() if requested else None
+    except Exception:  # noqa: BLE001 - anything else is the run's to report, with Kedro's context
+        return None
+    return unknown_pipeline_message(requested, names) if names is not None else None
 
 
 def run_config_error(argv: list[str]) -> Any:
@@ -87,9 +162,9 @@ def run_config_error(argv: list[str]) -> Any:
     from rlpipe.rl.errors import ConfigError
 
     try:
-        params = _run_parameters(list(argv[2:]))
-        if params is not None:
-            check_parameters(params)
+        options = _run_options(list(argv[2:]))
+        if options is not None:
+            check_parameters(_run_parameters(options))
     except ConfigError as error:
         return error
     except Exception:  # noqa: BLE001 - anything else is the run's to report, with Kedro's context
