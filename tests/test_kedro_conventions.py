@@ -36,7 +36,7 @@ def _early_check_parameters(env: str | None) -> dict:
     """The parameters the check before ``kedro run`` starts loads for ``--env <env>`` (cwd: the project)."""
     options = configuration._run_options(["--env", env] if env else [])
     assert options is not None
-    return configuration._run_parameters(options)
+    return configuration._run_loader(options)["parameters"]
 
 
 def test_a_config_env_with_one_key_changes_only_that_key_in_the_session_and_the_early_check(project):
@@ -93,3 +93,84 @@ def test_every_pipeline_has_its_data_layers_in_an_order_kedro_viz_can_draw(proje
     assert "circular dependency" not in caplog.text
     assert not [name for name, sorted_layers in layers.items() if not sorted_layers]  # [] is kedro-viz's cycle answer
     assert {"raw", "intermediate", "primary", "models", "reporting"} <= set(layers["sac"])
+
+
+SECRET = "s3cr3t-Zq81x"  # stands for a password: a SQLite URL has none, so the secret is the database's file name
+TINY_SEARCH = {
+    "study_name": "tiny", "n_trials": 1, "num_seeds": 1, "heartbeat_interval_s": 1, "grace_period_s": 3,
+    "base": {"train": {"total_env_steps": 128, "eval_every_env_steps": 0, "log_every_env_steps": 64}},
+    "space": {"train.learning_rate": {"type": "log_float", "low": 1e-4, "high": 3e-3}},
+}
+
+
+def _search_project(project: Path, entry: str, credentials: dict | None) -> None:
+    from tests.conftest import TINY_SAC
+
+    local = project / "conf" / "local"
+    _write(local / "parameters_sac.yml", {"sac": TINY_SAC})
+    _write(local / "parameters_sac_tune.yml", {"sac_tune": {**TINY_SEARCH, "storage_credentials": entry}})
+    if credentials is not None:
+        _write(local / "credentials.yml", credentials)
+
+
+@pytest.mark.slow
+def test_a_search_storage_from_the_credentials_is_used_and_never_reaches_mlflow(project):
+    pytest.importorskip("optuna")
+    from tests.support import run_pipeline
+
+    database = project / "data" / "09_tuning" / f"{SECRET}.db"
+    database.parent.mkdir(parents=True)
+    _search_project(project, "study_db", {"study_db": {"url": f"sqlite:///{database}"}})
+    run_pipeline(project, "sac_tune")
+    assert database.is_file()  # the study lives where the credentials say
+    assert not (project / "data" / "09_tuning" / "sac_tune.db").exists()
+    store = [project / "mlflow.db", *(p for p in (project / "mlruns").rglob("*") if p.is_file())]
+    assert len(store) > 2  # the database and the run's artifacts
+    assert [p for p in store if SECRET.encode() in p.read_bytes()] == []
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert runs and all(SECRET not in repr((r.data.params, r.data.tags)) for r in runs)
+    assert any(r.data.params.get("sac_tune.storage_credentials") == "study_db" for r in runs)
+
+
+@pytest.mark.parametrize("credentials,phrase", [
+    (None, "'study_db' is not an entry of conf/local/credentials.yml (its entries: none)"),
+    ({"other_db": {"url": "sqlite:///x.db"}}, "'study_db' is not an entry of conf/local/credentials.yml (its "
+                                              "entries: other_db)"),
+    ({"study_db": {"username": "me"}}, "the entry 'study_db' of conf/local/credentials.yml has no `url`"),
+], ids=["no credentials file", "no such entry", "an entry without url"])
+def test_a_credentials_entry_that_does_not_resolve_is_a_config_error_before_kedro_starts(project, credentials,
+                                                                                          phrase):
+    _search_project(project, "study_db", credentials)
+    error = configuration.run_config_error(["kedro", "run", "--pipelines=sac_tune"])
+    assert isinstance(error, ConfigError) and error.key == "sac_tune.storage_credentials"
+    assert phrase in error.problem
+
+
+def test_a_credentials_entry_that_does_not_resolve_stops_the_session_before_any_work(project):
+    from tests.support import run_pipeline
+
+    _search_project(project, "study_db", {"other_db": {"url": "sqlite:///x.db"}})
+    with pytest.raises(Exception) as raised:
+        run_pipeline(project, "sac")  # any run: every parameter section is checked first
+    from rlpipe.console import config_error_in
+
+    error = config_error_in(raised.value)
+    assert error is not None and error.key == "sac_tune.storage_credentials"
+    assert "conf/local/credentials.yml" in error.problem
+    assert not (project / "data").exists() or not any((project / "data").rglob("*.parquet"))
+
+
+def test_a_storage_url_with_a_password_is_refused_as_a_parameter_and_hidden_in_messages():
+    from rlpipe.rl import tuning
+
+    with pytest.raises(ConfigError) as error:
+        tuning.load_tune_config({"storage": f"postgresql://me:{SECRET}@db.example/optuna"}, "sac_tune")
+    assert error.value.key == "sac_tune.storage" and "credentials.yml" in error.value.problem
+    assert SECRET not in str(error.value)
+    assert tuning.hide_password(f"postgresql://me:{SECRET}@db.example/optuna") == \
+        "postgresql://me:***@db.example/optuna"
+    assert tuning.load_tune_config({"storage": "sqlite:////tmp/study.db"}, "sac_tune").storage == \
+        "sqlite:////tmp/study.db"
