@@ -29,6 +29,10 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(PIP) -e ".[dev]"
 	touch $@
 
+$(VENV)/.installed-viz: $(VENV)/.installed
+	$(PIP) -e ".[viz]"
+	touch $@
+
 run: setup
 	$(BIN)/kedro run --pipelines=sac
 
@@ -66,7 +70,7 @@ serve: setup
 	  $(BIN)/mlflow models serve -m models:/rlpipe-sac/latest --env-manager local -h 127.0.0.1 -p 5001
 
 # The pipeline DAG in kedro-viz: http://127.0.0.1:4141
-viz: setup-dev
+viz: $(VENV)/.installed-viz
 	$(BIN)/kedro viz run --no-browser --host 127.0.0.1 --port 4141
 
 # The documentation site (mkdocs.yml, docs/): built strict (a dead link or reference fails) into site/;
