@@ -1,22 +1,36 @@
 # rlpipe: `make run` trains the default SAC agent, `make test` runs the test suite.
-# Both create .venv from requirements.lock (exact versions) on first use; needs only python3 (3.11).
+# Both create .venv on first use at the exact versions of requirements.lock; needs only python3 (3.11).
+# `make run` installs the package alone (what the default SAC job needs); `make test` adds the dev extra
+# (MuJoCo, Brax, JaxMARL, Optuna, kedro-viz, pytest, mkdocs, ...) to the same .venv, so it also works after `make run`.
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+PIP    := $(BIN)/pip install --disable-pip-version-check -q -c requirements.lock
 
 # No prompts and nothing sent anywhere: telemetry of kedro and mlflow is off.
 export KEDRO_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: setup run test test-fast bench ui serve viz clean-cache schemas docs docs-serve
+.PHONY: setup setup-dev run test test-fast bench ui serve viz clean-cache schemas docs docs-serve
 
 setup: $(VENV)/.installed
+setup-dev: $(VENV)/.installed-dev
 
+# requirements.lock pins every package of the dev extra; as constraints (-c) it fixes the versions of whatever subset
+# is installed, so the base install and the dev install agree.
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --disable-pip-version-check -q -c requirements.lock -e ".[dev]"
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) -e ".[dev]"
+	touch $@
+
+$(VENV)/.installed-viz: $(VENV)/.installed
+	$(PIP) -e ".[viz]"
 	touch $@
 
 run: setup
@@ -25,13 +39,13 @@ run: setup
 # Two workers (pytest-xdist): much of the suite waits on Kedro subprocesses and compilations, so on 2 cores it
 # finishes in about 60% of the time of one worker. --dist loadgroup: the tests of a file that share a module-scoped
 # run (pytest.mark.xdist_group) stay on one worker. One file or test: .venv/bin/python -m pytest tests/test_x.py
-test: setup
+test: setup-dev
 	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || echo "make test: chromium could not be installed (no apt-get, or it failed): the docs' browser test will skip"
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 # The fast tier: every test file's cheap tests, no test marked slow (real learning runs, multi-process and
 # SIGKILL-and-resume runs, the default-budget runs); a few minutes on 2 cores. `make test` runs everything.
-test-fast: setup
+test-fast: setup-dev
 	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || echo "make test-fast: chromium could not be installed: the docs' browser test will skip"
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow"
 
@@ -56,15 +70,15 @@ serve: setup
 	  $(BIN)/mlflow models serve -m models:/rlpipe-$(or $(ALGO),sac)@champion --env-manager local -h 127.0.0.1 -p 5001
 
 # The pipeline DAG in kedro-viz: http://127.0.0.1:4141
-viz: setup
+viz: $(VENV)/.installed-viz
 	$(BIN)/kedro viz run --no-browser --host 127.0.0.1 --port 4141
 
 # The documentation site (mkdocs.yml, docs/): built strict (a dead link or reference fails) into site/;
 # docs-serve serves it with live reload on http://127.0.0.1:8000
-docs: setup
+docs: setup-dev
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
-docs-serve: setup
+docs-serve: setup-dev
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:8000
 
 clean-cache:

@@ -11,7 +11,7 @@ import sys
 import click
 from kedro.framework.cli.project import run as kedro_run
 
-from rlpipe import console
+from rlpipe import configuration, console
 from rlpipe.console import CONFIG_ERROR_EXIT_CODE, ENV_ERROR_EXIT_CODE
 
 
@@ -23,6 +23,9 @@ def cli() -> None:
 def _run(verbose: bool, **kwargs):
     verbose = verbose or console.verbose()
     console.configure_logging(verbose)
+    if not verbose and (line := _unknown_pipeline(kwargs.get("pipeline"), kwargs.get("pipelines"))) is not None:
+        click.echo(line, err=True)
+        sys.exit(CONFIG_ERROR_EXIT_CODE)
     try:
         result = kedro_run.callback(**kwargs)
     except Exception as exc:
@@ -38,6 +41,18 @@ def _run(verbose: bool, **kwargs):
     if _own_process():
         _exit_now(0)
     return result
+
+
+def _unknown_pipeline(pipeline: str | None, pipelines: list[str] | None) -> str | None:
+    """The one line naming a requested pipeline that is not registered, and the registered ones (Kedro's own error
+    is a traceback). ``kedro run`` usually says it before Kedro starts (``rlpipe.configuration.run_pipeline_error``);
+    this catches what that check leaves to the run (options from a ``--config`` file, an in-process invocation)."""
+    requested = ([pipeline] if pipeline else []) + list(pipelines or [])
+    if not requested:
+        return None
+    from kedro.framework.project import pipelines as registered
+
+    return configuration.unknown_pipeline_message(requested, set(registered))
 
 
 def _own_process() -> bool:

@@ -7,14 +7,18 @@ loaded. ``run_config_error`` runs it earlier, for the ``kedro.init`` plugin hook
 Kedro's own loader and returns the error of a bad key or value; the console prints it and exits with status 2 in
 well under a second, before Kedro loads its plugins (kedro-mlflow's CLI imports MLflow, about a second here).
 Anything it cannot follow (``--config`` files, options it does not parse, a loader error) it leaves to the run,
-which checks again and says what is wrong. This module shows nothing itself: it imports neither the console nor
-the command line.
+which checks again and says what is wrong. The same check resolves the credentials a search's parameters name
+(``search_storage_urls``); ``SearchStorageHooks`` hands the URL to the search at run time. ``pipeline_names`` and
+``run_pipeline_error`` say which pipelines exist before anything imports JAX. This module shows nothing itself: it
+imports neither the console nor the command line.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from kedro.framework.hooks import hook_impl
 
 
 def _project_root() -> str:
@@ -24,9 +28,13 @@ def _project_root() -> str:
     return str(find_kedro_project(Path.cwd()) or Path.cwd())
 
 
+# Parameters merge softly across config envs: an env (conf/<env>/parameters_*.yml) names only the keys it changes,
+# down to nested ones, and every other key keeps its conf/base value. (Kedro's default, "destructive", would let an
+# env's `sac:` replace the whole base `sac` section.) Lists are values: an env's list replaces base's.
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    "merge_strategy": {"parameters": "soft"},
     "custom_resolvers": {"project_root": _project_root},
 }
 
@@ -54,8 +62,74 @@ def check_parameters(params: dict[str, Any]) -> None:
             tuning.load_tune_config(params[f"{name}_tune"], f"{name}_tune")
 
 
-def _run_parameters(args: list[str]) -> dict[str, Any] | None:
-    """The parameters ``kedro run <args>`` would load, or None where this cannot tell for sure."""
+def credentials_file(env: str | None) -> str:
+    """Where the credentials of a run in config env ``env`` are (Kedro's default env is ``local``): for messages."""
+    return f"conf/{env or CONFIG_LOADER_ARGS['default_run_env']}/credentials.yml"
+
+
+def search_storage_urls(params: dict[str, Any], load_credentials, where: str) -> dict[str, str | None]:
+    """``{"<algo>_tune": url}`` for every registered algorithm: the ``url`` of the credentials entry its search's
+    ``storage_credentials`` names, or None (no entry named: ``storage`` or the SQLite default). A name that is no
+    entry, or an entry without a ``url``, is a ``ConfigError`` naming the parameter, the entry and the file
+    (``where``). ``load_credentials()`` gives Kedro's credentials; it is called only when an entry is named."""
+    from rlpipe.rl import algorithm
+    from rlpipe.rl.errors import ConfigError
+
+    urls: dict[str, str | None] = {}
+    credentials = None
+    for name in algorithm.names():
+        section = params.get(f"{name}_tune")
+        entry = section.get("storage_credentials") if isinstance(section, dict) else None
+        urls[f"{name}_tune"] = None
+        if not entry:
+            continue
+        credentials = load_credentials() if credentials is None else credentials
+        key = f"{name}_tune.storage_credentials"
+        if entry not in credentials:
+            known = ", ".join(sorted(map(str, credentials))) or "none"
+            raise ConfigError(key, f"{entry!r} is not an entry of {where} (its entries: {known})")
+        url = credentials[entry].get("url") if isinstance(credentials[entry], dict) else None
+        if not isinstance(url, str) or not url:
+            raise ConfigError(key, f"the entry {entry!r} of {where} has no `url` (the study storage's SQLAlchemy "
+                                   f"URL): write it as {entry}: {{url: postgresql://user:password@host/db}}")
+        urls[f"{name}_tune"] = url
+    return urls
+
+
+def _credentials_of(loader) -> dict[str, Any]:
+    """Kedro's credentials (``credentials*.yml`` of conf/base and the run's env), or none."""
+    from kedro.config import MissingConfigException
+
+    try:
+        return loader["credentials"]
+    except MissingConfigException:
+        return {}
+
+
+class SearchStorageHooks:
+    """The search pipelines' storage URL from Kedro's credentials, never from the parameters (kedro-mlflow logs
+    every parameter): the entry ``<algo>_tune.storage_credentials`` names is checked when the context is created
+    (before any work) and its URL handed to the search as the dataset ``<algo>_tune.storage_url`` (in memory,
+    never saved nor logged)."""
+
+    def __init__(self) -> None:
+        self._urls: dict[str, str | None] = {}
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        loader = context.config_loader
+        self._urls = search_storage_urls(loader["parameters"], lambda: _credentials_of(loader),
+                                         credentials_file(context.env))
+
+    @hook_impl
+    def after_catalog_created(self, catalog) -> None:
+        for namespace, url in self._urls.items():
+            catalog[f"{namespace}.storage_url"] = url
+
+
+def _run_options(args: list[str]) -> dict[str, Any] | None:
+    """The options of ``kedro run <args>`` as Kedro's own ``run`` command parses them, or None where this cannot
+    tell for sure (no Kedro project here, a usage error, run options from a ``--config`` file)."""
     import click
     from kedro.framework.cli.project import run as kedro_run
     from kedro.utils import find_kedro_project
@@ -70,12 +144,81 @@ def _run_parameters(args: list[str]) -> dict[str, Any] | None:
         return None  # a usage error: Kedro's own message says it
     if options.get("config"):
         return None  # run options from a file: left to Kedro
+    options["project_root"] = str(root)
+    return options
+
+
+def _run_loader(options: dict[str, Any]):
+    """The config loader ``kedro run`` with ``options`` would make (Kedro's own, with the project's settings)."""
     from kedro.config import OmegaConfigLoader
 
-    loader = OmegaConfigLoader(conf_source=options.get("conf_source") or str(Path(root) / "conf"),
-                               env=options.get("env"), runtime_params=options.get("params") or {},
-                               **CONFIG_LOADER_ARGS)
-    return loader["parameters"]
+    return OmegaConfigLoader(conf_source=options.get("conf_source") or str(Path(options["project_root"]) / "conf"),
+                             env=options.get("env"), runtime_params=options.get("params") or {},
+                             **CONFIG_LOADER_ARGS)
+
+
+def pipeline_names() -> set[str] | None:
+    """The names ``kedro run --pipelines`` accepts, known without building a pipeline (their modules import JAX,
+    seconds): every registered algorithm's three (``<algo>``, ``<algo>_eval``, ``<algo>_tune``) and the pipelines
+    ``rlpipe.pipelines.declared`` declares, read from its source (the keys of its two tables). None if that source
+    no longer has the tables' shape: the run then finds out itself (``rlpipe.cli``). A test checks these are the
+    names ``register_pipelines`` returns."""
+    import ast
+    import importlib.util
+
+    from rlpipe.rl import algorithm
+
+    registered = set(algorithm.names())
+    names = {"__default__"} | {f"{algo}{suffix}" for algo in registered for suffix in ("", "_eval", "_tune")}
+    spec = importlib.util.find_spec("rlpipe.pipelines.declared")
+    tables = {}
+    for statement in ast.parse(Path(spec.origin).read_text()).body:
+        target = statement.target if isinstance(statement, ast.AnnAssign) else \
+            statement.targets[0] if isinstance(statement, ast.Assign) else None
+        if isinstance(target, ast.Name) and isinstance(statement.value, ast.Dict):
+            tables[target.id] = statement.value
+    try:
+        for algo, wiring in zip(tables["ALGORITHM_PIPELINES"].keys, tables["ALGORITHM_PIPELINES"].values):
+            if ast.literal_eval(algo) in registered:
+                names.update(ast.literal_eval(key) for key in wiring.keys)
+        for name, declared in zip(tables["PROJECT_PIPELINES"].keys, tables["PROJECT_PIPELINES"].values):
+            if set(ast.literal_eval(declared.elts[0])) <= registered:
+                names.add(ast.literal_eval(name))
+    except (KeyError, ValueError, TypeError, AttributeError, IndexError):
+        return None
+    return names
+
+
+def unknown_pipeline_message(requested: list[str], names: set[str]) -> str | None:
+    """One line naming the requested pipelines that do not exist, a close match and every valid name; or None when
+    every requested name is a pipeline."""
+    import difflib
+
+    unknown = [name for name in requested if name not in names]
+    if not unknown:
+        return None
+    valid = sorted(name for name in names if name != "__default__")
+    guesses = [match for name in unknown for match in difflib.get_close_matches(name, valid, n=1)]
+    hint = f" (did you mean {' or '.join(repr(g) for g in guesses)}?)" if guesses else ""
+    return (f"kedro run: no pipeline named {', '.join(repr(u) for u in unknown)}{hint}; "
+            f"the pipelines are: {', '.join(valid)}")
+
+
+def run_pipeline_error(argv: list[str]) -> str | None:
+    """On ``kedro run --pipelines=...`` (or the deprecated ``--pipeline``, not verbose, not help): the one line
+    saying which requested pipeline does not exist and which do, or None (also when this cannot tell for sure:
+    the run finds out itself). Shown, and the exit made, by the console (``rlpipe.console.init``)."""
+    if len(argv) < 2 or argv[1] != "run" or any(a in ("-v", "--verbose", "-h", "--help") for a in argv[2:]):
+        return None
+    try:
+        options = _run_options(list(argv[2:]))
+        if options is None:
+            return None
+        requested = ([options["pipeline"]] if options.get("pipeline") else []) + list(options.get("pipelines") or [])
+        names = pipeline_names() if requested else None
+    except Exception:  # noqa: BLE001 - anything else is the run's to report, with Kedro's context
+        return None
+    return unknown_pipeline_message(requested, names) if names is not None else None
 
 
 def run_config_error(argv: list[str]) -> Any:
@@ -87,9 +230,12 @@ def run_config_error(argv: list[str]) -> Any:
     from rlpipe.rl.errors import ConfigError
 
     try:
-        params = _run_parameters(list(argv[2:]))
-        if params is not None:
-            check_parameters(params)
+        options = _run_options(list(argv[2:]))
+        if options is not None:
+            loader = _run_loader(options)
+            check_parameters(loader["parameters"])
+            search_storage_urls(loader["parameters"], lambda: _credentials_of(loader),
+                                credentials_file(options.get("env")))
     except ConfigError as error:
         return error
     except Exception:  # noqa: BLE001 - anything else is the run's to report, with Kedro's context

@@ -78,8 +78,12 @@ def init() -> None:
             show(message, category, filename, lineno, file, line)
 
     warnings.showwarning = show_unless_noise
-    from rlpipe.configuration import run_config_error
+    from rlpipe.configuration import run_config_error, run_pipeline_error
 
+    if (line := run_pipeline_error(sys.argv)) is not None:  # a mistyped pipeline name: one line, status 2
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+        os._exit(CONFIG_ERROR_EXIT_CODE)
     error = run_config_error(sys.argv)
     if error is not None:  # a config error of `kedro run` ends here, before the plugins load
         sys.stderr.write(config_error_block(error) + "\n")

@@ -38,7 +38,14 @@ def validated_search(algo: str, params: dict[str, Any], tune_params: dict[str, A
     return tune
 
 
-def storage_url(algo: str, tune: tuning.TuneConfig) -> str:
+def storage_url(algo: str, tune: tuning.TuneConfig, from_credentials: str | None = None) -> str:
+    """The study's storage: the URL of the credentials entry ``storage_credentials`` names (``from_credentials``,
+    handed over by ``rlpipe.configuration.SearchStorageHooks``), else ``storage``, else the project's SQLite file."""
+    if tune.storage_credentials:
+        if not from_credentials:
+            raise ConfigError(f"{algo}_tune.storage_credentials", f"{tune.storage_credentials!r}: no storage URL was "
+                                                                   "handed over from the credentials")
+        return from_credentials
     if tune.storage:
         return tune.storage
     path = project_path(f"data/09_tuning/{algo}_tune.db")
@@ -46,21 +53,25 @@ def storage_url(algo: str, tune: tuning.TuneConfig) -> str:
     return f"sqlite:///{path}"
 
 
-def open_study(algo: str, tune: tuning.TuneConfig):
+def open_study(algo: str, tune: tuning.TuneConfig, from_credentials: str | None = None):
     """The study on its storage (created, or joined as another worker); a storage that cannot be opened, or a
-    stored study with another direction or space, is a ``ConfigError`` before any trial."""
+    stored study with another direction or space, is a ``ConfigError`` before any trial. Messages show the URL
+    without its password."""
     key = f"{algo}_tune"
     try:
         import optuna
     except ModuleNotFoundError:
         raise ConfigError(key, "the search pipelines need Optuna: pip install -e '.[tune]'") from None
-    url = storage_url(algo, tune)
+    url = storage_url(algo, tune, from_credentials)
+    shown = tuning.hide_password(url)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         storage = optuna.storages.RDBStorage(url, heartbeat_interval=tune.heartbeat_interval_s,
                                              grace_period=tune.grace_period_s)
     except Exception as error:  # noqa: BLE001 - any driver's error: the URL is what the user can fix
-        raise ConfigError(f"{key}.storage", f"cannot open {url!r}: {type(error).__name__}: {error}") from None
+        where = f"{key}.storage_credentials" if tune.storage_credentials else f"{key}.storage"
+        reason = str(error).replace(url, shown)
+        raise ConfigError(where, f"cannot open {shown!r}: {type(error).__name__}: {reason}") from None
     sampler = optuna.samplers.TPESampler(seed=tune.sampler.seed + tune.worker,
                                          n_startup_trials=tune.sampler.n_startup_trials)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=tune.pruner.n_startup_trials,
@@ -68,7 +79,7 @@ def open_study(algo: str, tune: tuning.TuneConfig):
     study = optuna.create_study(storage=storage, study_name=tune.study_name, direction=tune.direction,
                                 sampler=sampler, pruner=pruner, load_if_exists=True)
     if study.direction.name.lower() != tune.direction:
-        raise ConfigError(f"{key}.direction", f"{tune.direction!r}, but the stored study {tune.study_name!r} on {url} "
+        raise ConfigError(f"{key}.direction", f"{tune.direction!r}, but the stored study {tune.study_name!r} on {shown} "
                                               f"is to {study.direction.name.lower()}: use another study_name")
     wanted = tuning.space_fingerprint(tune)
     stored = study.user_attrs.get("rlpipe.space")
@@ -76,7 +87,7 @@ def open_study(algo: str, tune: tuning.TuneConfig):
         study.set_user_attr("rlpipe.space", wanted)
         study.set_user_attr("rlpipe.algorithm", algo)
     elif stored != wanted:
-        raise ConfigError(f"{key}.space", f"differs from the space the stored study {tune.study_name!r} on {url} was "
+        raise ConfigError(f"{key}.space", f"differs from the space the stored study {tune.study_name!r} on {shown} was "
                                           f"created with ({stored}): use another study_name, or the same space")
     return study
 
@@ -91,17 +102,17 @@ def _seed_means(row: dict[str, Any]) -> list[float]:
     return means or [row.get("eval_return_mean", float("nan"))]
 
 
-def run_study(algo: str, params: dict[str, Any], tune: tuning.TuneConfig
+def run_study(algo: str, params: dict[str, Any], tune: tuning.TuneConfig, storage: str | None = None
               ) -> tuple[pd.DataFrame, dict[str, Any], Figure, Figure]:
     """Run trials until the study has ``n_trials`` (over all workers) or ``timeout_s`` passes; then the trials
     table, the best parameters (the whole ``<algo>`` section: usable as a config env's parameters file or with
-    ``--params``) and the plots."""
+    ``--params``) and the plots. ``storage``: the URL from the credentials (``storage_credentials``), if any."""
     import mlflow
     import optuna
 
     from rlpipe.rl.loop import NonFiniteError
 
-    study = open_study(algo, tune)
+    study = open_study(algo, tune, storage)
     active = mlflow.active_run()
     if active is not None:
         mlflow.set_tags({"rlpipe.study": tune.study_name, "rlpipe.worker": tune.worker})
@@ -232,13 +243,14 @@ def tune_pipeline(algo: str) -> Pipeline:
         """Check the search space against the algorithm's config before any trial."""
         return validated_search(algo, params, tune_params)
 
-    def study(params: dict[str, Any], tune: tuning.TuneConfig):
-        """Run the study's trials (this worker's share) and write its outputs."""
-        return run_study(algo, params, tune)
+    def study(params: dict[str, Any], tune: tuning.TuneConfig, storage_url: str | None):
+        """Run the study's trials (this worker's share) and write its outputs. ``storage_url`` comes from the
+        credentials (``rlpipe.configuration.SearchStorageHooks``), never from the parameters."""
+        return run_study(algo, params, tune, storage_url)
 
     ns = f"{algo}_tune"
     return Pipeline([
         Node(check, [f"params:{algo}", f"params:{ns}"], "search", name="check_search"),
-        Node(study, [f"params:{algo}", "search"], ["trials", "best_params", "optimization_history",
+        Node(study, [f"params:{algo}", "search", "storage_url"], ["trials", "best_params", "optimization_history",
                                                     "param_importances"], name="run_study"),
     ], namespace=ns, parameters={f"params:{algo}", f"params:{ns}"}, prefix_datasets_with_namespace=True)

@@ -32,7 +32,7 @@ REGISTRY: dict[str, Plugin] = {
     "ppo": Plugin("rlpipe.rl.ppo.plugin:PPO", "rlpipe.rl.ppo.config:PPOConfig", namespaces=("ppo_imitation",)),
     "masac": Plugin("rlpipe.rl.masac.algorithm:MASAC", "rlpipe.rl.masac.config:MASACConfig", prefill_buffer=True),
 }
-# the algorithm of a run that names none (``kedro run`` without ``--pipeline``): the first one registered
+# the algorithm of a run that names none (``kedro run`` without ``--pipelines``): the first one registered
 DEFAULT = next(iter(REGISTRY))
 
 

@@ -59,8 +59,13 @@ class TuneConfig(Config):
     """A search: its space, budget, sampler, pruner and storage (the ``<algo>_tune`` parameters)."""
 
     study_name: str = spec("rlpipe", doc="the study: workers with the same storage and name share it")
-    storage: str | None = spec(None, doc="SQLAlchemy URL of the study storage (e.g. postgresql://...); null: a "
-                                         "SQLite file data/09_tuning/<algo>_tune.db in the project")
+    storage: str | None = spec(None, doc="SQLAlchemy URL of the study storage without a secret (e.g. sqlite:///...); "
+                                         "null: storage_credentials, or else a SQLite file "
+                                         "data/09_tuning/<algo>_tune.db in the project")
+    storage_credentials: str | None = spec(None, doc="the entry of the credentials (conf/local/credentials.yml) whose "
+                                                     "`url` is the study storage's SQLAlchemy URL, e.g. "
+                                                     "postgresql://user:password@host/db: a secret is never a "
+                                                     "parameter (parameters are logged to MLflow)")
     direction: Literal["maximize", "minimize"] = spec("maximize", doc="of the objective (the eval return IQM)")
     n_trials: int = spec(24, ge=1, le=100_000, doc="trials of the study in all (over every worker)")
     num_seeds: int = spec(4, ge=1, le=1024, doc="agents trained together per trial; the objective is their IQM")
@@ -210,4 +215,34 @@ def finite(value: float) -> bool:
 
 
 def load_tune_config(raw: Any, key: str) -> TuneConfig:
-    return parse(TuneConfig, raw, key)
+    """The search's config; a storage URL with a password in the parameters is a ``ConfigError`` (it belongs in
+    the credentials, named by ``storage_credentials``), and so is a storage given both ways."""
+    from urllib.parse import urlsplit
+
+    tune = parse(TuneConfig, raw, key)
+    if tune.storage and tune.storage_credentials:
+        raise ConfigError(f"{key}.storage", "set either storage or storage_credentials, not both")
+    try:
+        password = urlsplit(tune.storage).password if tune.storage else None
+    except ValueError:
+        password = None
+    if password:
+        raise ConfigError(f"{key}.storage", "holds a password, and parameters are logged to MLflow: put the URL in "
+                                            "conf/local/credentials.yml (an entry such as `study_db: {url: ...}`) "
+                                            "and name the entry in storage_credentials")
+    return tune
+
+
+def hide_password(url: str) -> str:
+    """``url`` with its password (if any) as ``***``: what a message may show of a storage URL."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "<an unreadable URL>"
+    if not password:
+        return url
+    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()

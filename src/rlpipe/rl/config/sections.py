@@ -210,7 +210,7 @@ class CompareConfig(Config):
     parameters)."""
 
     pipeline: str | None = spec(None, doc="the training pipeline whose runs are compared (sac, ppo, ...); null: the "
-                                          "default one (kedro run without --pipeline)")
+                                          "default one (kedro run without --pipelines)")
     runs: RunNames = spec((), doc="the runs: catalog versions (e.g. 2026-11-23T02.39.19.842Z, the Kedro session "
                                   "id) or MLflow run ids, as a list or one string separated by spaces (what "
                                   "--params can carry); empty: the newest `last` runs of the pipeline")
