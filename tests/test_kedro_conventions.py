@@ -174,3 +174,12 @@ def test_a_storage_url_with_a_password_is_refused_as_a_parameter_and_hidden_in_m
         "postgresql://me:***@db.example/optuna"
     assert tuning.load_tune_config({"storage": "sqlite:////tmp/study.db"}, "sac_tune").storage == \
         "sqlite:////tmp/study.db"
+
+
+@pytest.mark.parametrize("pipeline", ["ppo_tune", "ppo"])
+def test_a_pipeline_whose_parameter_section_no_file_has_is_a_config_error_naming_it(project, pipeline):
+    (project / "conf" / "base" / f"parameters_{pipeline}.yml").unlink()
+    error = configuration.run_config_error(["kedro", "run", f"--pipelines={pipeline}"])
+    assert isinstance(error, ConfigError) and error.key == pipeline
+    assert f"needs a `{pipeline}:` section" in error.problem and f"parameters_{pipeline}.yml" in error.problem
+    assert configuration.run_config_error(["kedro", "run", "--pipelines=sac_tune"]) is None  # present: no error

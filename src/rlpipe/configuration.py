@@ -204,6 +204,26 @@ def unknown_pipeline_message(requested: list[str], names: set[str]) -> str | Non
             f"the pipelines are: {', '.join(valid)}")
 
 
+def _requested(options: dict[str, Any]) -> list[str]:
+    """The pipelines ``kedro run`` was asked for (``--pipelines``, or the deprecated ``--pipeline``)."""
+    return ([options["pipeline"]] if options.get("pipeline") else []) + list(options.get("pipelines") or [])
+
+
+def _check_sections_present(requested: list[str], params: dict[str, Any]) -> None:
+    """A requested algorithm or search pipeline whose parameter section no config file has is a ``ConfigError``
+    naming the section and the file that usually holds it (Kedro would stop later, with a traceback, on its
+    missing ``params:`` input)."""
+    from rlpipe.rl import algorithm
+    from rlpipe.rl.errors import ConfigError
+
+    for name in requested or [algorithm.DEFAULT]:
+        algo = name.removesuffix("_tune")
+        if algo in algorithm.names() and name not in params:
+            what = "a search space, a budget and a storage" if name != algo else "the algorithm's config"
+            raise ConfigError(name, f"missing: `kedro run --pipelines={name}` needs a `{name}:` section "
+                                    f"({what}), e.g. conf/base/parameters_{name}.yml")
+
+
 def run_pipeline_error(argv: list[str]) -> str | None:
     """On ``kedro run --pipelines=...`` (or the deprecated ``--pipeline``, not verbose, not help): the one line
     saying which requested pipeline does not exist and which do, or None (also when this cannot tell for sure:
@@ -214,7 +234,7 @@ def run_pipeline_error(argv: list[str]) -> str | None:
         options = _run_options(list(argv[2:]))
         if options is None:
             return None
-        requested = ([options["pipeline"]] if options.get("pipeline") else []) + list(options.get("pipelines") or [])
+        requested = _requested(options)
         names = pipeline_names() if requested else None
     except Exception:  # noqa: BLE001 - anything else is the run's to report, with Kedro's context
         return None
@@ -234,6 +254,7 @@ def run_config_error(argv: list[str]) -> Any:
         if options is not None:
             loader = _run_loader(options)
             check_parameters(loader["parameters"])
+            _check_sections_present(_requested(options), loader["parameters"])
             search_storage_urls(loader["parameters"], lambda: _credentials_of(loader),
                                 credentials_file(options.get("env")))
     except ConfigError as error:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -66,8 +67,10 @@ def open_study(algo: str, tune: tuning.TuneConfig, from_credentials: str | None 
     shown = tuning.hide_password(url)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        storage = optuna.storages.RDBStorage(url, heartbeat_interval=tune.heartbeat_interval_s,
-                                             grace_period=tune.grace_period_s)
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 4, and the crash detection we need
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = optuna.storages.RDBStorage(url, heartbeat_interval=tune.heartbeat_interval_s,
+                                                 grace_period=tune.grace_period_s)
     except Exception as error:  # noqa: BLE001 - any driver's error: the URL is what the user can fix
         where = f"{key}.storage_credentials" if tune.storage_credentials else f"{key}.storage"
         reason = str(error).replace(url, shown)
@@ -185,7 +188,9 @@ def _settle(study, tune: tuning.TuneConfig) -> None:
 
     deadline = time.monotonic() + tune.grace_period_s + 2 * tune.heartbeat_interval_s
     while True:
-        optuna.storages.fail_stale_trials(study)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
         running = [t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))]
         if not running or time.monotonic() > deadline:
             break
