@@ -26,7 +26,7 @@ run: setup
 # finishes in about 60% of the time of one worker. --dist loadgroup: the tests of a file that share a module-scoped
 # run (pytest.mark.xdist_group) stay on one worker. One file or test: .venv/bin/python -m pytest tests/test_x.py
 test: setup
-	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || echo "make test: chromium could not be installed (no apt-get, or it failed): the docs' browser test will skip"
+	@{ command -v chromium >/dev/null && ls /usr/lib/*/libEGL_mesa.so.0 >/dev/null 2>&1; } || { command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq chromium libegl1 libegl-mesa0 libgl1-mesa-dri >/dev/null; } || echo "make test: chromium and Mesa's EGL could not be installed (no apt-get, or it failed): the docs' browser test will skip, MuJoCo films fall back to observation bars"
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 # The fast tier: every test file's cheap tests, no test marked slow (real learning runs, multi-process and
