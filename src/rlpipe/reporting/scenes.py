@@ -5,6 +5,7 @@ PyOpenGL unusable for the other). Without any, the caller falls back to drawing 
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import subprocess
@@ -110,7 +111,8 @@ def _render(env: Any, env_id: str) -> np.ndarray:
 def brax_frames(env: Any, states: Any, length: int, stride: int) -> tuple[list[int], list[np.ndarray]]:
     """The steps ``0, stride, 2*stride, ...`` and the last (``length``) of a Brax episode and their frames (``env``: rlpipe's Brax adapter,
     ``states``: its per-step states on the host) rendered by MuJoCo from the Brax system's MuJoCo model, a camera
-    tracking the torso. Raises ``NoRenderer`` when the system has no MuJoCo model or OpenGL is missing."""
+    tracking the torso (MuJoCo's ``Renderer`` would take the OpenGL backend of whenever ``mujoco`` was first
+    imported, here before the probe: the context is made here with the probed one). Raises ``NoRenderer`` when the system has no MuJoCo model or OpenGL is missing."""
     import mujoco
 
     model = getattr(getattr(env.inner, "sys", None), "mj_model", None)
@@ -123,14 +125,24 @@ def brax_frames(env: Any, states: Any, length: int, stride: int) -> tuple[list[i
     camera = mujoco.MjvCamera()
     camera.type = mujoco.mjtCamera.mjCAMERA_TRACKING
     camera.trackbodyid = 1 if model.nbody > 1 else 0
-    camera.distance = 1.5 * float(model.stat.extent)
-    camera.elevation = -20.0
+    camera.distance, camera.elevation = 3.5, -15.0  # metres: the locomotion bodies (hopper to humanoid) fill it
     shown = sorted({*range(0, length + 1, stride), length})
-    frames = []
-    with mujoco.Renderer(model, height, width) as renderer:
+    context = importlib.import_module(f"mujoco.{gl_backend()}").GLContext(width, height)
+    context.make_current()
+    scene, option, perturb = mujoco.MjvScene(model, maxgeom=1000), mujoco.MjvOption(), mujoco.MjvPerturb()
+    graphics = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_100)
+    try:
+        mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, graphics)
+        rect, frames = mujoco.MjrRect(0, 0, width, height), []
         for t in shown:
             data.qpos[:] = np.asarray(positions[t])
             mujoco.mj_forward(model, data)
-            renderer.update_scene(data, camera)
-            frames.append(renderer.render().copy())
+            mujoco.mjv_updateScene(model, data, option, perturb, camera, mujoco.mjtCatBit.mjCAT_ALL, scene)
+            mujoco.mjr_render(rect, scene, graphics)
+            pixels = np.empty((height, width, 3), np.uint8)
+            mujoco.mjr_readPixels(pixels, None, rect, graphics)
+            frames.append(np.flipud(pixels).copy())  # OpenGL's rows run bottom to top
+    finally:
+        graphics.free()
+        context.free()
     return shown, frames

@@ -7,6 +7,7 @@ evaluates, checkpoints and checks early stopping. Nothing here runs per environm
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -18,6 +19,8 @@ import numpy as np
 from rlpipe.rl import mesh, seeds
 from rlpipe.rl.early_stopping import EarlyStopping
 from rlpipe.rl.schedule import Schedule
+
+logger = logging.getLogger(__name__)
 
 ChunkFn = Callable[[Any, int], tuple[Any, dict[str, Any]]]  # (state, iterations) -> (state, replicated metrics)
 # state -> per-scenario (returns, lengths), or (returns, lengths, {env metric: per-scenario values})
@@ -246,21 +249,47 @@ def _report(s: Schedule, p: _Progress, row: dict[str, Any], state: Any, ending: 
 def _curve_rows(trace: dict[str, np.ndarray], s: Schedule, first_iter: int) -> list[dict[str, Any]]:
     """The points one chunk recorded (starting after ``first_iter`` iterations), one row each: env and gradient
     steps at the point's last iteration, each metric's mean over its iterations, and the mean return of the episodes
-    that ended in them (NaN if none; each seed's as ``seed<k>.episode_return`` in a multi-seed run)."""
+    that ended in them (NaN if none; each seed's as ``seed<k>.episode_return`` in a multi-seed run). With an episode
+    log, the points' return is NaN: a row per finished episode has its return instead (see ``episode_rows``)."""
     count = trace.pop("count")
     returns, episodes = trace.pop("episode_return_sum"), trace.pop("episodes")
+    log = (trace.pop("episode_log"), trace.pop("episode_logged")) if "episode_log" in trace else None
     seed_trace = {k.removeprefix(seeds.SEED_PREFIX): trace.pop(k) for k in list(trace)
                   if k.startswith(seeds.SEED_PREFIX)}
     rows, done = [], first_iter
     for j in np.flatnonzero(count > 0):
         done += int(count[j])
+        point_return = float(returns[j] / episodes[j]) if episodes[j] > 0 else float("nan")
         rows.append({"env_steps": s.env_steps_after(done),
                      "grad_steps": done * s.grad_steps_per_iter,
                      **{k: float(v[j]) for k, v in trace.items()},
-                     "episode_return": float(returns[j] / episodes[j]) if episodes[j] > 0 else float("nan"),
+                     "episode_return": float("nan") if log else point_return,
                      "episodes": float(episodes[j]),
                      **seeds.curve_columns(seed_trace, j)})
-    return rows
+    return rows + (episode_rows(*log, s, first_iter) if log else [])
+
+
+EPISODE_ROW = ("env_steps", "episode_return")  # the columns of a curve row that stands for one finished episode
+
+
+def episode_rows(log: np.ndarray, logged: np.ndarray, s: Schedule, first_iter: int) -> list[dict[str, Any]]:
+    """A row per episode a chunk's episode log holds (``log`` [devices, capacity, 2]: return and iterations into
+    the chunk when it ended; ``logged`` [devices]: how many ended), in the order they ended: its env steps (the
+    step of its last transition) and return."""
+    kept = [log[d, :min(int(n), log.shape[1])] for d, n in enumerate(logged)]
+    if int(np.sum(logged)) > sum(len(k) for k in kept):
+        logger.warning("%d episodes ended in one chunk on a device, more than its log holds (%d): the learning "
+                       "curve shows the first %d of each device", int(np.max(logged)), log.shape[1], log.shape[1])
+    entries = np.concatenate(kept) if kept else np.zeros((0, 2), np.float32)
+    entries = entries[np.argsort(entries[:, 1], kind="stable")]
+    start = s.env_steps_after(first_iter)
+    return [dict(zip(EPISODE_ROW, (int(round(start + float(when) * s.env_steps_per_iter)), float(value))))
+            for value, when in entries]
+
+
+def is_episode_row(row: dict[str, Any]) -> bool:
+    """Whether a curve row is one finished episode's (else a point of the trace)."""
+    return tuple(row) == EPISODE_ROW
 
 
 def _raise_if_nonfinite(metrics: dict[str, float], s: Schedule, done_iters: int, n: int) -> None:

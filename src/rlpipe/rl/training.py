@@ -23,13 +23,13 @@ from flax import serialization, traverse_util
 
 from rlpipe.rl import between_chunks, loop, mesh
 from rlpipe.rl.algorithm import Algorithm, metric_names
-from rlpipe.rl.chunk import RunState, checkpoint_tree, make_body
+from rlpipe.rl.chunk import RunState, checkpoint_tree, episode_log_size, make_body
 from rlpipe.rl.early_stopping import EarlyStopping
 from rlpipe.rl.envs import EnvSpec, ScenarioBatch
 from rlpipe.rl.errors import ConfigError
 from rlpipe.rl.run_state import initial_state
 from rlpipe.rl.schedule import Schedule, plan
-from rlpipe.rl.seeds import Seeds
+from rlpipe.rl.seeds import Seeds, num_seeds
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +54,11 @@ def make_chunk(algorithm: Algorithm, config: Any, spec: EnvSpec, specs: RunState
     iteration, and ``nonfinite/parameters`` whether the training state's floating-point leaves are finite at the end.
     """
     names = metric_names(algorithm, config)
-    points, stride = (schedule or plan(algorithm, config)).trace_shape
+    schedule = schedule or plan(algorithm, config)
+    points, stride = schedule.trace_shape
     body = make_body(algorithm.make_iteration(config, spec, mesh.device_count()), names, points, stride,
-                     config.scenarios.curriculum is not None)
+                     config.scenarios.curriculum is not None,
+                     episode_log_size(schedule, mesh.device_count(), num_seeds(config)))
     replicated = mesh.replicated_spec()
     # check_vma=False: algorithms write plain JAX (zero-initialized scan carries and all); that the training state
     # really stays identical on every device is the algorithm's pmean, and a test of each algorithm checks it.

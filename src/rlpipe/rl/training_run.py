@@ -128,8 +128,10 @@ def history_table(history: list[dict[str, Any]], curve: list[dict[str, Any]] = (
     ``history_points_per_log`` points per progress interval), the per-chunk columns (evaluations, timings, early
     stopping) on the row where each chunk ended; without a curve, one row per chunk. Columns in the loop's order,
     also for rows that came back from a resumed checkpoint (a chunk from before curves were recorded keeps its
-    own row)."""
+    own row); and a row per finished episode (its ``episode_return``) where the chunks logged them."""
     chunks = pd.DataFrame(history, columns=list(history[-1]))
+    episodes = [row for row in curve if loop.is_episode_row(row)]
+    curve = [row for row in curve if not loop.is_episode_row(row)]
     if not curve:
         return chunks
     points = pd.DataFrame(list(curve)).set_index("env_steps")
@@ -140,7 +142,11 @@ def history_table(history: list[dict[str, Any]], curve: list[dict[str, Any]] = (
     merged.loc[legacy, shared] = by_step.loc[legacy, shared]
     merged = merged.reset_index()
     order = [c for c in chunks.columns if c in merged.columns]
-    return merged[order + [c for c in merged.columns if c not in order]]
+    merged = merged[order + [c for c in merged.columns if c not in order]]
+    if not episodes:
+        return merged
+    table = pd.concat([merged, pd.DataFrame(episodes)], ignore_index=True)
+    return table.sort_values("env_steps", kind="stable", ignore_index=True)[merged.columns]
 
 
 def run_folder_name() -> str:
