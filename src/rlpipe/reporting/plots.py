@@ -142,7 +142,7 @@ def _returns_panel(ax, history: pd.DataFrame) -> None:
         return
     train = history.dropna(subset=["episode_return"])
     if len(train):  # every episode faint, their trend strong
-        ax.plot(train["env_steps"], train["episode_return"], ".", color="tab:blue", alpha=0.3, ms=4,
+        ax.plot(train["env_steps"], train["episode_return"], ".", color="tab:blue", alpha=0.45, ms=5,
                 label="training episodes (stochastic policy)")
         steps, trend, window = episode_trend(train["env_steps"].to_numpy(), train["episode_return"].to_numpy())
         how = f", then a {window}-point moving average" if window else ""
