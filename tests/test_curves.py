@@ -21,9 +21,7 @@ DEFAULT_SAC = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf/base/p
 
 
 def _episodes_and_points(result) -> tuple[pd.DataFrame, pd.DataFrame]:
-    episodes = pd.DataFrame([r for r in result.curve if loop.is_episode_row(r)], columns=list(loop.EPISODE_ROW))
-    points = pd.DataFrame([r for r in result.curve if not loop.is_episode_row(r)])
-    return episodes, points
+    return pd.DataFrame(result.episodes, columns=list(loop.EPISODE_ROW)), pd.DataFrame(result.curve)
 
 
 def test_every_finished_episode_is_a_row_with_its_own_return():
@@ -33,7 +31,6 @@ def test_every_finished_episode_is_a_row_with_its_own_return():
     episodes, points = _episodes_and_points(result)
     chunks = pd.DataFrame(result.history)
     assert len(episodes) == chunks["episodes"].sum() == points["episodes"].sum() > 20
-    assert points["episode_return"].isna().all()  # the points leave the returns to the episodes' rows
     # each chunk's mean return, as the chunk summed it, is the mean of its episodes' rows
     bounds = [0, *chunks["env_steps"]]
     for (start, end), row in zip(zip(bounds, bounds[1:]), chunks.itertuples()):
@@ -43,7 +40,9 @@ def test_every_finished_episode_is_a_row_with_its_own_return():
     # CartPole pays 1 a step: a return is the episode's length, whole, at most the time limit
     assert np.all(episodes["episode_return"] == np.round(episodes["episode_return"]))
     assert episodes["episode_return"].between(1, 500).all() and episodes["env_steps"].is_monotonic_increasing
-    table = history_table(result.history, result.curve)
+    table = history_table(result.history, result.curve, result.episodes)
+    assert len(table) == len(points) + len(episodes)
+    # the table's returns are the episodes' own, not also the points' means of them
     assert table["episode_return"].notna().sum() == len(episodes)
     assert table.dropna(subset=["grad_steps"])["env_steps"].is_unique  # one row per point, as before
 
@@ -60,7 +59,7 @@ def test_the_default_sac_run_is_evaluated_at_least_ten_times_on_its_grid():
     def chunk(state, n):  # the loop's view of a chunk: how many iterations, and what they report
         return {"iterations": state["iterations"] + n}, {"episodes": 0.0, "episode_return": 0.0}
 
-    _, history, _, _ = loop.run(schedule, state, chunk, evaluate=lambda state: (np.zeros(4), np.zeros(4)))
+    _, history, _, _, _ = loop.run(schedule, state, chunk, evaluate=lambda state: (np.zeros(4), np.zeros(4)))
     evaluated = [row["env_steps"] for row in history if np.isfinite(row["eval_return_mean"])]
     assert len(evaluated) >= 10 and evaluated[-1] == config.train.total_env_steps
     assert np.diff(evaluated).max() <= config.train.total_env_steps / 10  # spread over the run, not bunched

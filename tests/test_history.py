@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from rlpipe.reporting import plots
-from rlpipe.rl import loop, mesh
+from rlpipe.rl import mesh
 from rlpipe.rl.training_run import history_table
 from tests.conftest import TINY_SAC
 from tests.support import train
@@ -63,8 +63,7 @@ def test_the_learning_curve_has_smoothed_returns_evaluations_and_diagnostics():
                                  "history_points_per_log": 8}}  # 32 env steps an iteration: 8 points a chunk
     result, _ = train("ppo", raw)
     table = history_table(result.history, result.curve)
-    points = [row for row in result.curve if not loop.is_episode_row(row)]  # the rest: a row per episode
-    assert len(points) == 1024 // 32 and len(table) == len(result.curve) and table["episode_return"].notna().sum() > 10
+    assert len(table) == len(result.curve) == 1024 // 32 and table["episode_return"].notna().sum() > 10
     fig = plots.learning_curve(table, "CartPole-v1 · PPO · seed 5 · run x", ("value_loss", "policy_loss"),
                                ("approx_kl", "clip_fraction"))
     top = fig.axes[0]
@@ -76,7 +75,7 @@ def test_the_learning_curve_has_smoothed_returns_evaluations_and_diagnostics():
     lower = {line.get_label(): (ax, line) for ax in fig.axes[1:] for line in ax.get_lines()}
     assert set(lower) == {"value_loss", "policy_loss", "approx_kl", "clip_fraction"}
     assert lower["value_loss"][0] is not lower["policy_loss"][0]  # two losses of different scales: two axes
-    assert len(lower["value_loss"][1].get_xdata()) == len(points)  # every point of the history
+    assert len(lower["value_loss"][1].get_xdata()) == len(result.curve)  # every point of the history
 
 
 @pytest.mark.parametrize("values,window,expected", [

@@ -40,6 +40,7 @@ class TrainResult(NamedTuple):
     final_evaluation: dict[str, Any] | None  # per-eval-scenario "returns", "lengths", "metrics" of the final policy
     curve: list[dict[str, Any]] = []  # the training metrics at history_points_per_log points per chunk (see loop)
     curriculum: dict[str, Any] | None = None  # the final curriculum state (numpy), None without a curriculum
+    episodes: list[dict[str, Any]] = []  # a row per finished training episode (env steps, return; see loop)
 
 
 def make_chunk(algorithm: Algorithm, config: Any, spec: EnvSpec, specs: RunState,
@@ -137,14 +138,14 @@ def _train(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: Scenario
     if config.scenarios.curriculum is not None:
         adapt = (config.scenarios.curriculum.every_env_steps,
                  between_chunks.curriculum_update(algorithm, config, spec, scenarios))
-    run, history, final, curve = loop.run(schedule, run, chunk, evaluate=evaluate, checkpoint_tree=checkpoint_tree,
-                                          on_progress=on_progress, on_checkpoint=on_checkpoint, stopper=stopper,
-                                          resume=resume, periodic=periodic, adapt=adapt)
+    run, history, final, curve, episodes = loop.run(
+        schedule, run, chunk, evaluate=evaluate, checkpoint_tree=checkpoint_tree, on_progress=on_progress,
+        on_checkpoint=on_checkpoint, stopper=stopper, resume=resume, periodic=periodic, adapt=adapt)
     if stopper is not None and stopper.stopped_at is not None:
         logger.info("early stop at %d env steps: windowed %s return %.1f >= target %.1f for %d checks",
                     stopper.stopped_at, e.monitor, stopper.values[-1], e.target_return, e.patience)
     final_curriculum = mesh.host_copy(run.curriculum) if adapt is not None else None
-    return TrainResult(checkpoint_tree(run), history, final, curve, final_curriculum)
+    return TrainResult(checkpoint_tree(run), history, final, curve, final_curriculum, episodes)
 
 
 def _raising_host_failures(chunk, host):
