@@ -188,7 +188,8 @@ def _iterate(step, carry, num_iters, points: int, stride: int, names, episode_lo
         def logged(i, state):
             carry, point_sums, point_episodes, log = state
             carry, metrics, stats = step(carry)
-            log = _log_episodes(log, stats.ended, (j * stride + i).astype(jnp.float32))
+            if not isinstance(stats.ended, tuple):  # an iteration whose unroll gave each episode's return
+                log = _log_episodes(log, stats.ended, (j * stride + i).astype(jnp.float32))
             return carry, {k: point_sums[k] + metrics[k] for k in names}, point_episodes + stats, log
 
         if log:
