@@ -23,6 +23,7 @@ from rlpipe.rl.envs.scenarios import take
 from rlpipe.rl.seeds import run_seeds
 
 logger = logging.getLogger(__name__)
+_UNRENDERED: set[str] = set()  # env ids whose films fell back to drawing (their warning given)
 
 
 def track_metrics(training_history: pd.DataFrame, eval_summary: dict[str, Any]) -> dict[str, list[dict]]:
@@ -91,8 +92,10 @@ class EpisodeFilm:
                 return self._host_scenes(policy, title, stride), stride
             if isinstance(self.spec.env, BraxEnv):
                 return self._brax_scenes(policy, title, max_frames)
-        except scenes.NoRenderer as exc:
-            logger.warning("%s; the film draws the observation values instead", exc)
+        except scenes.NoRenderer as exc:  # said once per env and process (a run may film many times)
+            level = logging.DEBUG if self.env_id in _UNRENDERED else logging.WARNING
+            _UNRENDERED.add(self.env_id)
+            logger.log(level, "%s; the film draws the observation values instead", exc)
         return self._drawn(policy, title, max_frames)
 
     def _episode(self, policy: dict[str, Any]) -> tuple[Any, np.ndarray, int]:

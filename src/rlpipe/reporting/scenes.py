@@ -71,15 +71,19 @@ def host_episode(host: Any, values: tuple, reset_seed: int, policy: Any, steps: 
     from rlpipe.rl.envs.host_describe import import_gymnasium
     from rlpipe.rl.envs.host_workers import ScenarioEnv
 
-    mujoco_env = _uses_mujoco(import_gymnasium(), host.env_id)
+    gymnasium = import_gymnasium()
+    mujoco_env = _uses_mujoco(gymnasium, host.env_id)
     if mujoco_env:
         _need_gl(host.env_id)
     width, height = SCENE_SIZE
     size = {"width": width, "height": height} if mujoco_env else {}
     env = ScenarioEnv(host.env_id, {**host.kwargs, "render_mode": "rgb_array", **size}, host.param_names)
     try:
-        obs = np.ravel(env.reset(reset_seed, values)).astype(np.float32)
-        shown, frames, rewards = [0], [_render(env, host.env_id)], []
+        try:
+            obs = np.ravel(env.reset(reset_seed, values)).astype(np.float32)
+        except TypeError as exc:  # built before the reset: a constructor without render_mode
+            raise NoRenderer(f"{host.env_id}: not built with render_mode='rgb_array' ({exc})") from exc
+        shown, frames, rewards = [0], [_render(env, host.env_id, gymnasium.error.Error)], []
         memory = jnp.zeros((1, policy.state_size), jnp.float32)
         for t in range(1, steps + 1):
             action, memory = policy.step(jnp.asarray(obs)[None], memory)
@@ -90,7 +94,7 @@ def host_episode(host: Any, values: tuple, reset_seed: int, policy: Any, steps: 
             ended = bool(term or trunc)
             if t % stride == 0 or ended or t == steps:
                 shown.append(t)
-                frames.append(_render(env, host.env_id))
+                frames.append(_render(env, host.env_id, gymnasium.error.Error))
             if ended:
                 break
     finally:
@@ -98,10 +102,10 @@ def host_episode(host: Any, values: tuple, reset_seed: int, policy: Any, steps: 
     return shown, frames, np.asarray(rewards, np.float32)
 
 
-def _render(env: Any, env_id: str) -> np.ndarray:
+def _render(env: Any, env_id: str, gymnasium_error: type) -> np.ndarray:
     try:
         frame = env.env.render()
-    except (ImportError, RuntimeError, AttributeError) as exc:  # no pygame, no GL context, ...
+    except (ImportError, RuntimeError, AttributeError, gymnasium_error) as exc:  # no pygame, no GL context, ...
         raise NoRenderer(f"{env_id}: rendering failed ({type(exc).__name__}: {exc})") from exc
     if frame is None or np.ndim(frame) != 3:
         raise NoRenderer(f"{env_id}: the env's render() gave no RGB array")
