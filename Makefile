@@ -13,7 +13,7 @@ export KEDRO_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: setup setup-dev run test test-fast bench ui serve viz clean-cache schemas docs docs-serve
+.PHONY: setup setup-dev run test test-fast system-packages bench ui serve viz clean-cache schemas docs docs-serve
 
 setup: $(VENV)/.installed
 setup-dev: $(VENV)/.installed-dev
@@ -39,15 +39,18 @@ run: setup
 # Two workers (pytest-xdist): much of the suite waits on Kedro subprocesses and compilations, so on 2 cores it
 # finishes in about 60% of the time of one worker. --dist loadgroup: the tests of a file that share a module-scoped
 # run (pytest.mark.xdist_group) stay on one worker. One file or test: .venv/bin/python -m pytest tests/test_x.py
-test: setup-dev
-	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || echo "make test: chromium could not be installed (no apt-get, or it failed): the docs' browser test will skip"
+test: setup-dev system-packages
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 # The fast tier: every test file's cheap tests, no test marked slow (real learning runs, multi-process and
 # SIGKILL-and-resume runs, the default-budget runs); a few minutes on 2 cores. `make test` runs everything.
-test-fast: setup-dev
-	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || echo "make test-fast: chromium could not be installed: the docs' browser test will skip"
+test-fast: setup-dev system-packages
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow"
+
+# What the tests need from the system, installed with apt-get where it is available: headless Chromium (the docs'
+# browser test) and Mesa's EGL (MuJoCo's renderer draws the films of MuJoCo envs headless).
+system-packages:
+	@{ command -v chromium >/dev/null && ls /usr/lib/*/libEGL_mesa.so.0 >/dev/null 2>&1; } || { command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq chromium libegl1 libegl-mesa0 libgl1-mesa-dri >/dev/null; } || echo "make test: chromium and Mesa's EGL could not be installed (no apt-get, or it failed): the docs' browser test will skip, MuJoCo films fall back to observation bars"
 
 # Benchmarks against Stable-Baselines3 and rejax (peers in their own venv): writes benchmarks/results/
 # (about 70 minutes: case 5 also runs the last pmap commit, case 7 the commit before the quiet console, case 8 SB3 on HalfCheetah; e.g. BENCH_ARGS="--pairs 1 --cases 2,4" for a quick look)

@@ -4,6 +4,8 @@ and the films of a policy's episode they and the evaluation pipelines make; the 
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any
 
 import jax
@@ -12,12 +14,16 @@ import pandas as pd
 from kedro.pipeline import Node, Pipeline
 from matplotlib.figure import Figure
 
-from rlpipe.reporting import animation, plots
+from rlpipe.reporting import animation, plots, scenes
 from rlpipe.reporting.metrics import metric_histories
 from rlpipe.rl.acting import trajectory
 from rlpipe.rl.envs import env_spec, scenarios_to_batch
+from rlpipe.rl.envs.brax import BraxEnv
 from rlpipe.rl.envs.scenarios import take
 from rlpipe.rl.seeds import run_seeds
+
+logger = logging.getLogger(__name__)
+_UNRENDERED: set[str] = set()  # env ids whose films fell back to drawing (their warning given)
 
 
 def track_metrics(training_history: pd.DataFrame, eval_summary: dict[str, Any]) -> dict[str, list[dict]]:
@@ -58,8 +64,6 @@ class EpisodeFilm:
         self._rollouts: dict[str, Any] = {}
 
     def _rollout(self, meta: dict[str, Any]):
-        import json
-
         from rlpipe.rl.acting import StatefulPolicy, as_stateful
         from rlpipe.rl.policies import jax_policy, state_size
 
@@ -80,12 +84,52 @@ class EpisodeFilm:
         return self._rollouts[described]
 
     def frames(self, policy: dict[str, Any], title: str, max_frames: int = 50) -> tuple[list[np.ndarray], int]:
+        """The film's frames and the env steps between them: the env's rendered scene where it has a renderer
+        that works here (a Gymnasium env's ``rgb_array``, MuJoCo's for a Brax system), else its state drawn."""
+        stride = animation.frame_stride(self._steps, max_frames)
+        try:
+            if self.spec.host is not None:
+                return self._host_scenes(policy, title, stride), stride
+            if isinstance(self.spec.env, BraxEnv):
+                return self._brax_scenes(policy, title, max_frames)
+        except scenes.NoRenderer as exc:  # said once per env and process (a run may film many times)
+            level = logging.DEBUG if self.env_id in _UNRENDERED else logging.WARNING
+            _UNRENDERED.add(self.env_id)
+            logger.log(level, "%s; the film draws the observation values instead", exc)
+        return self._drawn(policy, title, max_frames)
+
+    def _episode(self, policy: dict[str, Any]) -> tuple[Any, np.ndarray, int]:
         run = self._rollout({k: v for k, v in policy["meta"].items() if k != "env_steps"})
         states, rewards, alive = jax.device_get(run(policy["params"], self.params, self.reset_key))
-        length = int(np.sum(alive))
+        return states, np.asarray(rewards), int(np.sum(alive))
+
+    def _drawn(self, policy: dict[str, Any], title: str, max_frames: int) -> tuple[list[np.ndarray], int]:
+        states, rewards, length = self._episode(policy)
         states = _series(states if isinstance(states, dict) else vars(states), length + 1)
-        return animation.episode_frames(self.env_id, states, np.asarray(rewards)[:length], self.params, title,
-                                        max_frames)
+        return animation.episode_frames(self.env_id, states, rewards[:length], self.params, title, max_frames)
+
+    def _host_scenes(self, policy: dict[str, Any], title: str, stride: int) -> list[np.ndarray]:
+        from rlpipe.rl.acting import StatefulPolicy, as_stateful
+        from rlpipe.rl.policies import jax_policy, state_size
+
+        meta = {k: v for k, v in policy["meta"].items() if k != "env_steps"}
+        described = "scene:" + json.dumps(meta, sort_keys=True, default=str)
+        if described not in self._rollouts:  # compiled once per policy description, as the rollouts
+            self._rollouts[described] = jax.jit(lambda params, obs, state: as_stateful(
+                jax_policy({"meta": meta, "params": params})).step(obs, state))
+        step = self._rollouts[described]
+        acting = StatefulPolicy(state_size(meta), lambda o, s: step(policy["params"], o, s))
+        host = self.spec.host
+        values = tuple(np.asarray(getattr(self.params, name)).item() for name in host.param_names)
+        shown, images, rewards = scenes.host_episode(host, values, int(np.asarray(self.reset_key)[-1]), acting,
+                                                     self._steps, stride)
+        return animation.scene_frames(shown, images, rewards, title)
+
+    def _brax_scenes(self, policy: dict[str, Any], title: str, max_frames: int) -> tuple[list[np.ndarray], int]:
+        states, rewards, length = self._episode(policy)
+        stride = animation.frame_stride(length, max_frames)
+        shown, images = scenes.brax_frames(self.spec.env, states, length, stride)
+        return animation.scene_frames(shown, images, rewards[:length], title), stride
 
 
 def _series(states: dict[str, Any], steps: int) -> dict[str, np.ndarray]:

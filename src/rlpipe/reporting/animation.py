@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import shutil
 import subprocess
 import tempfile
@@ -17,7 +18,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 SIZE = (208, 224)  # width, height in pixels; even, as H.264 needs
 HEADER = 34  # pixels above the scene for the title lines
-BACKGROUND, INK = (255, 255, 255), (40, 40, 40)
+CAPTION = 16  # pixels below a bar chart for its caption
+BACKGROUND, INK, CAPTION_INK = (255, 255, 255), (40, 40, 40), (150, 30, 30)
 
 
 def _font() -> ImageFont.ImageFont:
@@ -59,18 +61,23 @@ def _cartpole(draw: ImageDraw.ImageDraw, state: dict[str, np.ndarray], t: int, p
 
 def _state_bars(draw: ImageDraw.ImageDraw, state: dict[str, np.ndarray], t: int, params: Any) -> None:
     """Any env without a drawer: its scalar state variables as bars on [-5, 5]."""
-    names = [k for k, v in state.items() if np.ndim(v) == 1 and k != "time"][:10]
+    names = sorted((k for k, v in state.items() if np.ndim(v) == 1 and k != "time"), key=_natural)[:10]
     w, h = SIZE
-    row = (h - HEADER - 8) / max(len(names), 1)
+    row = (h - HEADER - CAPTION - 8) / max(len(names), 1)
     mid = w * 0.62
     font = _font()
-    draw.line([(mid, HEADER), (mid, h - 4)], fill=INK, width=1)
+    draw.line([(mid, HEADER), (mid, h - CAPTION - 4)], fill=INK, width=1)
     for i, name in enumerate(names):
         y = HEADER + 4 + i * row
         value = float(np.clip(state[name][t], -5, 5))
         end = mid + value / 5 * (w - mid - 4)
         draw.rectangle([min(mid, end), y + 2, max(mid, end), y + row - 2], fill=(31, 119, 180))
         draw.text((4, y + row / 2 - 5), name[:14], fill=INK, font=font)
+
+
+def _natural(name: str) -> tuple:
+    """Sort key: ``obs[2]`` before ``obs[10]`` (pytrees come back with their keys sorted as text)."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
 
 def _entities(draw: ImageDraw.ImageDraw, state: dict[str, np.ndarray], t: int, params: Any) -> None:
@@ -88,12 +95,16 @@ def _entities(draw: ImageDraw.ImageDraw, state: dict[str, np.ndarray], t: int, p
 _DRAWERS: dict[str, Callable] = {"Pendulum-v1": _pendulum, "CartPole-v1": _cartpole}
 
 
+NO_RENDERER = "no renderer: observation values"  # the caption of a film drawn as bars
+
+
 def episode_frames(env_id: str, states: dict[str, np.ndarray], rewards: np.ndarray, params: Any, title: str,
                    max_frames: int = 50) -> tuple[list[np.ndarray], int]:
     """Up to ``max_frames`` RGB frames (uint8 ``[H, W, 3]``) of one episode, evenly spaced over its steps, and the
-    stride between them in env steps."""
+    stride between them in env steps. An env without a drawer here shows its state values as bars, captioned as
+    such (a rendered scene comes from ``scene_frames``)."""
     steps = len(rewards)
-    stride = max(1, int(np.ceil((steps + 1) / max_frames)))
+    stride = frame_stride(steps, max_frames)
     draw_scene = _DRAWERS.get(env_id, _entities if "positions" in states and np.size(states["positions"]) else
                               _state_bars)
     cumulative = np.concatenate([[0.0], np.cumsum(rewards)])
@@ -104,10 +115,36 @@ def episode_frames(env_id: str, states: dict[str, np.ndarray], rewards: np.ndarr
         draw = ImageDraw.Draw(image)
         draw_scene(draw, states, t, params)
         draw.rectangle([0, 0, SIZE[0], HEADER - 4], fill=BACKGROUND)
-        draw.text((4, 3), title[:38], fill=INK, font=font)
-        draw.text((4, 17), f"step {t}  return {cumulative[t]:.1f}", fill=INK, font=font)
+        _header(draw, title, t, cumulative[t], font, SIZE[0])
+        if draw_scene is _state_bars:
+            draw.text((4, SIZE[1] - CAPTION + 2), NO_RENDERER, fill=CAPTION_INK, font=font)
         frames.append(np.asarray(image))
     return frames, stride
+
+
+def frame_stride(steps: int, max_frames: int) -> int:
+    """Env steps between the frames of a film of an episode of ``steps`` steps (``steps + 1`` states)."""
+    return max(1, int(np.ceil((steps + 1) / max_frames)))
+
+
+def scene_frames(shown: list[int], scenes: list[np.ndarray], rewards: np.ndarray, title: str) -> list[np.ndarray]:
+    """Rendered scenes (RGB ``[h, w, 3]``, of the steps ``shown``) under the film's title lines (title, step and
+    return so far), as frames."""
+    cumulative = np.concatenate([[0.0], np.cumsum(rewards)])
+    font = _font()
+    frames = []
+    for t, scene in zip(shown, scenes):
+        h, w = scene.shape[:2]
+        image = Image.new("RGB", (w, h + HEADER), BACKGROUND)
+        image.paste(Image.fromarray(scene), (0, HEADER))
+        _header(ImageDraw.Draw(image), title, t, cumulative[min(t, len(rewards))], font, w)
+        frames.append(np.asarray(image))
+    return frames
+
+
+def _header(draw: ImageDraw.ImageDraw, title: str, t: int, so_far: float, font, width: int) -> None:
+    draw.text((4, 3), title[:width // 5 - 3], fill=INK, font=font)
+    draw.text((4, 17), f"step {t}  return {so_far:.1f}", fill=INK, font=font)
 
 
 def gif(frames: list[np.ndarray], frame_ms: int) -> bytes:

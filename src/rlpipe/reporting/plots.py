@@ -48,9 +48,26 @@ def smoothing_window(points: int) -> int:
     return max(3, points // 20) if points >= 20 else 0
 
 
+def episode_trend(steps: np.ndarray, returns: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """The line through training episodes' returns: at each env step where episodes ended, their mean (envs that
+    start together end together: a run of 8 Pendulum envs ends 8 episodes at every 200th step), and where there
+    are many such steps a centered moving average over them (``smoothing_window`` wide, each step weighted by its
+    episodes). Returns the steps, the line and the window (0: no smoothing)."""
+    order = np.argsort(steps, kind="stable")
+    steps, returns = np.asarray(steps)[order], np.asarray(returns, np.float64)[order]
+    unique, first, count = np.unique(steps, return_index=True, return_counts=True)
+    total = np.add.reduceat(returns, first)
+    window = smoothing_window(len(unique))
+    if window:
+        kernel = np.ones(window)
+        total, count = np.convolve(total, kernel, mode="same"), np.convolve(count, kernel, mode="same")
+    return unique, total / count, window
+
+
 def learning_curve(history: pd.DataFrame, title: str, losses: tuple[str, ...] = (),
                    diagnostics: tuple[str, ...] = ()) -> Figure:
-    """Above: training episode return (raw points faint, smoothed line) and the periodic deterministic
+    """Above: training episode returns (every finished episode faint, the trend line strong: see
+    ``episode_trend``) and the periodic deterministic
     evaluations with their spread over the held-out scenarios; for a multi-seed run every seed's curves (faint)
     and the IQM over the seeds with its 95% bootstrap band. Below, where the history has them: the ``losses``
     (left) and the ``diagnostics`` (right: SAC's entropy temperature, PPO's KL and clip fraction), against env
@@ -124,16 +141,13 @@ def _returns_panel(ax, history: pd.DataFrame) -> None:
                         label="evaluation on held-out scenarios, IQM of the seeds' means (95% CI)")
         return
     train = history.dropna(subset=["episode_return"])
-    if len(train):
-        window = smoothing_window(len(train))
-        if window:  # raw points faint, the moving average strong
-            ax.plot(train["env_steps"], train["episode_return"], ".", color="tab:blue", alpha=0.3, ms=3,
-                    label="training episodes (stochastic policy)")
-            ax.plot(train["env_steps"], smooth(train["episode_return"].to_numpy(), window), color="tab:blue", lw=2,
-                    label=f"training episodes, smoothed ({window}-point moving average)")
-        else:  # a few points (long episodes ending together): each shown as it is
-            ax.plot(train["env_steps"], train["episode_return"], ".-", color="tab:blue", ms=6, lw=1.2,
-                    label="training episodes (stochastic policy)")
+    if len(train):  # every episode faint, their trend strong
+        ax.plot(train["env_steps"], train["episode_return"], ".", color="tab:blue", alpha=0.45, ms=5,
+                label="training episodes (stochastic policy)")
+        steps, trend, window = episode_trend(train["env_steps"].to_numpy(), train["episode_return"].to_numpy())
+        how = f", then a {window}-point moving average" if window else ""
+        ax.plot(steps, trend, "-" if window else ".-", color="tab:blue", lw=2, ms=6,
+                label=f"training episodes, smoothed (mean of those ending together{how})")
     if "eval_return_mean" in history:
         ev = history.dropna(subset=["eval_return_mean"])
         if len(ev):
@@ -191,10 +205,8 @@ def compare_curves(histories: list[pd.DataFrame], labels: list[str], title: str)
         color = f"C{i % 10}"
         if "episode_return" in history:
             train = history.dropna(subset=["episode_return"])
-            values = train["episode_return"].to_numpy()
-            if window := smoothing_window(len(train)):
-                values = smooth(values, window)
-            ax.plot(train["env_steps"], values, color=color, lw=1.6)
+            steps, trend, _ = episode_trend(train["env_steps"].to_numpy(), train["episode_return"].to_numpy())
+            ax.plot(steps, trend, color=color, lw=1.6)
         if "eval_return_mean" in history:
             ev = history.dropna(subset=["eval_return_mean"])
             ax.plot(ev["env_steps"], ev["eval_return_mean"], "o--", color=color, ms=5, lw=1)

@@ -56,18 +56,21 @@ class Rollout(NamedTuple):
 
 
 class EpisodeStats(NamedTuple):
-    """Sums over the episodes that ended during an unroll (sums, so they add across calls and devices)."""
+    """Sums over the episodes that ended during an unroll (sums, so they add across calls and devices), and the
+    return of each one: ``ended`` [steps, envs] of an unroll (NaN where no episode ended), for a learning curve with
+    a point per episode; sums added up drop it (``()``)."""
 
     return_sum: jax.Array
     length_sum: jax.Array
     count: jax.Array
+    ended: Any = ()
 
     @staticmethod
     def zero() -> EpisodeStats:
         return EpisodeStats(jnp.float32(0.0), jnp.float32(0.0), jnp.float32(0.0))
 
     def __add__(self, other: EpisodeStats) -> EpisodeStats:  # type: ignore[override]
-        return EpisodeStats(*(a + b for a, b in zip(self, other)))
+        return EpisodeStats(*(a + b for a, b in zip(self[:3], other[:3])))
 
 
 @struct.dataclass
@@ -138,7 +141,8 @@ def step_envs(spec: EnvSpec, scenarios: ScenarioBatch, state: EnvBatchState, act
     new_state = jax.lax.cond(jnp.any(done), restart_finished, lambda stepped: stepped, stepped)
     transition = Transition(state.obs, action, reward, 1.0 - terminated.astype(jnp.float32), next_obs)
     done_f = done.astype(jnp.float32)
-    stats = EpisodeStats(jnp.sum(episode_return * done_f), jnp.sum(episode_length * done_f), jnp.sum(done_f))
+    stats = EpisodeStats(jnp.sum(episode_return * done_f), jnp.sum(episode_length * done_f), jnp.sum(done_f),
+                         jnp.where(done, episode_return, jnp.nan))
     return new_state, transition, done, stats
 
 
@@ -164,11 +168,11 @@ def unroll_with_memory(spec: EnvSpec, scenarios: ScenarioBatch, policy: Callable
         action, extras, memory = policy(env_batch.obs, act_key, memory)
         env_batch, transition, done, step_stats = step_envs(spec, scenarios, env_batch, action, to_env, env_key)
         memory = reset_where(done, memory)
-        return (env_batch, memory, stats + step_stats), Rollout(transition, done, extras)
+        return (env_batch, memory, stats + step_stats), (Rollout(transition, done, extras), step_stats.ended)
 
-    (state, memory, stats), rollout = jax.lax.scan(body, (state, memory, EpisodeStats.zero()),
-                                                   jax.random.split(key, length))
-    return state, memory, rollout, stats
+    (state, memory, stats), (rollout, ended) = jax.lax.scan(body, (state, memory, EpisodeStats.zero()),
+                                                            jax.random.split(key, length))
+    return state, memory, rollout, stats._replace(ended=ended)
 
 
 def reset_where(done: jax.Array, memory: Any) -> Any:

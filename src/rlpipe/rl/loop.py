@@ -7,6 +7,7 @@ evaluates, checkpoints and checks early stopping. Nothing here runs per environm
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -18,6 +19,8 @@ import numpy as np
 from rlpipe.rl import mesh, seeds
 from rlpipe.rl.early_stopping import EarlyStopping
 from rlpipe.rl.schedule import Schedule
+
+logger = logging.getLogger(__name__)
 
 ChunkFn = Callable[[Any, int], tuple[Any, dict[str, Any]]]  # (state, iterations) -> (state, replicated metrics)
 # state -> per-scenario (returns, lengths), or (returns, lengths, {env metric: per-scenario values})
@@ -48,12 +51,14 @@ class Resume:
     history: list[dict[str, Any]]
     stopper: dict[str, Any] | None
     curve: list[dict[str, Any]] = ()  # type: ignore[assignment]
+    episodes: list[dict[str, Any]] = ()  # type: ignore[assignment]
 
     @staticmethod
     def from_checkpoint(tree: dict[str, Any], meta: dict[str, Any]) -> Resume:
         progress = meta["progress"]
         return Resume(tree, int(meta["num_devices"]), int(progress["iteration"]), int(meta["env_steps"]),
-                      list(progress["history"]), progress.get("stopper"), list(progress.get("curve") or []))
+                      list(progress["history"]), progress.get("stopper"), list(progress.get("curve") or []),
+                      list(progress.get("episodes") or []))
 
 
 def _next_multiple(value: int, every: int) -> int:
@@ -68,6 +73,7 @@ class _Progress:
     done_iters: int
     history: list[dict[str, Any]]
     curve: list[dict[str, Any]]
+    episodes: list[dict[str, Any]]  # a row per finished training episode, where the chunks log them
     train_seconds: float
     eval_seconds: float
     next_eval: int
@@ -87,6 +93,7 @@ class _Progress:
         now = s.env_steps_after(done)
         return _Progress(
             done_iters=done, history=history, curve=list(resume.curve) if resume else [],
+            episodes=list(resume.episodes) if resume else [],
             train_seconds=last.get("train_seconds", 0.0), eval_seconds=last.get("eval_seconds", 0.0),
             next_eval=_next_multiple(now, s.eval_every_env_steps or 1),
             next_checkpoint=_next_multiple(now, s.checkpoint_every_env_steps),
@@ -110,12 +117,14 @@ def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: EvaluateFn 
         on_checkpoint: CheckpointFn | None = None, stopper: EarlyStopping | None = None,
         resume: Resume | None = None, periodic: tuple[tuple[int, Callable[[int, Any], None]], ...] = (),
         adapt: tuple[int, Callable[[Any], tuple[Any, dict[str, float]]]] | None = None,
-        ) -> tuple[Any, list[dict[str, Any]], dict[str, np.ndarray] | None, list[dict[str, Any]]]:
+        ) -> tuple[Any, list[dict[str, Any]], dict[str, np.ndarray] | None, list[dict[str, Any]],
+                   list[dict[str, Any]]]:
     """Advance ``state`` chunk by chunk to ``schedule.total_iters``; returns the state, one history row a chunk, the
-    evaluation of the final state (``{"returns", "lengths"}`` per scenario; None without ``evaluate``), and the
+    evaluation of the final state (``{"returns", "lengths"}`` per scenario; None without ``evaluate``), the
     curve: the points the chunks recorded inside (``trace/...`` metrics, see ``rlpipe.rl.chunk``), one row each
     with its env steps, the training metrics averaged over its iterations and the return of the episodes that
-    ended in them (NaN where none did).
+    ended in them (NaN where none did), and the episodes: a row per finished training episode, where the chunks
+    log them (see ``episode_rows``).
 
     ``evaluate(state)`` returns per-scenario returns and lengths; it runs on a regular grid, at the first iteration
     at or past every multiple of ``eval_every_env_steps`` (a chunk ends there), and on the final state (rows
@@ -168,15 +177,16 @@ def run(schedule: Schedule, state: Any, chunk: ChunkFn, *, evaluate: EvaluateFn 
             row["eval_seconds"] = p.eval_seconds
             row.update(seeds.history_columns(per_seed, p.final))
         p.history.append(row)
-        points = _curve_rows(trace, s, p.done_iters - n) if trace else []
+        points, episodes = _curve_rows(trace, s, p.done_iters - n) if trace else ([], [])
         p.curve.extend(points)
+        p.episodes.extend(episodes)
         _report(s, p, row, state, last or stop, on_progress=on_progress, on_checkpoint=on_checkpoint,
                 checkpoint_tree=checkpoint_tree, stopper=stopper, periodic=periodic, points=points)
         if stop:
             break
     if evaluate is not None and p.final is None:  # resumed from the final checkpoint: nothing left to train
         p.evaluate(evaluate, state)
-    return state, p.history, p.final, p.curve
+    return state, p.history, p.final, p.curve, p.episodes
 
 
 def _chunk_length(s: Schedule, p: _Progress, evaluates: bool, adapts: bool) -> int:
@@ -237,7 +247,7 @@ def _report(s: Schedule, p: _Progress, row: dict[str, Any], state: Any, ending: 
     if on_progress:
         on_progress({**row, "total_env_steps": s.total_env_steps, CURVE_POINTS: points})
     if on_checkpoint and (env_steps >= p.next_checkpoint or ending):
-        progress = {"iteration": p.done_iters, "history": p.history, "curve": p.curve,
+        progress = {"iteration": p.done_iters, "history": p.history, "curve": p.curve, "episodes": p.episodes,
                     "stopper": stopper.state_dict() if stopper is not None else None}
         on_checkpoint(env_steps, checkpoint_tree(state), progress)
         p.next_checkpoint = _next_multiple(env_steps, s.checkpoint_every_env_steps)
@@ -247,12 +257,15 @@ def _report(s: Schedule, p: _Progress, row: dict[str, Any], state: Any, ending: 
             p.next_periodic[i] = _next_multiple(env_steps, every)
 
 
-def _curve_rows(trace: dict[str, np.ndarray], s: Schedule, first_iter: int) -> list[dict[str, Any]]:
+def _curve_rows(trace: dict[str, np.ndarray], s: Schedule, first_iter: int
+                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The points one chunk recorded (starting after ``first_iter`` iterations), one row each: env and gradient
     steps at the point's last iteration, each metric's mean over its iterations, and the mean return of the episodes
-    that ended in them (NaN if none; each seed's as ``seed<k>.episode_return`` in a multi-seed run)."""
+    that ended in them (NaN if none; each seed's as ``seed<k>.episode_return`` in a multi-seed run); and with an
+    episode log, a row per episode that ended (see ``episode_rows``)."""
     count = trace.pop("count")
     returns, episodes = trace.pop("episode_return_sum"), trace.pop("episodes")
+    log = (trace.pop("episode_log"), trace.pop("episode_logged")) if "episode_log" in trace else None
     seed_trace = {k.removeprefix(seeds.SEED_PREFIX): trace.pop(k) for k in list(trace)
                   if k.startswith(seeds.SEED_PREFIX)}
     rows, done = [], first_iter
@@ -264,7 +277,25 @@ def _curve_rows(trace: dict[str, np.ndarray], s: Schedule, first_iter: int) -> l
                      "episode_return": float(returns[j] / episodes[j]) if episodes[j] > 0 else float("nan"),
                      "episodes": float(episodes[j]),
                      **seeds.curve_columns(seed_trace, j)})
-    return rows
+    return rows, episode_rows(*log, s, first_iter) if log else []
+
+
+EPISODE_ROW = ("env_steps", "episode_return")  # the columns of a finished episode's row
+
+
+def episode_rows(log: np.ndarray, logged: np.ndarray, s: Schedule, first_iter: int) -> list[dict[str, Any]]:
+    """A row per episode a chunk's episode log holds (``log`` [devices, capacity, 2]: return and iterations into
+    the chunk when it ended; ``logged`` [devices]: how many ended), in the order they ended: its env steps (the
+    step of its last transition) and return."""
+    kept = [log[d, :min(int(n), log.shape[1])] for d, n in enumerate(logged)]
+    if int(np.sum(logged)) > sum(len(k) for k in kept):
+        logger.warning("%d episodes ended in one chunk on a device, more than its log holds (%d): the learning "
+                       "curve shows the first %d of each device", int(np.max(logged)), log.shape[1], log.shape[1])
+    entries = np.concatenate(kept) if kept else np.zeros((0, 2), np.float32)
+    entries = entries[np.argsort(entries[:, 1], kind="stable")]
+    start = s.env_steps_after(first_iter)
+    return [dict(zip(EPISODE_ROW, (int(round(start + float(when) * s.env_steps_per_iter)), float(value))))
+            for value, when in entries]
 
 
 def _raise_if_nonfinite(metrics: dict[str, float], s: Schedule, done_iters: int, n: int) -> None:

@@ -162,7 +162,7 @@ def train_agent(config: Any, state: Any, lineage: dict[str, Any], start: ResumeP
     if mesh.process_count() > 1:  # the processes agree if their lines show one hash
         logger.info("%s.train: final training state %s in process %d of %d", algorithm.name,
                     _fingerprint(result.state["training"]), mesh.process_index(), mesh.process_count())
-    agent, history = run.outputs(result.history, result.curve)
+    agent, history = run.outputs(result.history, result.curve, result.episodes)
     return TrainedAgent(agent, history, result.final_evaluation, scenario_weights(scenarios_train, result.curriculum))
 
 

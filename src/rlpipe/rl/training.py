@@ -23,13 +23,13 @@ from flax import serialization, traverse_util
 
 from rlpipe.rl import between_chunks, loop, mesh
 from rlpipe.rl.algorithm import Algorithm, metric_names
-from rlpipe.rl.chunk import RunState, checkpoint_tree, make_body
+from rlpipe.rl.chunk import RunState, checkpoint_tree, episode_log_size, make_body
 from rlpipe.rl.early_stopping import EarlyStopping
 from rlpipe.rl.envs import EnvSpec, ScenarioBatch
 from rlpipe.rl.errors import ConfigError
 from rlpipe.rl.run_state import initial_state
 from rlpipe.rl.schedule import Schedule, plan
-from rlpipe.rl.seeds import Seeds
+from rlpipe.rl.seeds import Seeds, num_seeds
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ class TrainResult(NamedTuple):
     final_evaluation: dict[str, Any] | None  # per-eval-scenario "returns", "lengths", "metrics" of the final policy
     curve: list[dict[str, Any]] = []  # the training metrics at history_points_per_log points per chunk (see loop)
     curriculum: dict[str, Any] | None = None  # the final curriculum state (numpy), None without a curriculum
+    episodes: list[dict[str, Any]] = []  # a row per finished training episode (env steps, return; see loop)
 
 
 def make_chunk(algorithm: Algorithm, config: Any, spec: EnvSpec, specs: RunState,
@@ -54,9 +55,11 @@ def make_chunk(algorithm: Algorithm, config: Any, spec: EnvSpec, specs: RunState
     iteration, and ``nonfinite/parameters`` whether the training state's floating-point leaves are finite at the end.
     """
     names = metric_names(algorithm, config)
-    points, stride = (schedule or plan(algorithm, config)).trace_shape
+    schedule = schedule or plan(algorithm, config)
+    points, stride = schedule.trace_shape
     body = make_body(algorithm.make_iteration(config, spec, mesh.device_count()), names, points, stride,
-                     config.scenarios.curriculum is not None)
+                     config.scenarios.curriculum is not None,
+                     episode_log_size(schedule, mesh.device_count(), num_seeds(config)))
     replicated = mesh.replicated_spec()
     # check_vma=False: algorithms write plain JAX (zero-initialized scan carries and all); that the training state
     # really stays identical on every device is the algorithm's pmean, and a test of each algorithm checks it.
@@ -135,14 +138,14 @@ def _train(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: Scenario
     if config.scenarios.curriculum is not None:
         adapt = (config.scenarios.curriculum.every_env_steps,
                  between_chunks.curriculum_update(algorithm, config, spec, scenarios))
-    run, history, final, curve = loop.run(schedule, run, chunk, evaluate=evaluate, checkpoint_tree=checkpoint_tree,
-                                          on_progress=on_progress, on_checkpoint=on_checkpoint, stopper=stopper,
-                                          resume=resume, periodic=periodic, adapt=adapt)
+    run, history, final, curve, episodes = loop.run(
+        schedule, run, chunk, evaluate=evaluate, checkpoint_tree=checkpoint_tree, on_progress=on_progress,
+        on_checkpoint=on_checkpoint, stopper=stopper, resume=resume, periodic=periodic, adapt=adapt)
     if stopper is not None and stopper.stopped_at is not None:
         logger.info("early stop at %d env steps: windowed %s return %.1f >= target %.1f for %d checks",
                     stopper.stopped_at, e.monitor, stopper.values[-1], e.target_return, e.patience)
     final_curriculum = mesh.host_copy(run.curriculum) if adapt is not None else None
-    return TrainResult(checkpoint_tree(run), history, final, curve, final_curriculum)
+    return TrainResult(checkpoint_tree(run), history, final, curve, final_curriculum, episodes)
 
 
 def _raising_host_failures(chunk, host):

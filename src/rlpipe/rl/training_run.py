@@ -116,19 +116,21 @@ class TrainingRun:
                      time.perf_counter() - started, path)
         fault_point("after_checkpoint", self.checkpoints_written)
 
-    def outputs(self, history: list[dict[str, Any]],
-                curve: list[dict[str, Any]] = ()) -> tuple[StoredCheckpoint, pd.DataFrame]:
+    def outputs(self, history: list[dict[str, Any]], curve: list[dict[str, Any]] = (),
+                episodes: list[dict[str, Any]] = ()) -> tuple[StoredCheckpoint, pd.DataFrame]:
         """The agent (the final checkpoint itself: a catalog entry takes it over, no second copy) and the history
         table (see ``history_table``)."""
-        return StoredCheckpoint(self.last_checkpoint), history_table(history, curve)
+        return StoredCheckpoint(self.last_checkpoint), history_table(history, curve, episodes)
 
 
-def history_table(history: list[dict[str, Any]], curve: list[dict[str, Any]] = ()) -> pd.DataFrame:
+def history_table(history: list[dict[str, Any]], curve: list[dict[str, Any]] = (),
+                  episodes: list[dict[str, Any]] = ()) -> pd.DataFrame:
     """The training history: a row per point of the curve the compiled chunks recorded (training metrics at
     ``history_points_per_log`` points per progress interval), the per-chunk columns (evaluations, timings, early
     stopping) on the row where each chunk ended; without a curve, one row per chunk. Columns in the loop's order,
     also for rows that came back from a resumed checkpoint (a chunk from before curves were recorded keeps its
-    own row)."""
+    own row); with ``episodes``, a row per finished training episode carries its ``episode_return`` (the points'
+    means of the same episodes are left out)."""
     chunks = pd.DataFrame(history, columns=list(history[-1]))
     if not curve:
         return chunks
@@ -138,9 +140,15 @@ def history_table(history: list[dict[str, Any]], curve: list[dict[str, Any]] = (
     legacy = merged.index.difference(points.index)  # chunk rows no point stands for
     shared = [c for c in points.columns if c in by_step.columns]
     merged.loc[legacy, shared] = by_step.loc[legacy, shared]
+    if episodes:
+        merged.loc[points.index, "episode_return"] = float("nan")
     merged = merged.reset_index()
     order = [c for c in chunks.columns if c in merged.columns]
-    return merged[order + [c for c in merged.columns if c not in order]]
+    merged = merged[order + [c for c in merged.columns if c not in order]]
+    if not episodes:
+        return merged
+    table = pd.concat([merged, pd.DataFrame(episodes)], ignore_index=True)
+    return table.sort_values("env_steps", kind="stable", ignore_index=True)[merged.columns]
 
 
 def run_folder_name() -> str:
