@@ -34,8 +34,12 @@ class MetricHistoryDataset(MlflowMetricsHistoryDataset):
         now = int(time.time() * 1000)
         client = MlflowClient()
         logged: dict[str, set[int]] = {}  # the steps of each metric the run has already (logged while training)
-        points = [Metric(key, float(value), now, int(step)) for key, value, step in metric_points(self, data)
-                  if int(step) not in logged.setdefault(key, _steps(client, run_id, key))]
+        points = []
+        for key, value, step in metric_points(self, data):
+            if key not in logged:  # one query per metric, not per point
+                logged[key] = _steps(client, run_id, key)
+            if int(step) not in logged[key]:
+                points.append(Metric(key, float(value), now, int(step)))
         for start in range(0, len(points), self.BATCH):
             client.log_batch(run_id, metrics=points[start:start + self.BATCH])
 
