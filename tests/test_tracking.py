@@ -220,8 +220,8 @@ def test_policy_registered_once_evaluated_quietly(tracked_project, client):
         (logged,) = logged_models(client, run)
         model_id = logged.model_id  # the version is the run's logged model (the SQLite registry keeps no model_id)
         assert logged.name == "sac_policy" and by_version[number].source == f"models:/{model_id}"
-        assert (f"registered policy model models:/{model_id} as 'tiny-sac' version {number}"
-                in CAPTURED["lines"])
+        said = f"registered policy model models:/{model_id} as 'tiny-sac' version {number}; it "
+        assert [line for line in CAPTURED["lines"] if line.startswith(said) and "@champion" in line]
     assert "already exists" not in CAPTURED["stderr"] and "Created version" not in CAPTURED["stderr"]
 
 

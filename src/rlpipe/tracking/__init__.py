@@ -119,9 +119,9 @@ class MlflowArtifactHooks:
                            policy.registered_model_name, error)
             return
         self._registered_runs.add(policy.run_id)
-        logger.info("registered policy model %s as '%s' version %s", policy.model_uri, version.name, version.version)
         _set_tags(policy.run_id, {"rlpipe.registered": "true", "rlpipe.registered_version": str(version.version)})
-        _contend(policy, str(version.version), summary)
+        logger.info("registered policy model %s as '%s' version %s; %s", policy.model_uri, version.name,
+                    version.version, _contend(policy, str(version.version), summary))
 
 
 @dataclass(frozen=True)
@@ -138,24 +138,22 @@ class LoggedPolicy:
     num_scenarios: int | None = None
 
 
-def _contend(policy: LoggedPolicy, version: str, summary: Any) -> None:
-    """The newly registered ``version`` of ``policy`` against the ``@champion`` (none without an evaluation)."""
+def _contend(policy: LoggedPolicy, version: str, summary: Any) -> str:
+    """The newly registered ``version`` of ``policy`` against the ``@champion`` (none without an evaluation): what
+    came of it, for the registration's log line."""
     mean = summary.get("return_mean") if isinstance(summary, dict) else None
     if mean is None:
-        logger.info("'%s' version %s does not contend for @champion: the run saved no evaluation",
-                    policy.registered_model_name, version)
-        return
+        return "it does not contend for @champion: the run saved no evaluation"
     try:
         from rlpipe.serving.champion import contend
 
         contest = contend(policy.registered_model_name, version, float(mean), policy.scenarios,
                           policy.num_scenarios, run_id=policy.run_id)
-    except Exception as error:  # the version stays registered; the alias stays where it was
+    except Exception as error:  # noqa: BLE001 - the version stays registered; the alias stays where it was
         logger.warning("'%s' version %s could not contend for @champion: %s", policy.registered_model_name, version,
                        error)
-        return
-    logger.info("'%s' version %s %s @champion: %s", policy.registered_model_name, version,
-                "takes" if contest.promoted else "does not take", contest.reason)
+        return "@champion unchanged"
+    return f"it {'takes' if contest.promoted else 'does not take'} @champion: {contest.reason}"
 
 
 def registration_decision(register: str, target_return: float | None, summary: Any) -> tuple[bool, str]:
