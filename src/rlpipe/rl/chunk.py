@@ -189,7 +189,9 @@ def _iterate(step, carry, num_iters, points: int, stride: int, names, episode_lo
             carry, point_sums, point_episodes, log = state
             carry, metrics, stats = step(carry)
             if not isinstance(stats.ended, tuple):  # an iteration whose unroll gave each episode's return
-                log = _log_episodes(log, stats.ended, (j * stride + i).astype(jnp.float32))
+                at = (j * stride + i).astype(jnp.float32)  # most iterations end no episode: nothing to write
+                log = jax.lax.cond(jnp.any(jnp.logical_not(jnp.isnan(stats.ended))),
+                                   lambda log: _log_episodes(log, stats.ended, at), lambda log: log, log)
             return carry, {k: point_sums[k] + metrics[k] for k in names}, point_episodes + stats, log
 
         if log:
