@@ -46,13 +46,13 @@ def _run(verbose: bool, **kwargs):
 def _unknown_pipeline(pipeline: str | None, pipelines: list[str] | None) -> str | None:
     """The one line naming a requested pipeline that is not registered, and the registered ones (Kedro's own error
     is a traceback). ``kedro run`` usually says it before Kedro starts (``rlpipe.configuration.run_pipeline_error``);
-    this catches what that check leaves to the run (options from a ``--config`` file, an in-process invocation)."""
+    this catches what that check leaves to the run (options from a ``--config`` file, an in-process invocation)
+    with the same names, known without importing the pipelines."""
     requested = ([pipeline] if pipeline else []) + list(pipelines or [])
-    if not requested:
-        return None
-    from kedro.framework.project import pipelines as registered
-
-    return configuration.unknown_pipeline_message(requested, set(registered))
+    names = configuration.pipeline_names() if requested else None
+    # never the registry itself here: building it imports the env families, and some (gymnax) touch JAX's backend
+    # at import, which a multi-process run must initialize first (in the session's first hook)
+    return configuration.unknown_pipeline_message(requested, names) if names is not None else None
 
 
 def _own_process() -> bool:
