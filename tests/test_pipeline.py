@@ -54,7 +54,10 @@ def test_ppo_pipeline_through_the_runner(project):
         agent = catalog.load("ppo.agent")
         assert agent["meta"]["algorithm"] == "ppo" and agent["meta"]["env_steps"] == 1024
         history = catalog.load("ppo.training_history")
-        assert list(history["env_steps"]) == list(range(64, 1025, 64))  # a point per iteration
+        points = history.dropna(subset=["policy_loss"])  # besides them, a row per finished episode
+        assert list(points["env_steps"]) == list(range(64, 1025, 64))  # a point per iteration
+        assert (history["env_steps"].is_monotonic_increasing
+                and history.loc[history["policy_loss"].isna(), "episode_return"].notna().all())
         assert list(history.dropna(subset=["train_seconds"])["env_steps"]) == [256, 512, 768, 1024]  # log lines
         assert {"policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "explained_variance"} <= set(
             history.columns)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 import warnings
 from typing import Any
@@ -23,6 +24,7 @@ VERBOSE_ENV = "RLPIPE_VERBOSE"
 CONFIG_ERROR_EXIT_CODE = 2  # like a usage error: fix the command or the conf/ files and run again
 ENV_ERROR_EXIT_CODE = 3  # the environment raised during the run
 logger = logging.getLogger("rlpipe.console")
+ANNOUNCE_AFTER_S = 2.0  # a node (other than train) still running after this long gets its start line
 
 
 def verbose() -> bool:
@@ -184,10 +186,12 @@ def config_error_block(error: Any) -> str:
 
 
 class ConsoleHooks:
-    """One line per node start and finish (with its time), and where everything went when the run ends."""
+    """One line per node when it finishes (with its time), a start line too for the train node and any node still
+    running after ``ANNOUNCE_AFTER_S``, and where everything went when the run ends."""
 
     def __init__(self) -> None:
         self._started: dict[str, float] = {}
+        self._announce: dict[str, threading.Timer] = {}  # start lines not shown yet
         self._run_started = None
         self._saved: set[str] = set()
         self._mlflow_run = None
@@ -204,19 +208,29 @@ class ConsoleHooks:
     @hook_impl
     def before_node_run(self, node) -> None:
         self._started[node.name] = time.perf_counter()
-        logger.info("%s ...", node.name)
-        if node.name.endswith(".train"):
+        if node.name.endswith(".train"):  # its compile and progress lines follow
+            logger.info("%s ...", node.name)
             _warm_up_in_background()
+        else:  # a node still running after a moment says so; a quick one shows only its "done" line
+            self._announce[node.name] = threading.Timer(ANNOUNCE_AFTER_S, logger.info, ("%s ...", node.name))
+            self._announce[node.name].daemon = True
+            self._announce[node.name].start()
+
+    def _ended(self, node) -> float:
+        """Seconds since ``node`` started; its pending start line, if not yet shown, is not shown."""
+        if (timer := self._announce.pop(node.name, None)) is not None:
+            timer.cancel()
+        return time.perf_counter() - self._started.pop(node.name, time.perf_counter())
 
     @hook_impl
     def after_node_run(self, node) -> None:
-        seconds = time.perf_counter() - self._started.pop(node.name, time.perf_counter())
+        seconds = self._ended(node)
         logger.info("%s done in %.1f s", node.name, seconds)
         self._remember_mlflow_run()
 
     @hook_impl
     def on_node_error(self, error: Exception, node) -> None:
-        seconds = time.perf_counter() - self._started.pop(node.name, time.perf_counter())
+        seconds = self._ended(node)
         if config_error_in(error) is None:
             logger.error("%s failed after %.1f s: %s: %s", node.name, seconds, type(error).__name__, error)
 
