@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from rlpipe.pipelines.reports import EpisodeFilm
-from rlpipe.reporting import animation, scenes
+from rlpipe.reporting import animation
+from rlpipe.rl.envs import scenes
 from rlpipe.rl import algorithm, policies, run
 from rlpipe.rl.envs import env_spec
 

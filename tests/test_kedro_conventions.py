@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,7 +68,7 @@ def test_a_mistyped_pipeline_name_is_one_line_naming_the_valid_ones_before_jax_l
 
     # PYTHONPROFILEIMPORTTIME: the process lists every module it imports (on stderr, "import time: ..." lines)
     env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
-    result = subprocess.run(["kedro", "run", "--pipelines=sacc"], cwd=project, capture_output=True, text=True,
+    result = subprocess.run([str(Path(sys.executable).with_name("kedro")), "run", "--pipelines=sacc"], cwd=project, capture_output=True, text=True,
                             timeout=120, env=env)
     imports = [line for line in result.stderr.splitlines() if line.startswith("import time:")]
     said = [line for line in (result.stdout + result.stderr).splitlines()

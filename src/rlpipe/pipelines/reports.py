@@ -14,11 +14,11 @@ import pandas as pd
 from kedro.pipeline import Node, Pipeline
 from matplotlib.figure import Figure
 
-from rlpipe.reporting import animation, plots, scenes
+from rlpipe.reporting import animation, plots
 from rlpipe.reporting.metrics import metric_histories
 from rlpipe.rl.acting import trajectory
 from rlpipe.rl.envs import env_spec, scenarios_to_batch
-from rlpipe.rl.envs.brax import BraxEnv
+from rlpipe.rl.envs import scenes
 from rlpipe.rl.envs.scenarios import take
 from rlpipe.rl.seeds import run_seeds
 
@@ -85,13 +85,13 @@ class EpisodeFilm:
 
     def frames(self, policy: dict[str, Any], title: str, max_frames: int = 50) -> tuple[list[np.ndarray], int]:
         """The film's frames and the env steps between them: the env's rendered scene where it has a renderer
-        that works here (a Gymnasium env's ``rgb_array``, MuJoCo's for a Brax system), else its state drawn."""
+        that works here (a Gymnasium env's ``rgb_array``, a JAX env's own, see ``rlpipe.rl.envs.scenes``), else its state drawn."""
         stride = animation.frame_stride(self._steps, max_frames)
         try:
             if self.spec.host is not None:
                 return self._host_scenes(policy, title, stride), stride
-            if isinstance(self.spec.env, BraxEnv):
-                return self._brax_scenes(policy, title, max_frames)
+            if scenes.renders_device_states(self.spec.env):
+                return self._device_scenes(policy, title, max_frames)
         except scenes.NoRenderer as exc:  # said once per env and process (a run may film many times)
             level = logging.DEBUG if self.env_id in _UNRENDERED else logging.WARNING
             _UNRENDERED.add(self.env_id)
@@ -125,10 +125,10 @@ class EpisodeFilm:
                                                      self._steps, stride)
         return animation.scene_frames(shown, images, rewards, title)
 
-    def _brax_scenes(self, policy: dict[str, Any], title: str, max_frames: int) -> tuple[list[np.ndarray], int]:
+    def _device_scenes(self, policy: dict[str, Any], title: str, max_frames: int) -> tuple[list[np.ndarray], int]:
         states, rewards, length = self._episode(policy)
         stride = animation.frame_stride(length, max_frames)
-        shown, images = scenes.brax_frames(self.spec.env, states, length, stride)
+        shown, images = scenes.device_frames(self.spec.env, states, length, stride)
         return animation.scene_frames(shown, images, rewards[:length], title), stride
 
 

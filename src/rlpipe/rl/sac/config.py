@@ -32,6 +32,7 @@ class SACTrainConfig(shared.LoopConfig):
     total_env_steps: int = redefault(shared.LoopConfig, "total_env_steps", 12_000,
                                      doc="env steps in all, prefill included")
     checkpoint_dir: str = redefault(shared.LoopConfig, "checkpoint_dir", "data/06_models/sac_checkpoints")
+    eval_every_env_steps: int = redefault(shared.LoopConfig, "eval_every_env_steps", 1_000)
     unroll_length: int = spec(1, ge=1, le=2**20, doc="env steps per environment per iteration")
     batch_size: int = spec(128, ge=1, le=2**24, doc="transitions per gradient step over all devices")
     grad_updates_per_iter: int = spec(8, ge=1, le=2**20, doc="gradient steps per iteration")

@@ -112,6 +112,19 @@ def _render(env: Any, env_id: str, gymnasium_error: type) -> np.ndarray:
     return np.asarray(frame, np.uint8)[..., :3]
 
 
+def renders_device_states(env: Any) -> bool:
+    """Whether ``env`` (a JAX env of rlpipe) is one whose per-step states ``device_frames`` can render."""
+    from rlpipe.rl.envs.brax import BraxEnv
+
+    return isinstance(env, BraxEnv)
+
+
+def device_frames(env: Any, states: Any, length: int, stride: int) -> tuple[list[int], list[np.ndarray]]:
+    """The rendered frames of an episode a JAX env ran on the device (``renders_device_states``): for now the
+    Brax family's (``brax_frames``)."""
+    return brax_frames(env, states, length, stride)
+
+
 def brax_frames(env: Any, states: Any, length: int, stride: int) -> tuple[list[int], list[np.ndarray]]:
     """The steps ``0, stride, 2*stride, ...`` and the last (``length``) of a Brax episode and their frames (``env``: rlpipe's Brax adapter,
     ``states``: its per-step states on the host) rendered by MuJoCo from the Brax system's MuJoCo model, a camera
