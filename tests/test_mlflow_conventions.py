@@ -86,7 +86,16 @@ def test_champion_moves_only_on_a_better_eval_on_the_same_scenarios(store, tmp_p
     assert held == "5"
 
 
-def test_ctrl_c_ends_the_run_killed_and_a_failed_pipeline_failed(store):
+@pytest.fixture
+def python_sigint():
+    """SIGINT handled by Python (KeyboardInterrupt), as in a terminal: a test worker may have it ignored (which the
+    hook rightly leaves alone); the disposition is put back afterwards."""
+    saved = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, saved)
+
+
+def test_ctrl_c_ends_the_run_killed_and_a_failed_pipeline_failed(store, python_sigint):
     mlflow.set_tracking_uri(store)
     hooks = MlflowRunEndHooks()
     before, before_term = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
