@@ -48,9 +48,10 @@ test-fast: setup-dev system-packages
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow"
 
 # What the tests need from the system, installed with apt-get where it is available: headless Chromium (the docs'
-# browser test) and Mesa's EGL (MuJoCo's renderer draws the films of MuJoCo envs headless).
+# browser test), Mesa's EGL (MuJoCo's renderer draws the films of MuJoCo envs headless) and a PostgreSQL server
+# (the search's workers share a study on it; the tests start a throwaway cluster of their own, never the system's).
 system-packages:
-	@{ command -v chromium >/dev/null && ls /usr/lib/*/libEGL_mesa.so.0 >/dev/null 2>&1; } || { command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq chromium libegl1 libegl-mesa0 libgl1-mesa-dri >/dev/null; } || echo "make test: chromium and Mesa's EGL could not be installed (no apt-get, or it failed): the docs' browser test will skip, MuJoCo films fall back to observation bars"
+	@{ command -v chromium >/dev/null && ls /usr/lib/*/libEGL_mesa.so.0 /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; } || { command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq chromium libegl1 libegl-mesa0 libgl1-mesa-dri postgresql >/dev/null; } || echo "make test: chromium, Mesa's EGL and PostgreSQL could not be installed (no apt-get, or it failed): the docs' browser test and the PostgreSQL search test will skip, MuJoCo films fall back to observation bars"
 
 # Benchmarks against Stable-Baselines3 and rejax (peers in their own venv): writes benchmarks/results/
 # (about 70 minutes: case 5 also runs the last pmap commit, case 7 the commit before the quiet console, case 8 SB3 on HalfCheetah; e.g. BENCH_ARGS="--pairs 1 --cases 2,4" for a quick look)
