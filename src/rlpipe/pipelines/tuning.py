@@ -54,6 +54,38 @@ def storage_url(algo: str, tune: tuning.TuneConfig, from_credentials: str | None
     return f"sqlite:///{path}"
 
 
+CONNECT_TIMEOUT_S = 10  # a server that does not answer (a firewall dropping packets) is an error this soon
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    """A bounded connection wait for a PostgreSQL server (unless the URL sets its own ``connect_timeout``):
+    libpq would otherwise wait on an unanswered host for minutes before the error, with no trial to show for it."""
+    if url.startswith("postgresql") and "connect_timeout=" not in url:
+        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
+    return {}
+
+
+def storage_problem(error: BaseException, url: str) -> str:
+    """One line for a storage that cannot be opened: the server (host and port) or file, the driver's own first
+    line (without SQLAlchemy's link and SQL), never the password. A missing driver says which one to install."""
+    shown = tuning.hide_password(url)
+    if isinstance(error, ModuleNotFoundError):
+        return (f"cannot open {shown!r}: its driver {error.name!r} is not installed (PostgreSQL: "
+                "pip install 'psycopg[binary]' and a postgresql+psycopg:// URL)")
+    cause = getattr(error, "orig", None) or error  # SQLAlchemy wraps the driver's error
+    lines = [line.strip() for line in str(cause).replace(url, shown).splitlines() if line.strip()]
+    reason = " ".join(line for line in lines if not line.startswith("(Background on this error"))
+    try:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+        host = (parsed.host + (f":{parsed.port}" if parsed.port else "")) if parsed.host else None
+    except Exception:  # noqa: BLE001 - an unreadable URL: the driver's reason says what is wrong with it
+        host = None
+    where = f"the server {host} of {shown!r}" if host else repr(shown)
+    return f"cannot open {where}: {type(cause).__name__}: {reason or 'no reason given'}"
+
+
 def open_study(algo: str, tune: tuning.TuneConfig, from_credentials: str | None = None):
     """The study on its storage (created, or joined as another worker); a storage that cannot be opened, or a
     stored study with another direction or space, is a ``ConfigError`` before any trial. Messages show the URL
@@ -69,12 +101,12 @@ def open_study(algo: str, tune: tuning.TuneConfig, from_credentials: str | None 
     try:
         with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 4, and the crash detection we need
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(url, heartbeat_interval=tune.heartbeat_interval_s,
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url),
+                                                 heartbeat_interval=tune.heartbeat_interval_s,
                                                  grace_period=tune.grace_period_s)
     except Exception as error:  # noqa: BLE001 - any driver's error: the URL is what the user can fix
         where = f"{key}.storage_credentials" if tune.storage_credentials else f"{key}.storage"
-        reason = str(error).replace(url, shown)
-        raise ConfigError(where, f"cannot open {shown!r}: {type(error).__name__}: {reason}") from None
+        raise ConfigError(where, storage_problem(error, url)) from None
     sampler = optuna.samplers.TPESampler(seed=tune.sampler.seed + tune.worker,
                                          n_startup_trials=tune.sampler.n_startup_trials)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=tune.pruner.n_startup_trials,
