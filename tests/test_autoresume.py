@@ -8,12 +8,15 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
+import yaml
 
 from rlpipe.rl import run
 from rlpipe.rl.checkpoint import CheckpointWriteError, load_checkpoint
@@ -228,7 +231,7 @@ def test_a_full_or_read_only_disk_stops_the_run_and_keeps_its_checkpoints(tmp_pa
     cause = "No space left on device (ENOSPC)" if fault == "full" else "Read-only file system (EROFS)"
     assert str(err.value) == (f"cannot write a checkpoint in {run_dir}: {cause}; the checkpoints before it are "
                               f"kept, the newest {run_dir / 'step_0000000128'}. Make room (or make the directory "
-                              "writable), then run again with train.resume=auto to continue")
+                              "writable), then run again with train.resume=auto to continue from it")
     if fault == "full":
         (small_disk / "filler").unlink()
     else:
@@ -242,3 +245,30 @@ def test_a_full_or_read_only_disk_stops_the_run_and_keeps_its_checkpoints(tmp_pa
     else:
         assert find_resume(config("auto", checkpoint_dir=str(checkpoint_dir)), tmp_path).checkpoint == \
             run_dir / "step_0000000128"
+
+
+@pytest.mark.slow
+def test_kedro_run_on_a_read_only_checkpoint_directory_is_one_block_before_any_training(project, small_disk):
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True, timeout=30)
+    raw = copy.deepcopy(RAW)
+    raw["train"]["checkpoint_dir"] = str(small_disk / "checkpoints")
+    (project / "conf" / "local" / "parameters_sac.yml").write_text(yaml.safe_dump({"sac": raw}))
+    kedro = Path(sys.executable).with_name("kedro")
+    done = subprocess.run([str(kedro), "run", "--pipelines=sac"], cwd=project, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    output = done.stdout + done.stderr
+    assert done.returncode == 74, output[-3000:]
+    block = ("Checkpoint error:\n  cannot write a checkpoint in " + str(small_disk / "checkpoints") +
+             ": Read-only file system (EROFS); no checkpoint of this run was written before it.")
+    assert block in " ".join(output.split(" ")), output[-3000:]
+    assert output.count("cannot write a checkpoint") == 1  # said once, in the block
+    assert "Traceback" not in output and "--from-nodes" not in output
+    assert "sac.init_agent" not in output and "compiled" not in output  # stopped before the expensive stages
+
+
+def test_a_read_only_checkpoint_directory_is_found_before_the_run_starts(tmp_path, small_disk):
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True, timeout=30)
+    with pytest.raises(CheckpointWriteError, match=r"Read-only file system \(EROFS\); no checkpoint of this run "
+                                                   r"was written before it\. Make room") as err:
+        find_resume(config(checkpoint_dir=str(small_disk / "checkpoints")), tmp_path)
+    assert err.value.directory == small_disk / "checkpoints"

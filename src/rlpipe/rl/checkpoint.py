@@ -52,10 +52,11 @@ class CheckpointWriteError(OSError):
 
     def __init__(self, directory: Path, cause: str, kept: list[Path]):
         self.directory, self.cause, self.kept = directory, cause, kept
+        then = "run again" if not kept else "run again with train.resume=auto to continue from it"
         before = f"the checkpoints before it are kept, the newest {kept[-1]}" if kept else \
             "no checkpoint of this run was written before it"
         super().__init__(f"cannot write a checkpoint in {directory}: {cause}; {before}. Make room (or make the "
-                         "directory writable), then run again with train.resume=auto to continue")
+                         f"directory writable), then {then}")
 
 
 def write_failure_cause(exc: BaseException, directory: Path) -> str | None:
@@ -80,6 +81,22 @@ def write_failure_cause(exc: BaseException, directory: Path) -> str | None:
     if disk.f_bavail == 0:
         return f"{os.strerror(errno.ENOSPC)} (ENOSPC)"
     return None
+
+
+def check_writable(directory: str | os.PathLike) -> None:
+    """Checkpoints can be written under ``directory`` (made if missing): a read-only or full disk stops a run
+    before its expensive stages, with the same error a checkpoint that fails later raises."""
+    directory = Path(directory).absolute()
+    probe = directory / f".write-probe-{os.getpid()}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"\n")
+        probe.unlink()
+    except OSError as exc:
+        cause = write_failure_cause(exc, directory)
+        if cause is None:
+            raise
+        raise CheckpointWriteError(directory, cause, []) from exc
 
 
 _DISK_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EIO}

@@ -24,6 +24,7 @@ from rlpipe.rl.checkpoint import (
     CheckpointManager,
     CorruptCheckpointError,
     StoredCheckpoint,
+    check_writable,
     find_resumable,
     load_checkpoint,
 )
@@ -56,14 +57,15 @@ def find_resume(config: Any, root: str | os.PathLike | None = None) -> ResumePoi
     """With ``train.resume`` (or ``RLPIPE_RESUME``, which overrides it): the newest intact checkpoint of the newest
     interrupted run under ``train.checkpoint_dir``; ``true`` insists it was written under the same config,
     ``auto`` takes the newest interrupted run of the same config and otherwise starts fresh. Process 0 chooses;
-    every process gets its choice."""
+    every process gets its choice. First of all, the checkpoint directory must be writable."""
     from rlpipe.rl import algorithm as algorithms
 
     name = algorithms.for_config(config).name
     mode = resume_mode(config.train, f"{name}.train")
+    base = resolve(config.train.checkpoint_dir, root)
+    check_writable(base)  # a read-only or full disk: said now, not after the compile
     if mode is False:
         return ResumePoint()
-    base = resolve(config.train.checkpoint_dir, root)
     if mode == "auto":
         return _find_same_config(name, config, base)
     chosen = mesh.broadcast_text(str(_choose_checkpoint(name, base) or "") if mesh.is_primary() else None)
