@@ -180,7 +180,7 @@ def _observation_mask(value: Any) -> Any:
 
 def _resume_mode(value: Any) -> Any:
     """true, false or 'auto', and nothing else (not 1, not 'yes'), named as such."""
-    if isinstance(value, bool) or value == "auto" and isinstance(value, str):
+    if isinstance(value, bool) or (isinstance(value, str) and value == "auto"):
         return value
     raise PydanticCustomError("config_resume", "expected true, false or 'auto'")
 
