@@ -129,8 +129,8 @@ ALLOWED_NETWORK = "allowed keys: hidden_sizes, activation, module, kwargs, actor
         ({"train": {"num_envs": True}}, "sac.train.num_envs", "expected an integer, got True (bool)"),
         ({"train": {"gamma": False}}, "sac.train.gamma", "expected a number, got False (bool)"),
         ({"train": {"gamma": "0.9"}}, "sac.train.gamma", "expected a number, got '0.9' (str)"),
-        ({"train": {"resume": 1}}, "sac.train.resume", "expected true or false, got 1 (int)"),
-        ({"train": {"resume": "yes"}}, "sac.train.resume", "expected true or false, got 'yes' (str)"),
+        ({"train": {"resume": 1}}, "sac.train.resume", "expected true, false or 'auto', got 1 (int)"),
+        ({"train": {"resume": "yes"}}, "sac.train.resume", "expected true, false or 'auto', got 'yes' (str)"),
         ({"train": {"checkpoint_dir": ""}}, "sac.train.checkpoint_dir", "expected a non-empty string, got '' (str)"),
         ({"env": {"id": 3}}, "sac.env.id", "expected a non-empty string, got 3 (int)"),
         ({"seed": None}, "sac.seed", "expected an integer, got None (NoneType)"),  # None only where Optional

@@ -37,6 +37,9 @@ def _run(verbose: bool, **kwargs):
         if (error := console.env_error_in(exc)) is not None:
             click.echo(console.env_error_block(error), err=True)
             sys.exit(ENV_ERROR_EXIT_CODE)
+        if (error := console.disk_error_in(exc)) is not None:
+            click.echo(console.disk_error_block(error), err=True)
+            sys.exit(console.DISK_ERROR_EXIT_CODE)
         raise
     if _own_process():
         _exit_now(0)

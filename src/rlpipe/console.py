@@ -23,6 +23,7 @@ from rlpipe.compat import JAX_CALLBACK_LOGGER, dataset_filepath, kedro_rich_logg
 VERBOSE_ENV = "RLPIPE_VERBOSE"
 CONFIG_ERROR_EXIT_CODE = 2  # like a usage error: fix the command or the conf/ files and run again
 ENV_ERROR_EXIT_CODE = 3  # the environment raised during the run
+DISK_ERROR_EXIT_CODE = 74  # EX_IOERR: a checkpoint could not be written; not 75, a restart alone would not help
 logger = logging.getLogger("rlpipe.console")
 ANNOUNCE_AFTER_S = 2.0  # a node (other than train) still running after this long gets its start line
 
@@ -136,14 +137,22 @@ QUIET_LOGGERS = ("kedro_mlflow", "mlflow")
 
 
 def _not_about_a_config_error(record: logging.LogRecord) -> bool:
-    """Kedro's own lines about a node that failed with a ConfigError or an environment's error ("Node ... failed
-    with error", "No nodes ran. Repeat the previous command"): the error block says it once, with what to do."""
+    """Kedro's own lines about a node that failed with a ConfigError, an environment's error or a checkpoint that
+    could not be written ("Node ... failed with error", "No nodes ran. Repeat the previous command"): the error
+    block says it once, with what to do."""
     if record.name == JAX_CALLBACK_LOGGER:  # "jax.io_callback failed" and the env's traceback: the block says it
         return env_error_in(record.exc_info[1] if record.exc_info else None) is None
     if not record.name.startswith("kedro"):
         return True
     error = sys.exc_info()[1]
-    return config_error_in(error) is None and env_error_in(error) is None
+    return config_error_in(error) is None and env_error_in(error) is None and disk_error_in(error) is None
+
+
+def disk_error_in(exc: BaseException | None) -> Any:
+    """The checkpoint that could not be written (a full or read-only disk) that caused ``exc``, or None."""
+    from rlpipe.rl.checkpoint import CheckpointWriteError
+
+    return _cause_of_type(exc, CheckpointWriteError)
 
 
 def config_error_in(exc: BaseException | None) -> Any:
@@ -177,6 +186,11 @@ def env_error_block(error: Any) -> str:
     return (f"Environment error:\n  {error}\n"
             "The run stopped there; checkpoints written before it are kept (train.resume=true continues from the "
             f"last one). (For the traceback: kedro run -v ..., or {VERBOSE_ENV}=1)")
+
+
+def disk_error_block(error: Any) -> str:
+    """A checkpoint directory that cannot be written, for people: which, why, and what is kept."""
+    return f"Checkpoint error:\n  {error}\n(For the traceback: kedro run -v ..., or {VERBOSE_ENV}=1)"
 
 
 def config_error_block(error: Any) -> str:
@@ -231,7 +245,7 @@ class ConsoleHooks:
     @hook_impl
     def on_node_error(self, error: Exception, node) -> None:
         seconds = self._ended(node)
-        if config_error_in(error) is None:
+        if config_error_in(error) is None and disk_error_in(error) is None:  # those are said once, in a block
             logger.error("%s failed after %.1f s: %s: %s", node.name, seconds, type(error).__name__, error)
 
     @hook_impl

@@ -16,12 +16,14 @@ gets a ``COMPLETE`` file, so the runs without one are the interrupted ones that 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
+import re
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +44,62 @@ _STATE, META_FILE, COMPLETE_FILE = "state", "meta.json", "COMPLETE"
 
 class CorruptCheckpointError(RuntimeError):
     """A checkpoint on disk is incomplete or its files do not match what was written."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written where the run keeps them (a full disk, a read-only one, ...): the run
+    stops, with the checkpoints written before it left as they were."""
+
+    def __init__(self, directory: Path, cause: str, kept: list[Path]):
+        self.directory, self.cause, self.kept = directory, cause, kept
+        then = "run again" if not kept else "run again with train.resume=auto to continue from it"
+        before = f"the checkpoints before it are kept, the newest {kept[-1]}" if kept else \
+            "no checkpoint of this run was written before it"
+        super().__init__(f"cannot write a checkpoint in {directory}: {cause}; {before}. Make room (or make the "
+                         f"directory writable), then {then}")
+
+
+def write_failure_cause(exc: BaseException, directory: Path) -> str | None:
+    """Why a write under ``directory`` failed, if the disk is the reason: the OS error in ``exc``'s chain (the
+    array store wraps it in its own), else what the file system says of itself (full, read-only); None for a
+    failure that is not the disk's."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+            return f"{os.strerror(exc.errno)} ({errno.errorcode[exc.errno]})"
+        code = re.search(r"os_error_code='(\d+)'", str(exc))  # tensorstore's form of an OS error
+        if code and int(code[1]) in _DISK_ERRNOS:
+            return f"{os.strerror(int(code[1]))} ({errno.errorcode[int(code[1])]})"
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    existing = next((p for p in (directory, *directory.parents) if p.exists()), None)
+    if existing is None:
+        return None
+    disk = os.statvfs(existing)
+    if disk.f_flag & os.ST_RDONLY:
+        return f"{os.strerror(errno.EROFS)} (EROFS)"
+    if disk.f_bavail == 0:
+        return f"{os.strerror(errno.ENOSPC)} (ENOSPC)"
+    return None
+
+
+def check_writable(directory: str | os.PathLike) -> None:
+    """Checkpoints can be written under ``directory`` (made if missing): a read-only or full disk stops a run
+    before its expensive stages, with the same error a checkpoint that fails later raises."""
+    directory = Path(directory).absolute()
+    probe = directory / f".write-probe-{os.getpid()}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"\n")
+        probe.unlink()
+    except OSError as exc:
+        cause = write_failure_cause(exc, directory)
+        if cause is None:
+            raise
+        raise CheckpointWriteError(directory, cause, []) from exc
+
+
+_DISK_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EIO}
 
 
 @contextmanager
@@ -211,7 +269,13 @@ class CheckpointManager:
     def save(self, step: int, state: Mapping[str, Any], meta: dict[str, Any]) -> Path:
         """Write ``step_<step>`` (collectively, in a multi-process run) and drop the oldest beyond ``keep``."""
         path = self.path(step)
-        save_checkpoint(path, state, {**meta, "env_steps": step})
+        try:
+            save_checkpoint(path, state, {**meta, "env_steps": step})
+        except Exception as exc:
+            cause = write_failure_cause(exc, self.directory)
+            if cause is None:
+                raise
+            raise CheckpointWriteError(self.directory, cause, [self.path(s) for s in self.steps()]) from exc
         if mesh.is_primary():
             for old in self.steps()[: -self.keep]:
                 shutil.rmtree(self.path(old), ignore_errors=True)
@@ -253,10 +317,12 @@ class Resumable:
     meta: dict[str, Any]
 
 
-def find_resumable(checkpoint_dir: str | os.PathLike, skip: frozenset[Path] = frozenset()) -> Resumable | None:
+def find_resumable(checkpoint_dir: str | os.PathLike, skip: frozenset[Path] = frozenset(),
+                   accept: Callable[[Path, dict[str, Any]], bool] | None = None) -> Resumable | None:
     """The newest verified checkpoint of the newest interrupted run (one without ``COMPLETE``) under
     ``checkpoint_dir``; corrupt or incomplete checkpoints (and those in ``skip``) are reported and passed over for
-    the one before them."""
+    the one before them. ``accept`` (path, meta) may pass over a whole run (one of another config) for the next
+    older interrupted run."""
     base = Path(checkpoint_dir)
     if not base.is_dir():
         return None
@@ -265,13 +331,20 @@ def find_resumable(checkpoint_dir: str | os.PathLike, skip: frozenset[Path] = fr
         manager = CheckpointManager(run_dir, keep=1)
         if manager.complete:
             continue
+        passed_over = False
         for step in reversed(manager.steps()):
             path = manager.path(step)
             if path in skip:
                 continue
             try:
-                return Resumable(run_dir, path, verify_checkpoint(path))
+                meta = verify_checkpoint(path)
             except CorruptCheckpointError as exc:
                 logger.warning("skipping a damaged checkpoint: %s", exc)
-        return None  # the newest interrupted run has nothing usable: start fresh rather than go further back
+                continue
+            if accept is None or accept(path, meta):
+                return Resumable(run_dir, path, meta)
+            passed_over = True
+            break
+        if not passed_over:
+            return None  # the newest interrupted run has nothing usable: start fresh rather than go further back
     return None

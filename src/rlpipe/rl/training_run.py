@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,10 +24,11 @@ from rlpipe.rl.checkpoint import (
     CheckpointManager,
     CorruptCheckpointError,
     StoredCheckpoint,
+    check_writable,
     find_resumable,
     load_checkpoint,
 )
-from rlpipe.rl.config import dotted, to_dict
+from rlpipe.rl.config import dotted, resume_mode, to_dict
 from rlpipe.rl.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -53,15 +54,20 @@ class ResumePoint:
 
 
 def find_resume(config: Any, root: str | os.PathLike | None = None) -> ResumePoint:
-    """With ``train.resume``: the newest intact checkpoint of the newest interrupted run under
-    ``train.checkpoint_dir``, checked to have been written under the same config; else a fresh start. Process 0
-    chooses; every process gets its choice."""
+    """With ``train.resume`` (or ``RLPIPE_RESUME``, which overrides it): the newest intact checkpoint of the newest
+    interrupted run under ``train.checkpoint_dir``; ``true`` insists it was written under the same config,
+    ``auto`` takes the newest interrupted run of the same config and otherwise starts fresh. Process 0 chooses;
+    every process gets its choice. First of all, the checkpoint directory must be writable."""
     from rlpipe.rl import algorithm as algorithms
 
-    if not config.train.resume:
-        return ResumePoint()
     name = algorithms.for_config(config).name
+    mode = resume_mode(config.train, f"{name}.train")
     base = resolve(config.train.checkpoint_dir, root)
+    check_writable(base)  # a read-only or full disk: said now, not after the compile
+    if mode is False:
+        return ResumePoint()
+    if mode == "auto":
+        return _find_same_config(name, config, base)
     chosen = mesh.broadcast_text(str(_choose_checkpoint(name, base) or "") if mesh.is_primary() else None)
     if not chosen:
         logger.warning("%s: train.resume is set but %s holds no interrupted run with a checkpoint: starting fresh",
@@ -71,11 +77,38 @@ def find_resume(config: Any, root: str | os.PathLike | None = None) -> ResumePoi
     return ResumePoint(Path(chosen))
 
 
-def _choose_checkpoint(name: str, base: Path) -> Path | None:
-    """The newest checkpoint that verifies and reads, of the newest interrupted run."""
+def _find_same_config(name: str, config: Any, base: Path) -> ResumePoint:
+    """``resume: auto``: the newest interrupted run of this very config, else a fresh start; one line says which,
+    and why the interrupted runs of other configs were left alone (a run never continues another config's)."""
+    others: list[str] = []
+
+    def same_config(path: Path, meta: dict[str, Any]) -> bool:
+        difference = config_difference(config, meta)
+        if difference is not None:
+            others.append(f"{path.parent.name} ({difference[1]})")
+        return difference is None
+
+    chosen = None
+    if mesh.is_primary():
+        chosen = _choose_checkpoint(name, base, same_config)
+        if chosen is not None:
+            logger.info("%s: train.resume is auto: resuming %s, the interrupted run of this config, from %s",
+                        name, chosen.parent.name, chosen.name)
+        elif others:
+            logger.warning("%s: train.resume is auto: starting fresh, as no interrupted run in %s has this config "
+                           "(not continued: %s)", name, base, "; ".join(others))
+        else:
+            logger.info("%s: train.resume is auto: starting fresh, as %s holds no interrupted run", name, base)
+    chosen = mesh.broadcast_text(str(chosen or "") if mesh.is_primary() else None)
+    return ResumePoint(Path(chosen)) if chosen else ResumePoint()
+
+
+def _choose_checkpoint(name: str, base: Path,
+                       accept: Callable[[Path, dict[str, Any]], bool] | None = None) -> Path | None:
+    """The newest checkpoint that verifies and reads, of the newest interrupted run (that ``accept`` takes)."""
     unreadable: set[Path] = set()
     while True:
-        found = find_resumable(base, frozenset(unreadable))
+        found = find_resumable(base, frozenset(unreadable), accept)
         if found is None:
             return None
         try:
@@ -206,19 +239,30 @@ def training_run(algorithm: Any, config: Any, lineage: dict[str, Any] | None = N
 
 def check_same_config(algorithm: str, config: Any, meta: dict[str, Any]) -> None:
     """A run resumes only under the config it started with (``train.resume`` aside)."""
+    difference = config_difference(config, meta)
+    if difference is None:
+        return
+    key, problem = difference
+    if key == "train.resume":
+        raise ConfigError(f"{algorithm}.train.resume", f"{problem}; it can be loaded for inspection but not resumed")
+    raise ConfigError(f"{algorithm}.{key}", f"differs from the run being resumed ({problem}); resume with the same "
+                                            "config, or set train.resume=false to start afresh")
+
+
+def config_difference(config: Any, meta: dict[str, Any]) -> tuple[str, str] | None:
+    """Why the checkpoint of ``meta`` cannot be resumed under ``config``, as (the first dotted key that differs,
+    what differs), or None when it can: the same config (``train.resume`` aside) and a format that resumes."""
     # keys added since the checkpoint was written count as their defaults
     stored = dotted(meta["config"])
     defaults = {k: v for k, v in dotted(to_dict(type(config)())).items() if not _overlaps(k, stored)}
     now, then = dotted(to_dict(config)), {**defaults, **stored}
     changed = sorted(k for k in now.keys() | then.keys() if k != "train.resume" and now.get(k) != then.get(k))
     if changed:
-        details = "; ".join(f"{k}: checkpoint {then.get(k)!r}, now {now.get(k)!r}" for k in changed[:5])
-        raise ConfigError(f"{algorithm}.{changed[0]}", f"differs from the run being resumed ({details}); resume with "
-                                                       "the same config, or set train.resume=false to start afresh")
+        return changed[0], "; ".join(f"{k}: checkpoint {then.get(k)!r}, now {now.get(k)!r}" for k in changed[:5])
     if "parts" not in meta:
-        raise ConfigError(f"{algorithm}.train.resume", f"the checkpoint has format {meta.get('format_version')} "
-                                                       "(written by an rlpipe before the device mesh); it can be "
-                                                       "loaded for inspection but not resumed")
+        return "train.resume", (f"the checkpoint has format {meta.get('format_version')} (written by an rlpipe "
+                                "before the device mesh)")
+    return None
 
 
 def _overlaps(key: str, flat: dict[str, Any]) -> bool:

@@ -35,6 +35,7 @@ from rlpipe.rl.config.fields import (
 )
 from rlpipe.rl.config.messages import parse
 from rlpipe.rl.config.rules import (
+    RESUME_ENV,
     agent_obs_dim,
     check_common,
     check_curriculum,
@@ -46,6 +47,7 @@ from rlpipe.rl.config.rules import (
     check_seeds,
     check_tracking,
     registration_target,
+    resume_mode,
 )
 from rlpipe.rl.config.sections import (
     CompareConfig,
@@ -74,6 +76,7 @@ __all__ = [
     "ScenarioConfig", "TrackingConfig", "agent_obs_dim", "as_dict", "as_tuple",
     "dotted", "check_common", "check_curriculum",
     "check_divisible", "check_env_metrics", "check_evaluation", "check_init_from", "check_networks", "check_seeds",
-    "check_tracking", "env_config", "parse", "redefault", "registration_target", "section_defaults", "spec",
+    "check_tracking", "env_config", "parse", "redefault", "registration_target", "RESUME_ENV", "resume_mode",
+    "section_defaults", "spec",
     "strip_optional", "to_dict",
 ]

@@ -178,7 +178,16 @@ def _observation_mask(value: Any) -> Any:
                                              "such as 'no_velocity'")
 
 
+def _resume_mode(value: Any) -> Any:
+    """true, false or 'auto', and nothing else (not 1, not 'yes'), named as such."""
+    if isinstance(value, bool) or (isinstance(value, str) and value == "auto"):
+        return value
+    raise PydanticCustomError("config_resume", "expected true, false or 'auto'")
+
+
 ModulePath = Annotated[str, AfterValidator(_module_path)]
+# train.resume: a bool, or 'auto' (resume the same config's interrupted run if there is one, else start fresh)
+ResumeMode = Annotated[bool | Literal["auto"], BeforeValidator(_resume_mode)]
 # a list, or one string of names separated by spaces (``kedro run --params`` splits its value at commas)
 RunNames = Annotated[tuple[str, ...],
                      BeforeValidator(lambda v: tuple(v.split()) if isinstance(v, str) else as_tuple(v))]

@@ -63,6 +63,8 @@ def _config_error(cls: type[Config], data: Any, key: str, error: dict[str, Any])
         return ConfigError(at(loc), f"expected a mapping, got {_show(value)}")
     if kind == "bool_type":
         return ConfigError(at(loc), f"expected true or false, got {_show(value)}")
+    if kind == "config_resume":
+        return ConfigError(at(loc), f"expected true, false or 'auto', got {_show(value)}")
     if kind in ("int_type", "int_parsing", "int_from_float"):
         return ConfigError(at(loc), f"expected an integer, got {_show(value)}")
     if kind in ("float_type", "float_parsing"):

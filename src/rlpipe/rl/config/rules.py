@@ -9,6 +9,7 @@ own). Rules that need the environment or the device count import them late, so v
 from __future__ import annotations
 
 import difflib
+import os
 from typing import Any
 
 from rlpipe.rl.config.sections import (
@@ -55,11 +56,31 @@ def registration_target(config: Any) -> float | None:
     return early_stopping.target_return if early_stopping is not None else None
 
 
+RESUME_ENV = "RLPIPE_RESUME"
+_RESUME_WORDS = {"true": True, "false": False, "auto": "auto"}
+
+
+def resume_mode(train: LoopConfig, key: str) -> bool | str:
+    """``train.resume`` as the run applies it: ``RLPIPE_RESUME`` (true, false or auto), when set, overrides the
+    config's value, so a launcher or scheduler that restarts processes asks for ``auto`` without editing the
+    user's files. ``key``: the train section's."""
+    raw = os.environ.get(RESUME_ENV, "").strip()
+    if not raw:
+        return train.resume
+    if raw.lower() not in _RESUME_WORDS:
+        raise ConfigError(f"{key}.resume", f"{RESUME_ENV}={raw!r} (set in the environment, overriding it) is not "
+                                           "one of true, false, auto")
+    return _RESUME_WORDS[raw.lower()]
+
+
 def check_init_from(train: LoopConfig, key: str) -> None:
-    """``key``: the train section's."""
-    if train.init_from is not None and train.resume:
+    """``key``: the train section's. ``resume: auto`` goes with ``init_from``: a fresh start takes the stored
+    agent, a resumed one continues its own checkpoint (of the same config, init_from included)."""
+    resume = resume_mode(train, key)  # a bad RLPIPE_RESUME is a config error before anything runs
+    if train.init_from is not None and resume is True:
         raise ConfigError(f"{key}.init_from", "a resumed run continues its own checkpoint; init_from starts a new "
-                                              "run from another agent — set one of them")
+                                              "run from another agent — set one of them (or train.resume: auto, "
+                                              "which starts from init_from only when there is nothing to resume)")
     for name in type(train).model_fields:  # init_from_optimizer, and what an algorithm's train section adds
         if name.startswith("init_from_") and getattr(train, name) is True and train.init_from is None:
             raise ConfigError(f"{key}.{name}", "true needs train.init_from (the stored agent to take it from)")

@@ -20,6 +20,7 @@ from rlpipe.rl.config.fields import (
     Names,
     ObservationMask,
     Ranges,
+    ResumeMode,
     RunNames,
     spec,
 )
@@ -119,7 +120,10 @@ class LoopConfig(Config):
     checkpoint_every_env_steps: int = spec(10_000, ge=1, doc="env steps between periodic checkpoints")
     checkpoint_dir: str = spec("data/06_models/checkpoints", doc="where periodic checkpoints go, one folder a run")
     keep_checkpoints: int = spec(3, ge=1, doc="periodic checkpoints kept per run (newest)")
-    resume: bool = spec(False, doc="continue the newest interrupted run from its newest intact checkpoint")
+    resume: ResumeMode = spec(False, doc="true: continue the newest interrupted run from its newest intact "
+                                         "checkpoint (its config must be this one); 'auto': continue the newest "
+                                         "interrupted run of this same config if there is one, else start fresh "
+                                         "(what a restarted or requeued job sets; also RLPIPE_RESUME=auto)")
     init_from: str | None = spec(None, doc="version of this pipeline's stored agent (catalog version string of "
                                            "<algo>.agent, or 'latest') whose parameters the run starts from; "
                                            "null: fresh init")
