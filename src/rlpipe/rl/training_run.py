@@ -58,7 +58,7 @@ def find_resume(config: Any, root: str | os.PathLike | None = None) -> ResumePoi
     chooses; every process gets its choice."""
     from rlpipe.rl import algorithm as algorithms
 
-    if not config.train.resume:
+    if not config.train.resume and os.environ.get("RLPIPE_RESUME") != "auto":  # auto: set by rlpipe.launch
         return ResumePoint()
     name = algorithms.for_config(config).name
     base = resolve(config.train.checkpoint_dir, root)
