@@ -10,7 +10,8 @@ Points and their environment variables (the contract the tests use):
 - ``in_trial``: ``RLPIPE_FAULT_PAUSE_IN_TRIAL=N`` pauses a search worker once trial N has started (its heartbeat
   running), printing ``RLPIPE_FAULT: paused in trial N``.
 
-A paused process waits at most 10 minutes to be killed, then goes on.
+A paused process waits at most 10 minutes to be killed, then goes on. A process ``rlpipe.launch`` started again
+after a loss (``RLPIPE_RESTART_COUNT`` set) never pauses: the fault was its first start's.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ _VARIABLES = {
 def fault_point(name: str, count: int) -> None:
     """Point ``name`` reached for the ``count``-th time (or with that number): pause here if a test asked to."""
     wanted = os.environ.get(_VARIABLES[name])
-    if not wanted or int(wanted) != count:
+    if not wanted or int(wanted) != count or os.environ.get("RLPIPE_RESTART_COUNT"):
         return
     if name == "in_trial":
         print(f"RLPIPE_FAULT: paused in trial {count}", file=sys.stderr, flush=True)

@@ -16,6 +16,10 @@ from typing import Any
 
 import numpy as np
 
+# the status of a process that stopped because another was lost (re-exported: launchers and scripts look for it here)
+from rlpipe.rl.peers import LOST_PROCESS_EXIT_CODE as LOST_PROCESS_EXIT_CODE
+from rlpipe.rl.peers import watch_peers
+
 logger = logging.getLogger(__name__)
 
 AXIS = "data"  # the mesh axis: gradients and statistics are averaged over it
@@ -82,108 +86,10 @@ def initialize(settings: Any = None) -> bool:
         # JAX's own heartbeat is the backstop: later than ours, which names the lost process and what to do
         heartbeat_timeout_seconds=2 * lost_after + 5,
         shutdown_timeout_seconds=int(getattr(settings, "shutdown_timeout_seconds", 300)))
-    _watch_peers(lost_after)
+    watch_peers(lost_after)
     logger.info("process %d of %d joined %s: %d devices in all, %d here", jax.process_index(), jax.process_count(),
                 address or "the cluster's coordinator", jax.device_count(), jax.local_device_count())
     return True
-
-
-LOST_PROCESS_EXIT_CODE = 75  # EX_TEMPFAIL: the run can be resumed once every process is back
-
-
-def _watch_peers(timeout_s: float, period_s: float = 1.0) -> None:
-    """End this process, naming the one that was lost, when another process stops beating.
-
-    JAX's own heartbeat ends a survivor too, but only once it reaches a collective or the shutdown barrier, and
-    with a message that does not say what to do; a peer killed mid-collective shows only as a gloo error naming an
-    address. So every process beats through the coordination service's key-value store from a daemon thread (it
-    runs while the main thread is blocked in a collective or waits at the shutdown barrier); a peer silent for
-    ``timeout_s`` ends this process with a message and exit code ``LOST_PROCESS_EXIT_CODE``. A lost coordinator
-    (process 0) is noticed sooner, by JAX's client, which aborts the process: a hook on that abort names it first.
-    """
-    import threading
-    import time
-
-    from rlpipe.compat import jax_distributed_state
-
-    global_state = jax_distributed_state()  # the client of the coordination service
-
-    client, me, count = global_state.client, global_state.process_id, global_state.num_processes
-    closing = threading.Event()  # shutdown has begun: the client may go away under us
-    shutdown = global_state.shutdown
-
-    address = getattr(global_state, "coordinator_address", None) if me != 0 else None  # 0 cannot lose itself
-
-    def shutdown_then_stop_watching():  # jax.distributed.shutdown() and JAX's atexit hook both come here
-        closing.set()  # keep watching through the shutdown barrier: a peer lost there must not hang us
-        try:
-            shutdown()
-        except Exception as exc:  # e.g. a failed collective ended the run before the client noticed the loss
-            _stop_if_the_coordinator_is_gone(address, lost, f"the shutdown failed: {type(exc).__name__}")
-            raise
-
-    global_state.shutdown = shutdown_then_stop_watching
-
-    def lost(message: str) -> None:
-        sys.stderr.write(f"\nrlpipe: process {me}: {message}. This run cannot go on: start every process again "
-                         "with train.resume=true to continue from the last checkpoint.\n")
-        sys.stderr.flush()
-        os._exit(LOST_PROCESS_EXIT_CODE)
-
-    if address:  # JAX's client aborts this process once the coordinator is gone: say so first
-        from rlpipe.compat import on_jax_coordination_abort
-
-        on_jax_coordination_abort(lambda: _stop_if_the_coordinator_is_gone(
-            address, lost, "JAX's coordination client stopped this process"))
-
-    def watch() -> None:
-        beats, last_seen = 0, {p: (None, time.monotonic()) for p in range(count) if p != me}
-        while True:
-            beats += 1
-            try:
-                client.key_value_set(f"rlpipe/alive/{me}", str(beats), allow_overwrite=True)
-                for peer, (seen, since) in last_seen.items():
-                    try:
-                        value = client.key_value_try_get(f"rlpipe/alive/{peer}")
-                    except Exception:  # not beating yet
-                        value = None
-                    if value != seen:
-                        last_seen[peer] = (value, time.monotonic())
-                    elif time.monotonic() - since > timeout_s:
-                        lost(f"process {peer} of {count} was lost (no sign of life for {timeout_s:.0f} s)")
-            except Exception as exc:
-                if closing.is_set():  # the shutdown took the client away: all processes are done
-                    return
-                _stop_if_the_coordinator_is_gone(address, lost, f"the peer watch failed: {type(exc).__name__}")
-                lost(f"the coordinator (process 0) was lost ({type(exc).__name__}: {str(exc)[:160]})")
-            time.sleep(period_s)
-
-    threading.Thread(target=watch, name="rlpipe-peer-watch", daemon=True).start()
-
-
-def _stop_if_the_coordinator_is_gone(address: str | None, lost, how: str) -> None:
-    """End this process with ``lost`` naming the coordinator if process 0's coordination service no longer answers
-    at ``address``; otherwise return (the trouble has another cause).
-
-    Process 0 holds the coordination service. Once it is gone, JAX's coordination client aborts every other process
-    within a second (its fatal log, SIGABRT), long before the peer watch's heartbeat timeout, and nothing would say
-    what happened or what to do; ``how`` says what noticed it.
-    """
-    if address and not _answers(address):
-        lost(f"the coordinator (process 0) was lost: its coordination service at {address} no longer answers "
-             f"({how})")
-
-
-def _answers(address: str, timeout_s: float = 2.0) -> bool:
-    """Whether something accepts a TCP connection at ``address`` (host:port, an IPv6 host in brackets)."""
-    import socket
-
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
-            return True
-    except (OSError, ValueError):
-        return False
 
 
 def _env_int(name: str, default: int | None = None) -> int | None:

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from rlpipe.rl import algorithm as algorithms
-from rlpipe.rl import mesh
+from rlpipe.rl import mesh, peers
 from rlpipe.rl.agents import export_policy, export_seed_policies, parent_part
 from rlpipe.rl.checkpoint import StoredCheckpoint
 from rlpipe.rl.errors import ConfigError
@@ -151,7 +151,7 @@ def train_agent(config: Any, state: Any, lineage: dict[str, Any], start: ResumeP
     folder a resumed run continues); ``on_policy = (every, fn)`` gets the policy
     every ``every`` env steps (e.g. to film it)."""
     algorithm = algorithms.for_config(config)
-    with training_run(algorithm, config, lineage, start, root) as run:
+    with peers.losses_named(), training_run(algorithm, config, lineage, start, root) as run:
         def progress(row: dict[str, Any]) -> None:
             run.on_progress(row)
             if on_progress is not None:
