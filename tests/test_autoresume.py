@@ -24,6 +24,8 @@ from rlpipe.rl.config import ConfigError
 from rlpipe.rl.training_run import find_resume
 from tests.conftest import TINY_SAC
 
+pytestmark = pytest.mark.xdist_group("autoresume")  # one worker: the uninterrupted reference is trained once
+
 # checkpoints at 128 and 256 env steps and the final one at 320; progress lines every 64
 RAW = copy.deepcopy(TINY_SAC)
 RAW["train"]["keep_checkpoints"] = 5

@@ -176,6 +176,11 @@ def _run_until_paused_and_stop(project: Path) -> list[int]:
     return steps
 
 
+# the four tests of the stopped-then-resumed run stay on one xdist worker: its module-scoped run happens once
+KILLED_THEN_RESUMED = pytest.mark.xdist_group("killed_then_resumed")
+
+
+@KILLED_THEN_RESUMED
 @pytest.mark.slow
 def test_a_stopped_run_ends_killed_after_logging_its_history_live(killed_then_resumed):
     project, seen_while_paused, _, _, _ = killed_then_resumed
@@ -185,6 +190,7 @@ def test_a_stopped_run_ends_killed_after_logging_its_history_live(killed_then_re
     assert killed.data.tags["rlpipe.checkpoint_run"] and "rlpipe.git_commit" not in killed.data.tags
 
 
+@KILLED_THEN_RESUMED
 @pytest.mark.slow
 def test_the_resumed_run_is_named_tagged_and_links_the_run_it_continues(killed_then_resumed):
     project, _, _, version, commit = killed_then_resumed
@@ -200,6 +206,7 @@ def test_the_resumed_run_is_named_tagged_and_links_the_run_it_continues(killed_t
     assert (project / "data/06_models/sac/agent" / version).is_dir()  # the agent version is the catalog's
 
 
+@KILLED_THEN_RESUMED
 @pytest.mark.slow
 def test_the_history_is_in_mlflow_while_training_and_once_at_the_end(killed_then_resumed):
     project, _, seen, version, _ = killed_then_resumed
@@ -220,6 +227,7 @@ def test_the_history_is_in_mlflow_while_training_and_once_at_the_end(killed_then
                      typ="series")["return_mean"])
 
 
+@KILLED_THEN_RESUMED
 @pytest.mark.slow
 def test_the_first_registered_version_is_the_champion(killed_then_resumed):
     project, _, _, _, _ = killed_then_resumed
