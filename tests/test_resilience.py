@@ -132,12 +132,6 @@ def test_sigkill_then_resume_is_bitwise_identical_to_an_uninterrupted_run(projec
     write_params(project, algo, params)
     kill_after_checkpoints(project, algo, count=2)
     taken = [p for p in checkpoints(project, algo) if (p / "meta.json").exists()]
-    if algo == "ppo":  # the checkpoint holds every env's policy state, mid-episode
-        saved, _ = load_checkpoint(taken[-1], ["device"])
-        assert saved["device"]["memory"].shape == (4, 32) and np.abs(saved["device"]["memory"]).sum() > 0
-    if "curriculum" in params["scenarios"]:  # re-weighted before the checkpoints: not uniform any more
-        saved, _ = load_checkpoint(taken[-1], ["curriculum"])
-        assert saved["curriculum"]["weights"].shape == (2, 8) and np.ptp(saved["curriculum"]["weights"][0]) > 0
     if corrupt_newest:  # a torn newest checkpoint: resume must notice, say so, and take the one before
         newest = taken[-1]
         victim = max((p for p in (newest / "state").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
