@@ -62,6 +62,7 @@ BAD = [  # (--params, the key the message must name, a phrase it must contain)
 
 @pytest.mark.parametrize("params,key,phrase", BAD, ids=[b[1] for b in BAD])
 def test_every_bad_config_class_is_a_short_message_without_traceback(project, params, key, phrase):
+    (project / "mlflow.db").unlink()  # the fixture's empty store: this test checks that none is created
     before = sorted(p.relative_to(project) for p in project.rglob("*"))
     done = kedro_run(project, "--pipelines=sac", "--params", params)
     output = done.stdout + done.stderr
