@@ -3,9 +3,9 @@
 By default one axis, ``AXIS``: training state is replicated on it (``P()``), per-device state (environments, buffer
 shards) is split along its leading dimension (``P(AXIS)``). A many-seed run may spread its seeds over groups of
 devices instead (:func:`seed_groups`): a second axis, ``SEED_AXIS``, before ``AXIS``; each seed's state lives in
-its own group only and its collectives run over ``AXIS`` inside that group, so no collective crosses seeds. Several processes (hosts) join through
-``jax.distributed`` (:func:`initialize`); from then on ``jax.devices()`` lists every process's devices and the
-same code runs in every process. Process 0 is the *primary*: it alone writes artifacts.
+its own group only and its collectives run over ``AXIS`` inside that group, so no collective crosses seeds.
+Several processes (hosts) join through ``jax.distributed`` (:func:`initialize`); from then on ``jax.devices()``
+lists every process's devices and the same code runs in every process. Process 0 is the *primary*: it alone writes artifacts.
 """
 
 from __future__ import annotations

@@ -113,5 +113,6 @@ def restore_state(algorithm: Algorithm, abstract: RunState, specs: RunState, res
     restored = jax.tree.map(lambda x, wanted: np.asarray(x, wanted.dtype), restored, want)
     return RunState(training=seeds.put(restored["training"], specs.training),
                     device=seeds.put(restored["device"], specs.device),
-                    key=seeds.put(restored["key"], specs.key), iteration=seeds.put(restored["iteration"], specs.iteration),
+                    key=seeds.put(restored["key"], specs.key),
+                    iteration=seeds.put(restored["iteration"], specs.iteration),
                     curriculum=seeds.put(restored["curriculum"], specs.curriculum) if "curriculum" in restored else ())
