@@ -99,6 +99,42 @@ def test_seeds_spread_over_two_processes_train_as_in_one_process(spread_here):
     assert _digests_from(_run(launch, devices=1)) == [spread_here]
 
 
+@pytest.mark.slow
+def test_seeds_spread_over_the_devices_resume_bitwise_with_their_curriculum():
+    """A checkpoint of a run whose seeds are one per device (each with its own curriculum weights) resumes to the
+    bits of the uninterrupted run."""
+    import jax
+    import numpy as np
+    from flax import serialization
+
+    from rlpipe.rl import loop, mesh, run
+    from rlpipe.rl.seeds import Seeds
+
+    raw = {**SEEDS, "scenarios": {**SEEDS["scenarios"], "ranges": {"m": [0.5, 2.0]},
+                                  "curriculum": {"every_env_steps": 64, "temperature": 0.5}},
+           "train": {**SEEDS["train"], "num_seeds": 2, "seeds_per_device": 1, "checkpoint_every_env_steps": 128,
+                     "eval_every_env_steps": 0}}
+    config = run.validated_config("sac", raw)
+    assert Seeds.of(config).groups == 2
+    saved = []
+
+    def keep(env_steps, tree, progress):
+        as_stored = {part: serialization.to_state_dict(value) for part, value in mesh.host_copy(tree).items()}
+        saved.append((env_steps, as_stored, {**progress, "history": list(progress["history"])}))
+
+    whole = run.train_in_memory(config, evaluate=False, on_checkpoint=keep)
+    env_steps, tree, progress = saved[0]
+    assert env_steps < config.train.total_env_steps
+    resume = loop.Resume(tree, Seeds.of(config).data_devices, progress["iteration"], env_steps, progress["history"],
+                         progress["stopper"], list(progress["curve"]), list(progress["episodes"]))
+    resumed = run.train_in_memory(config, evaluate=False, resume=resume)
+    a, b = mesh.host_copy(whole.state), mesh.host_copy(resumed.state)
+    assert jax.tree.structure(a) == jax.tree.structure(b) and "curriculum" in a
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert not np.array_equal(np.asarray(a["training"].log_alpha[0]), np.asarray(a["training"].log_alpha[1]))
+
+
 @pytest.mark.parametrize("num_seeds,per_device,why", [
     (3, 1, "3 groups of devices, which do not divide the 2 device(s)"),
     (4, 3, "must be a multiple of seeds_per_device"),

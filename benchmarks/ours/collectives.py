@@ -10,6 +10,7 @@ import time
 BYTES = {"f64": 8, "s64": 8, "u64": 8, "f32": 4, "s32": 4, "u32": 4, "bf16": 2, "f16": 2, "s8": 1, "u8": 1,
          "pred": 1}
 _SHAPE = re.compile(r"\b(f64|s64|u64|f32|s32|u32|bf16|f16|s8|u8|pred)\[([\d,]*)\]")
+_ALL_REDUCE = re.compile(r"=\s*(.*?)\s+all-reduce(?:-start)?\(")  # its result's shapes
 _HEADER = re.compile(r"^(?:ENTRY )?%?([\w.\-]+) .*\{\s*$")
 _CALLED = re.compile(r"(?:body|condition|to_apply|calls|branch_computations)=\{?([%\w.\-, ]+)\}?")
 
@@ -39,9 +40,9 @@ def all_reduces(hlo: str) -> dict:
         for group in _CALLED.findall(line):
             calls[current].update(name.strip().lstrip("%") for name in group.split(","))
         bodies.update(m.lstrip("%") for m in re.findall(r"body=(%?[\w.\-]+)", line))
-        if re.search(r"\ball-reduce(-start)?\(", line):
-            lhs = line.split("all-reduce", 1)[0].split("=", 1)[-1]
-            computations[current].append(_bytes(lhs))
+        result = _ALL_REDUCE.search(line)
+        if result:
+            computations[current].append(_bytes(result.group(1)))
     in_loop, todo = set(), list(bodies)
     while todo:  # everything a loop body calls runs in the loop too
         name = todo.pop()
