@@ -5,7 +5,8 @@ shards) is split along its leading dimension (``P(AXIS)``). A many-seed run may 
 devices instead (:func:`seed_groups`): a second axis, ``SEED_AXIS``, before ``AXIS``; each seed's state lives in
 its own group only and its collectives run over ``AXIS`` inside that group, so no collective crosses seeds.
 Several processes (hosts) join through ``jax.distributed`` (:func:`initialize`); from then on ``jax.devices()``
-lists every process's devices and the same code runs in every process. Process 0 is the *primary*: it alone writes artifacts.
+lists every process's devices and the same code runs in every process. Process 0 is the *primary*: it alone
+writes artifacts.
 """
 
 from __future__ import annotations

@@ -187,12 +187,27 @@ def _grouped_body(body: Callable, names, local: int) -> Callable:
         curriculum = run.curriculum
         mine = jax.tree.map(lambda x: jax.lax.dynamic_slice_in_dim(x, first, local), curriculum)
         run, stats = many(run.replace(curriculum=mine), scenarios, num_iters)
-        combined, extra, trace_extra = _over_seeds(jax.lax.all_gather(stats, mesh.SEED_AXIS, tiled=True))
+        combined, extra, trace_extra = _over_seeds(_gather_seeds(stats))
         metrics = chunk_metrics(combined, names, run.training, extra, trace_extra)
         metrics["nonfinite/parameters"] = jax.lax.pmax(metrics["nonfinite/parameters"], mesh.SEED_AXIS)
         return run.replace(curriculum=curriculum), metrics
 
     return per_device
+
+
+def _gather_seeds(tree: Any) -> Any:
+    """Every group's seeds' ``tree`` (leading local seed axis) in every group, gathered as one flat buffer per
+    dtype: XLA's CPU runtime gathers a tuple leaf by leaf, each a round trip between processes."""
+    leaves, structure = jax.tree.flatten(tree)
+    out: list[Any] = [None] * len(leaves)
+    for dtype in dict.fromkeys(x.dtype for x in leaves):
+        mine = [i for i, x in enumerate(leaves) if x.dtype == dtype]
+        rows = jnp.concatenate([leaves[i].reshape(leaves[i].shape[0], leaves[i][0].size) for i in mine], axis=1)
+        gathered = jax.lax.all_gather(rows, mesh.SEED_AXIS, tiled=True)
+        offsets = np.cumsum([0] + [leaves[i][0].size for i in mine])
+        for i, start, stop in zip(mine, offsets[:-1], offsets[1:]):
+            out[i] = gathered[:, start:stop].reshape(gathered.shape[0], *leaves[i].shape[1:])
+    return jax.tree.unflatten(structure, out)
 
 
 def _over_seeds(stats: ChunkStats) -> tuple[ChunkStats, dict[str, jax.Array], dict[str, jax.Array]]:
