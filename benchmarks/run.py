@@ -398,27 +398,68 @@ def _no_baseline():
     yield None
 
 
-MULTIPROCESS_NUM_ENVS = (1024, 4096)
+MULTIPROCESS_NUM_ENVS = (8, 1024, 4096)
+MULTIPROCESS_SEEDS = 2  # case 6's seeds-over-processes figure: one seed per process against one per device
 
 
 def case_multiprocess(pairs: int, iterations: int = MULTIPROCESS_ITERATIONS, num_envs: list[int] | None = None) -> dict:
     """6. The cost of crossing processes: env steps/s of the SAC train node (scaling.py's measurement) on 2
     devices, either 1 process x 2 (forced) devices or 2 processes x 1 device (a jax.distributed run on this
-    machine, collectives over gloo), alternately pair by pair."""
-    rows = []
+    machine, collectives over gloo), alternately pair by pair. Beside each pair: the compute alone (1 process x 1
+    device on half the envs, each device's work without collectives), the all-reduces of the 2-process chunk, and,
+    once, the floor (a raw all-reduce of those bytes between the 2 processes); then the same 2 seeds one per device,
+    on 1 process x 2 devices against 2 processes x 1 device (no collective crosses seeds)."""
+    rows, floors = [], []
     for n in [n for n in num_envs if n % 2 == 0] if num_envs else MULTIPROCESS_NUM_ENVS:
         args = ["--num-envs", str(n), "--iterations", str(iterations)]
-        one, two = [], []
+        one, two, alone = [], [], []
         for _ in range(pairs):
             one.append(run_json(OURS_PY, "ours/scaling.py", *args, env=forced_devices(2), label="[1 process x 2] "))
-            two.append(run_json_processes(2, 1, "ours/scaling.py", *args))
+            two.append(run_json_processes(2, 1, "ours/scaling.py", *args, "--inventory"))
+            alone.append(run_json(OURS_PY, "ours/scaling.py", "--num-envs", str(n // 2), "--iterations",
+                                  str(iterations), env=forced_devices(1), label="[compute alone] "))
         check_devices(one + two, 2)
+        reduces = two[0]["all_reduces"]
+        sizes = sorted(set(reduces["in_loop_bytes"] + reduces["once_bytes"]) | {4})
+        floors.append(run_json_processes(2, 1, "ours/collectives.py", "--bytes", *map(str, sizes)))
         rows.append({"num_envs": n, "devices": 2,
                      "one_process": stats([r["env_steps_per_s"] for r in one]),
                      "two_processes": stats([r["env_steps_per_s"] for r in two]),
                      "two_over_one": stats([b["env_steps_per_s"] / a["env_steps_per_s"] for a, b in zip(one, two)]),
-                     "runs": {"one_process": one, "two_processes": two}})
-    return {"rows": rows, "iterations": iterations}
+                     "breakdown": iteration_breakdown(two, alone, reduces, floors[-1]["all_reduce_seconds"]),
+                     "runs": {"one_process": one, "two_processes": two, "compute_alone": alone}})
+    return {"rows": rows, "iterations": iterations, "floors": floors, "seeds": seeds_over_processes(pairs, iterations)}
+
+
+def iteration_breakdown(two: list[dict], alone: list[dict], reduces: dict, floor: dict[str, float]) -> dict:
+    """Milliseconds per 2-process iteration: in all, the compute alone, the floor of the all-reduces it runs
+    (each at the transport's raw cost for its bytes), and the rest (waiting: what the collectives cost beyond the
+    floor, and the processes waiting for each other)."""
+    per_iter = lambda runs: stats([1000 * r["env_steps_per_iteration"] / r["env_steps_per_s"] for r in runs])  # noqa
+    total, compute = per_iter(two), per_iter(alone)
+    floor_ms = 1000 * sum(floor[str(max(1, b // 4) * 4)] for b in reduces["in_loop_bytes"])
+    return {"iteration_ms": total, "compute_ms": compute, "all_reduces_per_iteration": reduces["in_loop_count"],
+            "bytes_per_iteration": sum(reduces["in_loop_bytes"]), "all_reduces_per_chunk": reduces["once_count"],
+            "floor_ms": floor_ms, "waiting_ms": total["median"] - compute["median"] - floor_ms,
+            "over_compute_plus_1_5_floor": total["median"] / (compute["median"] + 1.5 * floor_ms)}
+
+
+def seeds_over_processes(pairs: int, iterations: int, num_envs: int = 8) -> dict:
+    """Agent env steps/s of 2 seeds, one per device: 1 process x 2 devices (train.seeds_per_device: 1) against 2
+    processes x 1 device (the layout they choose themselves), alternately pair by pair (target: >= 0.9x)."""
+    args = ["--num-envs", str(num_envs), "--iterations", str(iterations), "--num-seeds", str(MULTIPROCESS_SEEDS)]
+    one, two = [], []
+    for _ in range(pairs):
+        one.append(run_json(OURS_PY, "ours/scaling.py", *args, "--seeds-per-device", "1", env=forced_devices(2),
+                            label="[seeds, 1 process x 2] "))
+        two.append(run_json_processes(2, 1, "ours/scaling.py", *args))
+    if any(r["seed_groups"] != MULTIPROCESS_SEEDS for r in one + two):
+        raise RuntimeError("a seeds-over-processes run did not lay one seed per device")
+    return {"num_envs": num_envs, "num_seeds": MULTIPROCESS_SEEDS,
+            "one_process": stats([r["env_steps_per_s"] for r in one]),
+            "two_processes": stats([r["env_steps_per_s"] for r in two]),
+            "two_over_one": stats([b["env_steps_per_s"] / a["env_steps_per_s"] for a, b in zip(one, two)]),
+            "runs": {"one_process": one, "two_processes": two}}
 
 
 KEDRO = ROOT / ".venv" / "bin" / "kedro"
@@ -695,6 +736,31 @@ def spread(s: dict, digits=3) -> str:
     return f"{fmt(s['median'], digits)} ({fmt(s['min'], digits)}–{fmt(s['max'], digits)})" if s["n"] else "n/a"
 
 
+def multiprocess_breakdown_lines(c: dict) -> list[str]:
+    """Case 6's floor, per-iteration breakdown and seeds-over-processes figure (absent in older results)."""
+    lines = [""]
+    for floor in c.get("floors", [])[:1]:
+        lines += ["Floor: a raw all-reduce between the 2 processes (psum in a shard_map, chained in a loop), ms: " +
+                  ", ".join(f"{b} B {1000 * s:.3f}" for b, s in floor["all_reduce_seconds"].items()), ""]
+    if c["rows"] and "breakdown" in c["rows"][0]:
+        lines += ["| num_envs | 2-process iteration, ms | compute alone, ms | all-reduces / iteration (bytes) "
+                  "| their floor, ms | waiting, ms | iteration / (compute + 1.5 x floor) |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for r in c["rows"]:
+            b = r["breakdown"]
+            lines.append(f"| {r['num_envs']} | {fmt(b['iteration_ms']['median'])} | {fmt(b['compute_ms']['median'])} "
+                         f"| {b['all_reduces_per_iteration']} ({b['bytes_per_iteration']:,}) | {fmt(b['floor_ms'])} "
+                         f"| {fmt(b['waiting_ms'])} | {fmt(b['over_compute_plus_1_5_floor'])} |")
+        lines.append("")
+    if "seeds" in c:
+        s = c["seeds"]
+        lines += [f"Seeds over processes ({s['num_seeds']} seeds, one per device, {s['num_envs']} envs each): "
+                  f"1 process x 2 devices {spread(s['one_process'])}, 2 processes x 1 device "
+                  f"{spread(s['two_processes'])} agent env steps/s: {spread(s['two_over_one'])}× (target >= 0.9×).",
+                  ""]
+    return lines
+
+
 def report(results: dict) -> str:
     m = results["machine"]
     lines = [f"# rlpipe benchmarks, {m['date']}", "",
@@ -829,7 +895,7 @@ def report(results: dict) -> str:
                   "| --- | --- | --- | --- |"]
         lines += [f"| {r['num_envs']} | {spread(r['one_process'])} | {spread(r['two_processes'])} | "
                   f"{spread(r['two_over_one'])}× |" for r in rows]
-        lines.append("")
+        lines += multiprocess_breakdown_lines(results["cases"]["6"])
     if "7" in results["cases"]:
         c = results["cases"]["7"]
         rows = c["rows"]

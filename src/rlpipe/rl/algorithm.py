@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from rlpipe.rl.config import parse
+from rlpipe.rl.config.rules import data_devices
 
 class Plugin(NamedTuple):
     algorithm: str  # "module:attribute" of the :class:`Algorithm` instance (imported on first use)
@@ -180,6 +181,8 @@ def load_config(name: str, raw: Any, num_devices: int | None, key: str | None = 
     config_class, check = config_of(name)
     key = key or name
     config = parse(config_class, raw, key)
+    if num_devices is not None:  # the rules on splitting data count the devices of one seed's group
+        num_devices = data_devices(config, key, num_devices)
     check(config, key, num_devices)
     return config
 

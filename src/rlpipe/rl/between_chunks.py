@@ -61,7 +61,7 @@ def curriculum_update(algorithm: Algorithm, config: Any, spec: EnvSpec, scenario
     def adapt(run: RunState) -> tuple[RunState, dict[str, float]]:
         returns, _, metrics = seeds.evaluate(evaluator, _policy_params(algorithm, run), scenarios)
         state, logged = curriculum.update(returns, metrics.get(final_metric) if c.metric else None, c)
-        return run.replace(curriculum=mesh.put_replicated(state)), logged
+        return run.replace(curriculum=mesh.put_replicated(state, seeds.groups)), logged
 
     return adapt
 

@@ -1,15 +1,19 @@
 """The device mesh every compiled training call runs on, over all devices of all processes.
 
-One axis, ``AXIS``: training state is replicated on it (``P()``), per-device state (environments, buffer shards)
-is split along its leading dimension (``P(AXIS)``). Several processes (hosts) join through
-``jax.distributed`` (:func:`initialize`); from then on ``jax.devices()`` lists every process's devices and the
-same code runs in every process. Process 0 is the *primary*: it alone writes artifacts.
+By default one axis, ``AXIS``: training state is replicated on it (``P()``), per-device state (environments, buffer
+shards) is split along its leading dimension (``P(AXIS)``). A many-seed run may spread its seeds over groups of
+devices instead (:func:`seed_groups`): a second axis, ``SEED_AXIS``, before ``AXIS``; each seed's state lives in
+its own group only and its collectives run over ``AXIS`` inside that group, so no collective crosses seeds.
+Several processes (hosts) join through ``jax.distributed`` (:func:`initialize`); from then on ``jax.devices()``
+lists every process's devices and the same code runs in every process. Process 0 is the *primary*: it alone
+writes artifacts.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import sys
 from typing import Any
@@ -23,6 +27,7 @@ from rlpipe.rl.peers import watch_peers
 logger = logging.getLogger(__name__)
 
 AXIS = "data"  # the mesh axis: gradients and statistics are averaged over it
+SEED_AXIS = "seeds"  # the axis of seed groups (only in a mesh of several): seeds' state is split over it
 
 
 # ---------------------------------------------------------------------------------------------- collectives
@@ -167,14 +172,39 @@ def broadcast_text(text: str | None, limit: int = 4096) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- the mesh
+def seed_groups(num_seeds: int, seeds_per_device: int | None, num_devices: int, num_processes: int) -> int:
+    """Into how many groups of devices a run's seeds are spread: each group trains ``num_seeds / groups`` seeds
+    (vmapped) on its ``num_devices / groups`` devices, which split each of those seeds' data.
+
+    ``seeds_per_device`` None chooses: in a single process 1 group (every seed over every device, the layout whose
+    bits every earlier run has); over several processes as many groups as divide both the seeds and the devices,
+    since a collective between processes costs far more than one inside a process and seeds need none. An explicit
+    layout that does not fit raises ``ValueError`` saying why (the config check names the keys)."""
+    if seeds_per_device is None:
+        return math.gcd(num_seeds, num_devices) if num_processes > 1 else 1
+    if num_seeds % seeds_per_device:
+        raise ValueError(f"{num_seeds} seeds cannot be laid out {seeds_per_device} per device: num_seeds must be a "
+                         "multiple of seeds_per_device")
+    groups = num_seeds // seeds_per_device
+    if num_devices % groups:
+        raise ValueError(f"{num_seeds} seeds at {seeds_per_device} per device need {groups} groups of devices, "
+                         f"which do not divide the {num_devices} device(s) over all processes")
+    return groups
+
+
 @functools.cache
-def make_mesh():
-    """One axis over every device of every process, in ``jax.devices()`` order (process 0's first), so the
-    position of a device on the axis, its global index, is the same however the devices are spread over processes."""
+def make_mesh(groups: int = 1):
+    """Every device of every process, in ``jax.devices()`` order (process 0's first), so the position of a device
+    on the data axis, its global index, is the same however the devices are spread over processes. One axis for
+    ``groups`` 1; else ``(SEED_AXIS, AXIS)`` of ``groups`` rows, each row consecutive devices (a process's own
+    before the next process's: a data group crosses processes only when a process holds less than one group)."""
     import jax
     from jax.sharding import Mesh
 
-    return Mesh(np.asarray(jax.devices()), (AXIS,))
+    devices = np.asarray(jax.devices())
+    if groups == 1:
+        return Mesh(devices, (AXIS,))
+    return Mesh(devices.reshape(groups, -1), (SEED_AXIS, AXIS))
 
 
 def replicated_spec():
@@ -183,30 +213,41 @@ def replicated_spec():
     return PartitionSpec()
 
 
-def sharded_spec(seeds: bool = False):
-    """Split along the leading axis over the devices; with ``seeds``, along the axis after the leading seed axis."""
+def seed_spec(grouped: bool = False):
+    """State each seed has once (training state, keys): replicated, or with ``grouped`` its leading seed axis
+    split over the seed groups (replicated within each)."""
     from jax.sharding import PartitionSpec
 
+    return PartitionSpec(SEED_AXIS) if grouped else PartitionSpec()
+
+
+def sharded_spec(seeds: bool = False, grouped: bool = False):
+    """Split along the leading axis over the devices; with ``seeds``, along the axis after the leading seed axis
+    (itself split over the seed groups with ``grouped``)."""
+    from jax.sharding import PartitionSpec
+
+    if grouped:
+        return PartitionSpec(SEED_AXIS, AXIS)
     return PartitionSpec(None, AXIS) if seeds else PartitionSpec(AXIS)
 
 
-def per_device_specs(tree: Any, seeds: bool = False) -> Any:
+def per_device_specs(tree: Any, seeds: bool = False, grouped: bool = False) -> Any:
     """Partition specs of per-device state: leaves with a leading axis are split along it over the devices;
     scalars (e.g. a buffer's write position, the same on every device) are replicated. With ``seeds`` every leaf
-    has a leading seed axis first (not split)."""
+    has a leading seed axis first (split over the seed groups with ``grouped``)."""
     import jax
 
     rank = 1 if seeds else 0
-    return jax.tree.map(lambda x: sharded_spec(seeds) if np.ndim(x) > rank else replicated_spec(), tree)
+    return jax.tree.map(lambda x: sharded_spec(seeds, grouped) if np.ndim(x) > rank else seed_spec(grouped), tree)
 
 
-def put(tree: Any, specs: Any) -> Any:
-    """Host arrays (identical in every process) -> global arrays on the mesh laid out by ``specs`` (a spec per
-    leaf, or one for all). Each process materializes only its own devices' slices."""
+def put(tree: Any, specs: Any, groups: int = 1) -> Any:
+    """Host arrays (identical in every process) -> global arrays on the mesh of ``groups`` seed groups laid out by
+    ``specs`` (a spec per leaf, or one for all). Each process materializes only its own devices' slices."""
     import jax
     from jax.sharding import NamedSharding, PartitionSpec
 
-    mesh = make_mesh()
+    mesh = make_mesh(groups)
     if isinstance(specs, PartitionSpec):
         specs = jax.tree.map(lambda _: specs, tree)
 
@@ -217,8 +258,8 @@ def put(tree: Any, specs: Any) -> Any:
     return jax.tree.map(place, tree, specs)
 
 
-def put_replicated(tree: Any) -> Any:
-    return put(tree, replicated_spec())
+def put_replicated(tree: Any, groups: int = 1) -> Any:
+    return put(tree, replicated_spec(), groups)
 
 
 def host_copy(tree: Any) -> Any:

@@ -22,17 +22,17 @@ from rlpipe.rl.seeds import Seeds
 logger = logging.getLogger(__name__)
 
 
-def _specs(device_specs: Any) -> RunState:
+def _specs(device_specs: Any, seeds: Seeds) -> RunState:
     replicated = mesh.replicated_spec()
-    return RunState(training=replicated, device=device_specs, key=replicated, iteration=replicated,
+    return RunState(training=seeds.seed_spec(), device=device_specs, key=seeds.seed_spec(), iteration=replicated,
                     curriculum=replicated)
 
 
 def _device_init(algorithm: Algorithm, config: Any, spec: EnvSpec, keys: jax.Array, scenarios: ScenarioBatch,
                  data: Any):
     """The compiled per-device state init for these inputs, and the partition specs of what it returns."""
-    num_devices = mesh.device_count()
     seeds = Seeds.of(config)
+    num_devices, groups = seeds.data_devices, seeds.groups
 
     def one(keys, scenarios, data):  # keys [1 device, ...], data leaves [this device's share, ...]
         return algorithm.init_device_state(config, spec, scenarios, keys[0], num_devices, data)
@@ -43,11 +43,12 @@ def _device_init(algorithm: Algorithm, config: Any, spec: EnvSpec, keys: jax.Arr
     def local(x):  # one device's slice of a split global array
         shape = list(x.shape)
         shape[axis] //= num_devices
+        shape[0] //= groups if axis else 1  # with seed groups, this group's seeds
         return jax.ShapeDtypeStruct(tuple(shape), x.dtype)
 
     specs = seeds.per_device_specs(jax.eval_shape(per_device, local(keys), scenarios, jax.tree.map(local, data)))
     split = seeds.sharded_spec()
-    init = jax.shard_map(per_device, mesh=mesh.make_mesh(), out_specs=specs, check_vma=False,
+    init = jax.shard_map(per_device, mesh=seeds.mesh(), out_specs=specs, check_vma=False,
                          in_specs=(split, mesh.replicated_spec(), split))
     return jax.jit(init), specs
 
@@ -56,23 +57,23 @@ def initial_state(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: S
                   key: jax.Array, device_data: Any = None, resume: Resume | None = None) -> tuple[RunState, RunState]:
     """The run state on the mesh and its partition specs: fresh (the replicated ``training``, per-device state
     built on every device from ``key`` and its slice of ``device_data``), or restored from ``resume``."""
-    num_devices = mesh.device_count()
     seeds = Seeds.of(config)
+    num_devices = seeds.data_devices
     # each seed splits its own key exactly as a one-seed run does
     init_key, run_key = seeds.map(lambda k: tuple(jax.random.split(k)))(key)
     device_keys = seeds.map(lambda k: mesh.device_keys(k, num_devices))(init_key)
     split = seeds.sharded_spec()
-    keys = mesh.put(np.asarray(device_keys), split)
-    data = mesh.put(device_data, split) if device_data is not None else None
+    keys = seeds.put(np.asarray(device_keys), split)
+    data = seeds.put(device_data, split) if device_data is not None else None
     init, device_specs = _device_init(algorithm, config, spec, keys, scenarios, data)
-    specs = _specs(device_specs)
+    specs = _specs(device_specs, seeds)
     fresh_curriculum = ()
     if config.scenarios.curriculum is not None:
         fresh_curriculum = seeds.join([curriculum.initial_state(scenarios.size)] * seeds.count)
     if resume is None:
-        return RunState(mesh.put_replicated(mesh.host_copy(training)), init(keys, scenarios, data),
-                        mesh.put_replicated(np.asarray(run_key)), mesh.put_replicated(np.int32(0)),
-                        mesh.put_replicated(fresh_curriculum)), specs
+        return RunState(seeds.put(mesh.host_copy(training), specs.training), init(keys, scenarios, data),
+                        seeds.put(np.asarray(run_key), specs.key), seeds.put(np.int32(0), specs.iteration),
+                        seeds.put(fresh_curriculum, specs.curriculum)), specs
     abstract = RunState(jax.eval_shape(lambda: training), jax.eval_shape(init, keys, scenarios, data),
                         jax.ShapeDtypeStruct(run_key.shape, run_key.dtype), jax.ShapeDtypeStruct((), jnp.int32),
                         jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), fresh_curriculum))
@@ -92,7 +93,7 @@ def restore_state(algorithm: Algorithm, abstract: RunState, specs: RunState, res
     """A run state on this mesh from a checkpoint tree (numpy, as loaded). Written on another device count, the
     per-device state is redistributed by the algorithm over the devices present (seed by seed)."""
     tree = dict(resume.tree)
-    num_devices = mesh.device_count()
+    num_devices = seeds.data_devices
     if resume.num_devices != num_devices:
         logger.warning("resuming a checkpoint written on %d device(s) on %d: per-device state is redistributed over "
                        "the new devices, so this continuation is not bitwise identical to an uninterrupted run",
@@ -110,7 +111,8 @@ def restore_state(algorithm: Algorithm, abstract: RunState, specs: RunState, res
             raise ValueError(f"checkpoint leaf {jax.tree_util.keystr(path)} has shape {np.shape(got)}, this run "
                              f"needs {wanted.shape}: the checkpoint is from another config")
     restored = jax.tree.map(lambda x, wanted: np.asarray(x, wanted.dtype), restored, want)
-    return RunState(training=mesh.put(restored["training"], specs.training),
-                    device=mesh.put(restored["device"], specs.device),
-                    key=mesh.put_replicated(restored["key"]), iteration=mesh.put_replicated(restored["iteration"]),
-                    curriculum=mesh.put_replicated(restored["curriculum"]) if "curriculum" in restored else ())
+    return RunState(training=seeds.put(restored["training"], specs.training),
+                    device=seeds.put(restored["device"], specs.device),
+                    key=seeds.put(restored["key"], specs.key),
+                    iteration=seeds.put(restored["iteration"], specs.iteration),
+                    curriculum=seeds.put(restored["curriculum"], specs.curriculum) if "curriculum" in restored else ())

@@ -50,18 +50,45 @@ def stack_seeds(trees: list[Any]) -> Any:
 
 @dataclass(frozen=True)
 class Seeds:
-    """How a run's per-seed state is laid out: no seed axis for one seed, a leading one for several."""
+    """How a run's per-seed state is laid out: no seed axis for one seed, a leading one for several; on the mesh,
+    every seed over all devices, or the seeds spread over groups of devices (``rlpipe.rl.mesh.seed_groups``)."""
 
     count: int
     first: int  # the run's seed: agent k's is first + k
+    per_device: int | None = None  # train.seeds_per_device: None lets mesh.seed_groups choose
 
     @staticmethod
     def of(config: Any) -> Seeds:
-        return Seeds(num_seeds(config), int(config.seed))
+        return Seeds(num_seeds(config), int(config.seed), getattr(config.train, "seeds_per_device", None))
 
     @property
     def _stacked(self) -> bool:
         return self.count > 1
+
+    @property
+    def groups(self) -> int:
+        """The seed groups of the mesh (1: every seed over every device); asks the backend for its devices."""
+        return mesh.seed_groups(self.count, self.per_device, mesh.device_count(), mesh.process_count())
+
+    @property
+    def _grouped(self) -> bool:
+        return self.groups > 1
+
+    @property
+    def data_devices(self) -> int:
+        """The devices each seed's data (envs, batch, buffer) is split over: its group's."""
+        return mesh.device_count() // self.groups
+
+    def mesh(self):
+        return mesh.make_mesh(self.groups)
+
+    def put(self, tree: Any, specs: Any) -> Any:
+        """Host arrays -> global arrays laid out by ``specs`` on this run's mesh."""
+        return mesh.put(tree, specs, self.groups)
+
+    def seed_spec(self):
+        """The spec of what each seed has once (its training state, its key)."""
+        return mesh.seed_spec(self._grouped)
 
     def each(self, tree: Any) -> list[Any]:
         """Every seed's own tree."""
@@ -83,10 +110,10 @@ class Seeds:
         return 1 if self._stacked else 0
 
     def sharded_spec(self):
-        return mesh.sharded_spec(self._stacked)
+        return mesh.sharded_spec(self._stacked, self._grouped)
 
     def per_device_specs(self, tree: Any) -> Any:
-        return mesh.per_device_specs(tree, self._stacked)
+        return mesh.per_device_specs(tree, self._stacked, self._grouped)
 
     def chunk_body(self, body: Callable, names) -> Callable:
         """The chunk's per-device function ``(run, scenarios, num_iters) -> (run, metrics)`` from the one-seed
@@ -98,6 +125,8 @@ class Seeds:
                 return run, chunk_metrics(stats, names, run.training)
             return one
 
+        if self._grouped:
+            return _grouped_body(body, names, self.count // self.groups)
         many = jax.vmap(body, in_axes=(SEED_AXES, None, None), out_axes=(SEED_AXES, 0))
 
         def per_device(run: RunState, scenarios, num_iters):
@@ -130,6 +159,56 @@ def over_seeds(config: Any, make: Callable[[int], Any]) -> Any:
     axis (seed k's exactly what a one-seed run with that seed makes)."""
     seeds = run_seeds(config)
     return make(seeds[0]) if len(seeds) == 1 else stack_seeds([make(seed) for seed in seeds])
+
+def _alone(body: Callable) -> Callable:
+    """``body`` of one seed on a seed axis of one: the seed's own program, not a vmap of one (XLA compiles that
+    differently), so a seed alone on its devices trains bitwise as the one-seed run with its seed does."""
+    at = lambda tree, f: jax.tree.map(f, tree)  # noqa: E731
+
+    def one(run: RunState, scenarios, num_iters):
+        mine = run.replace(training=at(run.training, lambda x: x[0]), device=at(run.device, lambda x: x[0]),
+                           key=run.key[0], curriculum=at(run.curriculum, lambda x: x[0]))
+        mine, stats = body(mine, scenarios, num_iters)
+        return (mine.replace(training=at(mine.training, lambda x: x[None]), device=at(mine.device, lambda x: x[None]),
+                             key=mine.key[None], curriculum=at(mine.curriculum, lambda x: x[None])),
+                at(stats, lambda x: x[None]))
+
+    return one
+
+
+def _grouped_body(body: Callable, names, local: int) -> Callable:
+    """The per-device chunk of a run whose seeds are spread over seed groups: the one-seed ``body`` on this group's
+    ``local`` seeds (vmapped if several), nothing crossing groups but, once a chunk, the seeds' statistics gathered
+    to be combined as on one device. The curriculum stays replicated: each group reads its own seeds' rows."""
+    many = jax.vmap(body, in_axes=(SEED_AXES, None, None), out_axes=(SEED_AXES, 0)) if local > 1 else _alone(body)
+
+    def per_device(run: RunState, scenarios, num_iters):
+        first = jax.lax.axis_index(mesh.SEED_AXIS) * local
+        curriculum = run.curriculum
+        mine = jax.tree.map(lambda x: jax.lax.dynamic_slice_in_dim(x, first, local), curriculum)
+        run, stats = many(run.replace(curriculum=mine), scenarios, num_iters)
+        combined, extra, trace_extra = _over_seeds(_gather_seeds(stats))
+        metrics = chunk_metrics(combined, names, run.training, extra, trace_extra)
+        metrics["nonfinite/parameters"] = jax.lax.pmax(metrics["nonfinite/parameters"], mesh.SEED_AXIS)
+        return run.replace(curriculum=curriculum), metrics
+
+    return per_device
+
+
+def _gather_seeds(tree: Any) -> Any:
+    """Every group's seeds' ``tree`` (leading local seed axis) in every group, gathered as one flat buffer per
+    dtype: XLA's CPU runtime gathers a tuple leaf by leaf, each a round trip between processes."""
+    leaves, structure = jax.tree.flatten(tree)
+    out: list[Any] = [None] * len(leaves)
+    for dtype in dict.fromkeys(x.dtype for x in leaves):
+        mine = [i for i, x in enumerate(leaves) if x.dtype == dtype]
+        rows = jnp.concatenate([leaves[i].reshape(leaves[i].shape[0], leaves[i][0].size) for i in mine], axis=1)
+        gathered = jax.lax.all_gather(rows, mesh.SEED_AXIS, tiled=True)
+        offsets = np.cumsum([0] + [leaves[i][0].size for i in mine])
+        for i, start, stop in zip(mine, offsets[:-1], offsets[1:]):
+            out[i] = gathered[:, start:stop].reshape(gathered.shape[0], *leaves[i].shape[1:])
+    return jax.tree.unflatten(structure, out)
+
 
 def _over_seeds(stats: ChunkStats) -> tuple[ChunkStats, dict[str, jax.Array], dict[str, jax.Array]]:
     """The seeds' chunk statistics (a leading seed axis) as one run's, and the per-seed metrics kept beside them

@@ -57,13 +57,15 @@ def make_chunk(algorithm: Algorithm, config: Any, spec: EnvSpec, specs: RunState
     names = metric_names(algorithm, config)
     schedule = schedule or plan(algorithm, config)
     points, stride = schedule.trace_shape
-    body = make_body(algorithm.make_iteration(config, spec, mesh.device_count()), names, points, stride,
+    seeds = Seeds.of(config)
+    # each seed's data is split over its own group's devices (all of them unless the seeds are spread over groups)
+    body = make_body(algorithm.make_iteration(config, spec, seeds.data_devices), names, points, stride,
                      config.scenarios.curriculum is not None,
-                     episode_log_size(schedule, mesh.device_count(), num_seeds(config)))
+                     episode_log_size(schedule, seeds.data_devices, num_seeds(config)))
     replicated = mesh.replicated_spec()
     # check_vma=False: algorithms write plain JAX (zero-initialized scan carries and all); that the training state
     # really stays identical on every device is the algorithm's pmean, and a test of each algorithm checks it.
-    sharded = jax.shard_map(Seeds.of(config).chunk_body(body, names), mesh=mesh.make_mesh(),
+    sharded = jax.shard_map(seeds.chunk_body(body, names), mesh=seeds.mesh(),
                             in_specs=(specs, replicated, replicated), out_specs=(specs, replicated), check_vma=False)
     return jax.jit(sharded, donate_argnums=(0,))
 
@@ -115,7 +117,7 @@ def _train(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: Scenario
            on_checkpoint: loop.CheckpointFn | None, resume: loop.Resume | None,
            on_policy: tuple[int, Callable[[int, dict[str, Any]], None]] | None) -> TrainResult:
     schedule = plan(algorithm, config)
-    global_scenarios = mesh.put_replicated(mesh.host_copy(scenarios))
+    global_scenarios = mesh.put_replicated(mesh.host_copy(scenarios), Seeds.of(config).groups)
     run, specs = initial_state(algorithm, config, spec, global_scenarios, training, key, device_data, resume)
     evaluate, precompile = None, None
     if eval_scenarios is not None:
@@ -128,6 +130,9 @@ def _train(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: Scenario
     logger.info("train step compiled in %.1f s; up to %d iterations of %d env steps and %d gradient steps on %d "
                 "device(s) in %d process(es)", compile_s, schedule.total_iters, schedule.env_steps_per_iter,
                 schedule.grad_steps_per_iter, mesh.device_count(), mesh.process_count())
+    if Seeds.of(config).groups > 1:
+        logger.info("%d seeds spread over %d groups of %d device(s): no collective crosses seeds while training",
+                    num_seeds(config), Seeds.of(config).groups, Seeds.of(config).data_devices)
     e = getattr(config, "early_stopping", None)
     stopper = EarlyStopping(e.target_return, e.monitor, e.window, e.patience) if e is not None else None
     periodic = ()

@@ -30,6 +30,7 @@ from rlpipe.rl.checkpoint import (
 )
 from rlpipe.rl.config import dotted, resume_mode, to_dict
 from rlpipe.rl.errors import ConfigError
+from rlpipe.rl.seeds import Seeds
 
 logger = logging.getLogger(__name__)
 
@@ -199,7 +200,8 @@ def training_run(algorithm: Any, config: Any, lineage: dict[str, Any] | None = N
     finishes. Every process of a multi-process run takes part (the checkpoints are written together); process 0
     decides the run folder, and alone shows progress and writes TensorBoard."""
     name = algorithm.name
-    meta = {"algorithm": name, "config": to_dict(config), "num_devices": mesh.device_count(),
+    # the devices each seed's per-device state is split over: what a resume redistributes it from
+    meta = {"algorithm": name, "config": to_dict(config), "num_devices": Seeds.of(config).data_devices,
             "num_processes": mesh.process_count()}
     if lineage:
         meta["parent"] = dict(lineage)

@@ -19,6 +19,7 @@ from rlpipe.rl.config.sections import (
     ScenarioConfig,
     TrackingConfig,
 )
+from rlpipe.rl import mesh
 from rlpipe.rl.errors import ConfigError
 
 
@@ -139,6 +140,19 @@ def check_seeds(config: Any, key: str) -> None:
     if config.train.init_from is not None:
         raise ConfigError(f"{key}.train.num_seeds", f"{n} seeds cannot all start from one stored agent "
                                                     f"({key}.train.init_from): use num_seeds: 1 with init_from")
+
+
+def data_devices(config: Any, key: str, num_devices: int) -> int:
+    """The devices each seed's data is split over, for ``num_devices`` over all processes: the seed layout
+    (``train.seeds_per_device``, ``rlpipe.rl.mesh.seed_groups``) must divide them."""
+    t = config.train
+    try:
+        groups = mesh.seed_groups(t.num_seeds, getattr(t, "seeds_per_device", None), num_devices, mesh.process_count())
+    except ValueError as exc:
+        raise ConfigError(f"{key}.train.seeds_per_device", f"{exc} ({key}.train.num_seeds: {t.num_seeds}, "
+                                                           f"{key}.train.seeds_per_device: {t.seeds_per_device}, "
+                                                           f"{num_devices} device(s))") from None
+    return num_devices // groups
 
 
 def check_common(config: Any, key: str, num_devices: int | None, continuous: bool | None, steps_per_iter: int,

@@ -131,6 +131,13 @@ class LoopConfig(Config):
     num_seeds: int = spec(1, ge=1, le=1024, doc="independent agents trained together in one compiled program, "
                                                 "seeds seed, seed+1, ...: each its own init, RNG streams and buffers; "
                                                 "evaluated on the same scenarios and aggregated (IQM, 95% CI)")
+    seeds_per_device: int | None = spec(None, ge=1, le=1024,
+                                        doc="with num_seeds > 1, how many seeds each device trains (vmapped): the "
+                                            "seeds are spread over num_seeds / seeds_per_device groups of devices, "
+                                            "each seed's data split over its group only, and no collective crosses "
+                                            "seeds while training; null: over several processes as many groups as "
+                                            "divide both num_seeds and the device count, in one process one group "
+                                            "(every seed over every device)")
 
 
 class EarlyStoppingConfig(Config):
