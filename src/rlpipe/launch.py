@@ -31,9 +31,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from rlpipe.rl.peers import LOST_PROCESS_EXIT_CODE
+from rlpipe.rl.peers import LOST_PROCESS_EXIT_CODE, RESUME_ENV
 
-RESUME_ENV = "RLPIPE_RESUME"  # set to "auto" in restarted processes: continue the interrupted run of this config
 RESTART_ENV = "RLPIPE_RESTART_COUNT"  # how many times the launcher has started the group again (unset at first)
 MAX_BACKOFF_S = 60.0  # the doubling backoff stops growing here (unless --restart-backoff is longer itself)
 

@@ -27,7 +27,8 @@ from collections.abc import Iterator
 logger = logging.getLogger(__name__)
 
 LOST_PROCESS_EXIT_CODE = 75  # EX_TEMPFAIL: the run can be resumed once every process is back
-RESUME_ENV = "RLPIPE_RESUME"  # what the block tells to set: auto continues the interrupted run of the same config
+RESUME_ENV = "RLPIPE_RESUME"  # overrides train.resume (rlpipe.rl.config.rules.resume_mode); auto: continue the
+#                             interrupted run of the same config (what the block tells to set, what restarts set)
 SUSPECT_SILENCE_S = 4.0  # once a collective failed, a peer this long silent is lost (beats come every second)
 
 

@@ -160,6 +160,7 @@ def over_seeds(config: Any, make: Callable[[int], Any]) -> Any:
     seeds = run_seeds(config)
     return make(seeds[0]) if len(seeds) == 1 else stack_seeds([make(seed) for seed in seeds])
 
+
 def _alone(body: Callable) -> Callable:
     """``body`` of one seed on a seed axis of one: the seed's own program, not a vmap of one (XLA compiles that
     differently), so a seed alone on its devices trains bitwise as the one-seed run with its seed does."""

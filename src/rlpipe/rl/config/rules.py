@@ -20,6 +20,7 @@ from rlpipe.rl.config.sections import (
     TrackingConfig,
 )
 from rlpipe.rl import mesh
+from rlpipe.rl.peers import RESUME_ENV  # the override a restarted process gets
 from rlpipe.rl.errors import ConfigError
 
 
@@ -57,7 +58,6 @@ def registration_target(config: Any) -> float | None:
     return early_stopping.target_return if early_stopping is not None else None
 
 
-RESUME_ENV = "RLPIPE_RESUME"
 _RESUME_WORDS = {"true": True, "false": False, "auto": "auto"}
 
 
