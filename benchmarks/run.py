@@ -428,7 +428,9 @@ def case_multiprocess(pairs: int, iterations: int = MULTIPROCESS_ITERATIONS, num
                      "two_over_one": stats([b["env_steps_per_s"] / a["env_steps_per_s"] for a, b in zip(one, two)]),
                      "breakdown": iteration_breakdown(two, alone, reduces, floors[-1]["all_reduce_seconds"]),
                      "runs": {"one_process": one, "two_processes": two, "compute_alone": alone}})
-    return {"rows": rows, "iterations": iterations, "floors": floors, "seeds": seeds_over_processes(pairs, iterations)}
+    # the seeds figure at 8 envs is cheap: always at the default length, whatever --iterations shortens above
+    return {"rows": rows, "iterations": iterations, "floors": floors,
+            "seeds": seeds_over_processes(pairs, MULTIPROCESS_ITERATIONS)}
 
 
 def iteration_breakdown(two: list[dict], alone: list[dict], reduces: dict, floor: dict[str, float]) -> dict:
@@ -455,7 +457,7 @@ def seeds_over_processes(pairs: int, iterations: int, num_envs: int = 8) -> dict
         two.append(run_json_processes(2, 1, "ours/scaling.py", *args))
     if any(r["seed_groups"] != MULTIPROCESS_SEEDS for r in one + two):
         raise RuntimeError("a seeds-over-processes run did not lay one seed per device")
-    return {"num_envs": num_envs, "num_seeds": MULTIPROCESS_SEEDS,
+    return {"num_envs": num_envs, "num_seeds": MULTIPROCESS_SEEDS, "iterations": iterations,
             "one_process": stats([r["env_steps_per_s"] for r in one]),
             "two_processes": stats([r["env_steps_per_s"] for r in two]),
             "two_over_one": stats([b["env_steps_per_s"] / a["env_steps_per_s"] for a, b in zip(one, two)]),
