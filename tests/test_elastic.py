@@ -111,6 +111,29 @@ def test_the_backoff_doubles_up_to_a_minute():
     assert launch.backoff_seconds(3, 90.0) == 90.0  # a longer base than the cap stays as asked
 
 
+def test_pinned_processes_each_run_on_their_own_share_of_the_cpus():
+    assert launch.cpu_shares({0, 1, 2, 3, 4}, 2) == [{0, 1, 2}, {3, 4}]
+    assert launch.cpu_shares({2, 5}, 2) == [{2}, {5}]
+    with pytest.raises(ValueError, match=r"3 processes, 2 CPU\(s\) available \(0,1\)"):
+        launch.cpu_shares({0, 1}, 3)
+    here = os.sched_getaffinity(0)
+    if len(here) < 2:
+        pytest.skip("one CPU available: nothing to share")
+    out = io.StringIO()
+    show = "import os; print('cpus', sorted(os.sched_getaffinity(0)), flush=True)"
+    assert launch.launch([PYTHON, "-c", show], 2, out=out, pin_cpus=True) == 0
+    seen = [set(json.loads(cpus)) for cpus in re.findall(r"^\[p\d\] cpus (\[.*\])$", out.getvalue(), re.MULTILINE)]
+    assert len(seen) == 2 and not seen[0] & seen[1] and seen[0] | seen[1] == here, out.getvalue()
+    assert os.sched_getaffinity(0) == here  # the launcher itself is back on all its CPUs
+
+
+def test_more_pinned_processes_than_cpus_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        launch.main(["--processes", str(len(os.sched_getaffinity(0)) + 1), "--pin-cpus", "--", "true"])
+    assert exit_.value.code == 2
+    assert "error: argument --pin-cpus: needs one CPU per process" in capsys.readouterr().err
+
+
 def _kill_process_1_after(run, checkpoint: int) -> float:
     pid = int(run.wait_for(r"rlpipe\.launch: process 1 of 2 is pid (\d+)", timeout=60).group(1))
     run.wait_for(rf"RLPIPE_FAULT: paused after checkpoint {checkpoint} in process 1", timeout=420)

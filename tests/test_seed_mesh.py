@@ -91,8 +91,9 @@ def test_each_seed_alone_on_a_device_trains_as_its_own_one_seed_run_on_one_devic
 @pytest.mark.slow
 def test_seeds_spread_over_two_processes_train_as_in_one_process(spread_here):
     """2 processes x 1 device choose the spread layout themselves (seeds_per_device: null) and no collective
-    crosses seeds: each seed's bits are those of the same seeds spread over this process's 2 devices."""
-    launch = [sys.executable, "-m", "rlpipe.launch", "--processes", "2", "--devices-per-process", "1",
+    crosses seeds: each seed's bits are those of the same seeds spread over this process's 2 devices, also with each
+    process pinned to its own CPU (``--pin-cpus``: fewer threads per process than here)."""
+    launch = [sys.executable, "-m", "rlpipe.launch", "--processes", "2", "--devices-per-process", "1", "--pin-cpus",
               "--grace", "60", "--", sys.executable, "-m", "tests.test_seed_mesh",
               json.dumps({**SEEDS, "train": {**SEEDS["train"], "num_seeds": 2}})]
     # the bits of one device per seed: data-parallel seeds (each over both processes) would have other bits
