@@ -101,13 +101,14 @@ def run_json(python: Path, script: str, *args: str, env: dict | None = None, tim
 
 
 def run_json_processes(processes: int, devices_per_process: int, script: str, *args: str,
-                       timeout: int | None = None) -> dict:
+                       timeout: int | None = None, pin_cpus: bool = False) -> dict:
     """Run a benchmark script as ``processes`` processes of one JAX run (``python -m rlpipe.launch``, which puts
     every process on a free local port and prefixes their output lines with ``[p<i>] ``); process 0's JSON line is
     the result. The launcher and its processes share one process group: a timeout kills them all."""
     started = time.perf_counter()
     command = [str(OURS_PY), "-m", "rlpipe.launch", "--processes", str(processes), "--devices-per-process",
-               str(devices_per_process), "--grace", "30", "--", str(OURS_PY), str(ROOT / "benchmarks" / script), *args]
+               str(devices_per_process), "--grace", "30", *(["--pin-cpus"] if pin_cpus else []), "--",
+               str(OURS_PY), str(ROOT / "benchmarks" / script), *args]
     code, out, err = run_captured(command, environment(), timeout=timeout)
     what = f"{script} {' '.join(args)} ({processes} processes x {devices_per_process} device)"
     if code != 0:
@@ -448,20 +449,23 @@ def iteration_breakdown(two: list[dict], alone: list[dict], reduces: dict, floor
 
 def seeds_over_processes(pairs: int, iterations: int, num_envs: int = 8) -> dict:
     """Agent env steps/s of 2 seeds, one per device: 1 process x 2 devices (train.seeds_per_device: 1) against 2
-    processes x 1 device (the layout they choose themselves), alternately pair by pair (target: >= 0.9x)."""
+    processes x 1 device (the layout they choose themselves), each pinned to its own CPU (the figure, target >= 0.9x)
+    and unpinned, alternately pair by pair."""
     args = ["--num-envs", str(num_envs), "--iterations", str(iterations), "--num-seeds", str(MULTIPROCESS_SEEDS)]
-    one, two = [], []
+    one, two, unpinned = [], [], []
     for _ in range(pairs):
         one.append(run_json(OURS_PY, "ours/scaling.py", *args, "--seeds-per-device", "1", env=forced_devices(2),
                             label="[seeds, 1 process x 2] "))
-        two.append(run_json_processes(2, 1, "ours/scaling.py", *args))
-    if any(r["seed_groups"] != MULTIPROCESS_SEEDS for r in one + two):
+        two.append(run_json_processes(2, 1, "ours/scaling.py", *args, pin_cpus=True))
+        unpinned.append(run_json_processes(2, 1, "ours/scaling.py", *args))
+    if any(r["seed_groups"] != MULTIPROCESS_SEEDS for r in one + two + unpinned):
         raise RuntimeError("a seeds-over-processes run did not lay one seed per device")
+    ratio = lambda runs: stats([b["env_steps_per_s"] / a["env_steps_per_s"] for a, b in zip(one, runs)])  # noqa
     return {"num_envs": num_envs, "num_seeds": MULTIPROCESS_SEEDS, "iterations": iterations,
             "one_process": stats([r["env_steps_per_s"] for r in one]),
-            "two_processes": stats([r["env_steps_per_s"] for r in two]),
-            "two_over_one": stats([b["env_steps_per_s"] / a["env_steps_per_s"] for a, b in zip(one, two)]),
-            "runs": {"one_process": one, "two_processes": two}}
+            "two_processes": stats([r["env_steps_per_s"] for r in two]), "two_over_one": ratio(two),
+            "two_unpinned": stats([r["env_steps_per_s"] for r in unpinned]), "unpinned_over_one": ratio(unpinned),
+            "runs": {"one_process": one, "two_processes": two, "two_unpinned": unpinned}}
 
 
 KEDRO = ROOT / ".venv" / "bin" / "kedro"
@@ -756,10 +760,14 @@ def multiprocess_breakdown_lines(c: dict) -> list[str]:
         lines.append("")
     if "seeds" in c:
         s = c["seeds"]
+        pinned = " (`--pin-cpus`: each on its own CPU)" if "two_unpinned" in s else ""
         lines += [f"Seeds over processes ({s['num_seeds']} seeds, one per device, {s['num_envs']} envs each): "
-                  f"1 process x 2 devices {spread(s['one_process'])}, 2 processes x 1 device "
-                  f"{spread(s['two_processes'])} agent env steps/s: {spread(s['two_over_one'])}× (target >= 0.9×).",
-                  ""]
+                  f"1 process x 2 devices {spread(s['one_process'])}, 2 processes x 1 device{pinned} "
+                  f"{spread(s['two_processes'])} agent env steps/s: {spread(s['two_over_one'])}× (target >= 0.9×)."]
+        if "two_unpinned" in s:
+            lines.append(f"Unpinned, the 2 processes' thread pools share both cores: {spread(s['two_unpinned'])} "
+                         f"agent env steps/s, {spread(s['unpinned_over_one'])}×.")
+        lines.append("")
     return lines
 
 
