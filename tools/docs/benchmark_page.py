@@ -113,6 +113,24 @@ def _halfcheetah_seeds(folder: Path) -> list[str]:
             f"{verdict}.", ""]
 
 
+def _startup(root: Path) -> list[str]:
+    """The newest breakdown of a whole `kedro run` (benchmarks/startup.py), rendered by that script's report."""
+    files = sorted((root / "benchmarks" / "results").glob("*-startup.json"))
+    if not files:
+        return []
+    spec = importlib.util.spec_from_file_location("rlpipe_benchmarks_startup", root / "benchmarks" / "startup.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    data = json.loads(files[-1].read_text())
+    table = module.report(data["algo"], data["summary"], data).split("\n", 2)[2]  # without its own title
+    return [f"### Where the seconds of a `kedro run --pipelines={data['algo']}` go", "",
+            f"*Measured {data['date'][:10]}; results file "
+            f"`benchmarks/results/{files[-1].name}`.*", "",
+            "`benchmarks/startup.py`: the whole job cold and warm, the seconds before the run's first line, each "
+            "node, the imports, and the floors (importing JAX, a `kedro run` of the pipeline's first node alone).",
+            "", _reader_text(table), ""]
+
+
 def page(root: Path) -> str:
     folder = root / "benchmarks" / "results"
     report, results = _load_report(root), _results(folder)
@@ -141,7 +159,7 @@ def page(root: Path) -> str:
              "see benchmarks/peers/README.md), to the same target: these compare whole recipes, so their ratios are "
              "larger than the like-for-like ones and say less about the implementation.", TUNED, []),
             ("rlpipe's own measurements", "rlpipe against itself: compilation, scaling, and its features' costs.",
-             OURS_ALONE, [])):
+             OURS_ALONE, _startup(root))):
         lines += [f"## {heading}", "", intro, ""]
         for key, title in cases:
             if key in newest:

@@ -1,0 +1,175 @@
+"""Where the seconds of a first `kedro run --pipelines=<algo>` go, with a cold and a warm compilation cache.
+
+    .venv/bin/python benchmarks/startup.py [--algo sac] [--repeats 2] [--no-save]
+
+Each repeat runs, in fresh processes on the project as it is (its conf/, data/ and mlflow.db):
+
+- the floors: ``python -c "import jax"``, the same with ``jax.devices()`` (the backend up), and a ``kedro run`` of
+  the pipeline's first node alone (Kedro's session, catalog and plugin hooks, with nothing to train);
+- the whole job, cold (an empty JAX cache folder, ``RLPIPE_JAX_CACHE_DIR``) then warm (the folder the cold run
+  filled), under ``python -X importtime``.
+
+From each whole job: the process's wall seconds and peak memory (its own ``ru_maxrss``), the seconds until its first
+console line, each node's "done in" seconds, the run's "finished in" seconds, the time left to exit, and the
+imports' cumulative seconds by top-level package. Results: ``benchmarks/results/<timestamp>-startup.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run.py beside this file, also when loaded by path
+
+from run import FIRST_CONTACT_UNSET, KEDRO, OURS_PY, RESULTS, ROOT, environment, fmt, machine, spread, stats
+
+IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
+DONE_LINE = re.compile(r"(\S+) done in ([\d.]+) s")
+FINISHED_LINE = re.compile(r"run \S+ finished in ([\d.]+) s")
+TIMEOUT = 900
+
+
+def timed_process(command: list[str], env: dict) -> dict:
+    """Run ``command`` to its end: wall seconds, peak RSS (MiB), exit status, and every output line with the
+    seconds since the start at which it arrived (stdout and stderr merged, in order)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[tuple[float, str]] = []
+
+    def read():
+        for line in proc.stdout:
+            lines.append((time.perf_counter() - started, line.rstrip("\n")))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    timer = threading.Timer(TIMEOUT, proc.kill)
+    timer.start()
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        timer.cancel()
+    seconds = time.perf_counter() - started
+    reader.join(timeout=30)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed (exit status {proc.returncode}):\n"
+                           + "\n".join(line for _, line in lines[-40:]))
+    return {"seconds": seconds, "peak_mib": usage.ru_maxrss / 1024, "lines": lines}
+
+
+def imports_by_package(lines: list[tuple[float, str]]) -> dict[str, float]:
+    """Cumulative import seconds of each top-level package imported at the outermost level."""
+    totals: dict[str, float] = defaultdict(float)
+    for _, line in lines:
+        found = IMPORT_LINE.match(line)
+        if found and len(found.group(3)) == 1:  # one space: imported by the program itself, not by a package
+            totals[found.group(4).split(".")[0]] += int(found.group(2)) / 1e6
+    return dict(sorted(totals.items(), key=lambda item: -item[1]))
+
+
+def job_breakdown(run: dict) -> dict:
+    console = [(t, line) for t, line in run["lines"] if not line.startswith("import time:")]
+    nodes = {m.group(1): float(m.group(2)) for _, line in console if (m := DONE_LINE.search(line))}
+    finished = [(t, float(m.group(1))) for t, line in console if (m := FINISHED_LINE.search(line))]
+    imports = imports_by_package(run["lines"])
+    return {"seconds": run["seconds"], "peak_mib": run["peak_mib"],
+            "first_line_seconds": console[0][0] if console else None,
+            "finished_in_seconds": finished[0][1] if finished else None,
+            "after_finished_seconds": run["seconds"] - finished[0][0] if finished else None,
+            "nodes": nodes, "imports_seconds": sum(imports.values()), "imports": dict(list(imports.items())[:12]),
+            "console": [line for _, line in console][-60:]}
+
+
+def floors(algo: str, first_node: str | None, env: dict) -> dict:
+    python = str(OURS_PY)
+    result = {"import_jax": timed_process([python, "-c", "import jax"], env)["seconds"],
+              "jax_devices": timed_process([python, "-c", "import jax; jax.devices()"], env)["seconds"]}
+    if first_node:
+        one = timed_process([str(KEDRO), "run", f"--pipelines={algo}", f"--nodes={first_node}"], env)
+        result["one_node_run"] = one["seconds"]
+    return result
+
+
+def measure(algo: str, repeats: int) -> dict:
+    env = {k: v for k, v in environment().items() if k not in FIRST_CONTACT_UNSET}
+    command = [str(OURS_PY), "-X", "importtime", str(KEDRO), "run", f"--pipelines={algo}"]
+    runs = {"cold": [], "warm": [], "floors": []}
+    for repeat in range(repeats):
+        with tempfile.TemporaryDirectory(prefix="rlpipe-startup-cache-") as cache:
+            job_env = {**env, "RLPIPE_JAX_CACHE_DIR": cache}
+            for kind in ("cold", "warm"):
+                runs[kind].append(job_breakdown(timed_process(command, job_env)))
+                r = runs[kind][-1]
+                print(f"  [{repeat + 1}/{repeats}] {kind}: {r['seconds']:.2f} s, first line at "
+                      f"{fmt(r['first_line_seconds'])} s, finished in {fmt(r['finished_in_seconds'])} s, "
+                      f"{r['peak_mib']:.0f} MiB", flush=True)
+        first_node = next(iter(runs["warm"][-1]["nodes"]), None)
+        runs["floors"].append(floors(algo, first_node, env))
+        print(f"  [{repeat + 1}/{repeats}] floors: " + ", ".join(f"{k} {v:.2f} s" for k, v in
+                                                                 runs["floors"][-1].items()), flush=True)
+    return runs
+
+
+def summarize(runs: dict) -> dict:
+    summary = {"floors": {k: stats([f[k] for f in runs["floors"] if k in f]) for k in runs["floors"][0]}}
+    for kind in ("cold", "warm"):
+        rs = runs[kind]
+        summary[kind] = {k: stats([r[k] for r in rs]) for k in
+                         ("seconds", "first_line_seconds", "finished_in_seconds", "after_finished_seconds",
+                          "imports_seconds", "peak_mib")}
+        summary[kind]["nodes"] = {n: stats([r["nodes"].get(n) for r in rs]) for n in rs[0]["nodes"]}
+        summary[kind]["imports"] = {p: stats([r["imports"].get(p) for r in rs]) for p in rs[0]["imports"]}
+    return summary
+
+
+def report(algo: str, summary: dict, meta: dict) -> str:
+    m = meta["machine"]
+    lines = [f"# `kedro run --pipelines={algo}`: where the time goes, {meta['date']}", "",
+             f"Machine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('memory_gib')} GiB. {meta['repeats']} repeats; "
+             "cells are median (min–max) seconds; whole processes under `python -X importtime` (which adds a "
+             "little to the imports).", "", "| | cold cache | warm cache |", "| --- | --- | --- |"]
+    rows = (("whole process", "seconds"), ("first console line", "first_line_seconds"),
+            ("run (Kedro's 'finished in')", "finished_in_seconds"), ("after the run, to exit", "after_finished_seconds"),
+            ("imports at the outermost level", "imports_seconds"), ("peak memory, MiB", "peak_mib"))
+    lines += [f"| {label} | {spread(summary['cold'][key])} | {spread(summary['warm'][key])} |" for label, key in rows]
+    lines += [f"| node `{n}` | {spread(s)} | {spread(summary['warm']['nodes'].get(n, {'n': 0}))} |"
+              for n, s in summary["cold"]["nodes"].items()]
+    lines += ["", "Imports (cumulative seconds, warm runs), the largest: " + ", ".join(
+        f"{p} {spread(s)}" for p, s in summary["warm"]["imports"].items()), "",
+        "Floors: " + ", ".join(f"{k.replace('_', ' ')} {spread(s)} s" for k, s in summary["floors"].items()), ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algo", default="sac", help="the pipeline to run (default sac)")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--no-save", action="store_true", help="print the table only; write no result files")
+    args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    runs = measure(args.algo, args.repeats)
+    meta = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+            "repeats": args.repeats, "algo": args.algo}
+    summary = summarize(runs)
+    table = report(args.algo, summary, meta)
+    if not args.no_save:
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H.%M.%SZ")
+        (RESULTS / f"{stamp}-startup.json").write_text(json.dumps({**meta, "summary": summary, "runs": runs},
+                                                                  indent=1))
+        (RESULTS / f"{stamp}-startup.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
