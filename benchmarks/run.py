@@ -460,7 +460,10 @@ def seeds_over_processes(pairs: int, iterations: int, num_envs: int = 8) -> dict
         unpinned.append(run_json_processes(2, 1, "ours/scaling.py", *args))
     if any(r["seed_groups"] != MULTIPROCESS_SEEDS for r in one + two + unpinned):
         raise RuntimeError("a seeds-over-processes run did not lay one seed per device")
-    ratio = lambda runs: stats([b["env_steps_per_s"] / a["env_steps_per_s"] for a, b in zip(one, runs)])  # noqa
+
+    def ratio(runs: list[dict]) -> dict:
+        return stats([b["env_steps_per_s"] / a["env_steps_per_s"] for a, b in zip(one, runs)])
+
     return {"num_envs": num_envs, "num_seeds": MULTIPROCESS_SEEDS, "iterations": iterations,
             "one_process": stats([r["env_steps_per_s"] for r in one]),
             "two_processes": stats([r["env_steps_per_s"] for r in two]), "two_over_one": ratio(two),

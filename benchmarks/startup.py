@@ -60,9 +60,9 @@ def timed_process(command: list[str], env: dict) -> dict:
         timer.cancel()
     seconds = time.perf_counter() - started
     reader.join(timeout=30)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed (exit status {proc.returncode}):\n"
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise RuntimeError(f"{' '.join(command)} failed (exit status {code}):\n"
                            + "\n".join(line for _, line in lines[-40:]))
     return {"seconds": seconds, "peak_mib": usage.ru_maxrss / 1024, "lines": lines}
 

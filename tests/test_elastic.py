@@ -131,7 +131,7 @@ def test_more_pinned_processes_than_cpus_is_one_line(capsys):
     with pytest.raises(SystemExit) as exit_:
         launch.main(["--processes", str(len(os.sched_getaffinity(0)) + 1), "--pin-cpus", "--", "true"])
     assert exit_.value.code == 2
-    assert "error: argument --pin-cpus: needs one CPU per process" in capsys.readouterr().err
+    assert "error: argument --pin-cpus needs at least one CPU per process" in capsys.readouterr().err
 
 
 def _kill_process_1_after(run, checkpoint: int) -> float:

@@ -248,9 +248,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --processes N >= 1 and a command after --")
     if args.restart_backoff < 0:
         parser.error(f"argument --restart-backoff: must be 0 or more, not {args.restart_backoff:g}")
-    if args.pin_cpus and args.processes > len(os.sched_getaffinity(0)):
-        parser.error(f"argument --pin-cpus: needs one CPU per process; {args.processes} processes, "
-                     f"{len(os.sched_getaffinity(0))} CPU(s) available")
+    if args.pin_cpus:
+        try:
+            cpu_shares(os.sched_getaffinity(0), args.processes)
+        except ValueError as error:
+            parser.error(f"argument {error}")
     return launch(command, args.processes, args.devices_per_process, args.grace, max_restarts=args.max_restarts,
                   restart_backoff=args.restart_backoff, pin_cpus=args.pin_cpus)
 

@@ -32,9 +32,9 @@ OURS_ALONE = (("4", "Compilation and the JAX cache"),
 REVISION = r"(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{7,40}"
 
 
-def _load_report(root: Path):
-    """benchmarks/run.py's `report` (standard library only at import, so loading it is cheap)."""
-    spec = importlib.util.spec_from_file_location("rlpipe_benchmarks_run", root / "benchmarks" / "run.py")
+def _load_report(root: Path, script: str = "run"):
+    """benchmarks/<script>.py's `report` (standard library only at import, so loading it is cheap)."""
+    spec = importlib.util.spec_from_file_location(f"rlpipe_benchmarks_{script}", root / "benchmarks" / f"{script}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.report
@@ -118,11 +118,9 @@ def _startup(root: Path) -> list[str]:
     files = sorted((root / "benchmarks" / "results").glob("*-startup.json"))
     if not files:
         return []
-    spec = importlib.util.spec_from_file_location("rlpipe_benchmarks_startup", root / "benchmarks" / "startup.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     data = json.loads(files[-1].read_text())
-    table = module.report(data["algo"], data["summary"], data).split("\n", 2)[2]  # without its own title
+    report = _load_report(root, "startup")
+    table = report(data["algo"], data["summary"], data).split("\n", 2)[2]  # without its own title
     return [f"### Where the seconds of a `kedro run --pipelines={data['algo']}` go", "",
             f"*Measured {data['date'][:10]}; results file "
             f"`benchmarks/results/{files[-1].name}`.*", "",
