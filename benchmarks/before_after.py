@@ -26,40 +26,57 @@ import sys
 from run import (OURS_PY, RESULTS, SCALING_ITERATIONS, baseline_tree, case_scaling, fmt, machine, run_json, spread,
                  stats)
 
-# (label, script and arguments, [(result key, higher is better)])
+# (label, script and arguments, [(result key, higher is better)], runs per side in each pair)
 SPEED_CASES = (
     ("SAC throughput (256x256, batch 256, 1 env)", ["ours/sac.py", "--case", "throughput", "--steps", "3000"],
-     [("grad_steps_per_s", True)]),
+     [("grad_steps_per_s", True)], 1),
     ("SAC Pendulum-v1 to -200", ["ours/sac.py", "--case", "threshold", "--threshold", "-200", "--eval-every", "1000",
                                  "--eval-episodes", "16", "--max-env-steps", "20000"],
-     [("train_seconds_to_threshold", False), ("env_steps_per_s", True)]),
+     [("train_seconds_to_threshold", False), ("env_steps_per_s", True)], 1),
+    # PPO trains on past 475 to 400k env steps: at 100k its whole training lasts ~0.8 s, and 8 before/after pairs
+    # on 2026-12-04 gave per-pair env steps/s ratios of 0.76-1.42x (at 400k, 5 pairs: 0.94-1.04x). It reaches 475
+    # after 0.25-0.65 s of training, which swung by +-15% between runs of the same code and seed: each side of a
+    # pair is the median of 3 runs
     ("PPO CartPole-v1 to 475", ["ours/ppo.py", "--threshold", "475", "--eval-every", "8192", "--eval-episodes", "16",
-                                "--max-env-steps", "100000"],
-     [("train_seconds_to_threshold", False), ("env_steps_per_s", True)]),
+                                "--max-env-steps", "400000"],
+     [("train_seconds_to_threshold", False), ("env_steps_per_s", True)], 3),
 )
 
 
 def speed_pairs(base: dict, pairs: int, flag_below: float) -> list[dict]:
-    """Each speed case, ``pairs`` pairs (seed 0, 1, ...), before then after; a run that never reaches its threshold
-    leaves its time-to-threshold ratio missing, and the row says so (a miss is not dropped silently)."""
+    """Each speed case, ``pairs`` pairs (seed 0, 1, ...), before then after (alternating ``runs`` times when a case
+    asks for several runs per side: each side's figure is then the median of its runs); a run that never reaches
+    its threshold leaves its time-to-threshold ratio missing, and the row says so (a miss is not dropped
+    silently)."""
     rows = []
-    for label, args, keys in SPEED_CASES:
+    for label, args, keys, runs in SPEED_CASES:
         before, after = [], []
         for seed in range(pairs):
             seeded = [*args, "--seed", str(seed)]
-            before.append(run_json(OURS_PY, *seeded, env=base["env"], tree=base["tree"],
-                                   label=f"[before: {base['rev']}] "))
-            after.append(run_json(OURS_PY, *seeded, label="[after] "))
+            sides = ([], [])
+            for _ in range(runs):
+                sides[0].append(run_json(OURS_PY, *seeded, env=base["env"], tree=base["tree"],
+                                         label=f"[before: {base['rev']}] "))
+                sides[1].append(run_json(OURS_PY, *seeded, label="[after] "))
+            before.append(_median_run(sides[0], keys))
+            after.append(_median_run(sides[1], keys))
         for key, higher in keys:
             ratios = [(a[key] / b[key] if higher else b[key] / a[key]) if a.get(key) and b.get(key) else None
                       for a, b in zip(after, before)]
             ratio = stats(ratios)
             missed = sum(r is None for r in ratios)
-            rows.append({"case": label, "figure": key, "higher_is_better": higher,
+            rows.append({"case": label, "figure": key, "higher_is_better": higher, "runs_per_side": runs,
                          "before": stats([r.get(key) for r in before]), "after": stats([r.get(key) for r in after]),
                          "after_over_before": ratio, "missed_pairs": missed,
                          "flagged": missed > 0 or ratio["median"] is None or ratio["median"] < flag_below})
     return rows
+
+
+def _median_run(runs: list[dict], keys) -> dict:
+    """One side of a pair: each figure's median over its runs (missing if any run missed it: a run that never
+    reached the threshold is not outvoted)."""
+    values = {key: [r.get(key) for r in runs] for key, _ in keys}
+    return {key: (None if None in v or 0 in v else stats(v)["median"]) for key, v in values.items()}
 
 
 def report(results: dict) -> str:
@@ -73,7 +90,8 @@ def report(results: dict) -> str:
              "| case | figure | before | after | ratio | flagged |", "| --- | --- | --- | --- | --- | --- |"]
     for r in results["speed"]:
         miss = f" ({r['missed_pairs']} pair(s) missed the threshold)" if r["missed_pairs"] else ""
-        lines.append(f"| {r['case']} | {r['figure']} | {spread(r['before'])} | {spread(r['after'])} | "
+        runs = f" (each side the median of {r['runs_per_side']} runs)" if r.get("runs_per_side", 1) > 1 else ""
+        lines.append(f"| {r['case']}{runs} | {r['figure']} | {spread(r['before'])} | {spread(r['after'])} | "
                      f"{spread(r['after_over_before'])}×{miss} | {'yes' if r['flagged'] else 'no'} |")
     scaling = results.get("scaling", {}).get("before_after")
     if scaling:
