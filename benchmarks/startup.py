@@ -7,7 +7,9 @@ Each repeat runs, in fresh processes on the project as it is (its conf/, data/ a
 - the floors: ``python -c "import jax"``, the same with ``jax.devices()`` (the backend up), and a ``kedro run`` of
   the pipeline's first node alone (Kedro's session, catalog and plugin hooks, with nothing to train);
 - the whole job, cold (an empty JAX cache folder, ``RLPIPE_JAX_CACHE_DIR``) then warm (the folder the cold run
-  filled), under ``python -X importtime``.
+  filled), under ``python -X importtime``;
+- the same job through the library alone (``ours/job_alone.py``), cold then warm: its compiled training seconds
+  (the compute floor) and JAX's compile seconds by stage (tracing, lowering, XLA).
 
 From each whole job: the process's wall seconds and peak memory (its own ``ru_maxrss``), the seconds until its first
 console line, each node's "done in" seconds, the run's "finished in" seconds, the time left to exit, and the
@@ -37,6 +39,11 @@ IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
 DONE_LINE = re.compile(r"(\S+) done in ([\d.]+) s")
 FINISHED_LINE = re.compile(r"run \S+ finished in ([\d.]+) s")
 TIMEOUT = 900
+ALONE_ROWS = {"compiled training (the compute floor)": "train_seconds", "periodic evaluations": "eval_seconds",
+              "config to the end of training": "job_seconds", "whole process": "process_seconds",
+              "compiling: all stages": "compile_seconds", "compiling: tracing": "compile_tracing",
+              "compiling: lowering to MLIR": "compile_lowering",
+              "compiling: XLA (a cache load when warm)": "compile_xla"}
 
 
 def timed_process(command: list[str], env: dict) -> dict:
@@ -100,6 +107,24 @@ def floors(algo: str, first_node: str | None, env: dict) -> dict:
     return result
 
 
+def job_alone(algo: str, env: dict) -> dict:
+    """The job through the library alone (``ours/job_alone.py``), cold then warm on a cache of its own: its
+    compiled training seconds (the compute floor) and JAX's compile seconds by stage."""
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="rlpipe-startup-alone-") as cache:
+        for kind in ("cold", "warm"):
+            run = timed_process([str(OURS_PY), str(ROOT / "benchmarks" / "ours" / "job_alone.py"), "--algo", algo,
+                                 "--cache-dir", cache], env)
+            result = json.loads(run["lines"][-1][1])
+            compile_ = result["compile"]
+            out[kind] = {"train_seconds": result["train_seconds"], "eval_seconds": result["eval_seconds"],
+                         "job_seconds": result["job_seconds"], "process_seconds": run["seconds"],
+                         "compile_seconds": compile_["tracing"] + compile_["lowering"] + compile_["xla"],
+                         **{f"compile_{k}": compile_[k] for k in ("tracing", "lowering", "xla")},
+                         "largest_compiles": compile_["largest"]}
+    return out
+
+
 def measure(algo: str, repeats: int) -> dict:
     env = {k: v for k, v in environment().items() if k not in FIRST_CONTACT_UNSET}
     command = [str(OURS_PY), "-X", "importtime", str(KEDRO), "run", f"--pipelines={algo}"]
@@ -115,6 +140,11 @@ def measure(algo: str, repeats: int) -> dict:
                       f"{r['peak_mib']:.0f} MiB", flush=True)
         first_node = next(iter(runs["warm"][-1]["nodes"]), None)
         runs["floors"].append(floors(algo, first_node, env))
+        runs.setdefault("alone", []).append(job_alone(algo, env))
+        a = runs["alone"][-1]
+        print(f"  [{repeat + 1}/{repeats}] the job alone: compiled training {a['warm']['train_seconds']:.2f} s; "
+              f"compiling {a['cold']['compile_seconds']:.2f} s cold, {a['warm']['compile_seconds']:.2f} s warm",
+              flush=True)
         print(f"  [{repeat + 1}/{repeats}] floors: " + ", ".join(f"{k} {v:.2f} s" for k, v in
                                                                  runs["floors"][-1].items()), flush=True)
     return runs
@@ -129,6 +159,9 @@ def summarize(runs: dict) -> dict:
                           "imports_seconds", "peak_mib")}
         summary[kind]["nodes"] = {n: stats([r["nodes"].get(n) for r in rs]) for n in rs[0]["nodes"]}
         summary[kind]["imports"] = {p: stats([r["imports"].get(p) for r in rs]) for p in rs[0]["imports"]}
+        alone = [a[kind] for a in runs.get("alone", [])]
+        if alone:
+            summary[kind]["alone"] = {k: stats([a[k] for a in alone]) for k in ALONE_ROWS.values()}
     return summary
 
 
@@ -144,6 +177,12 @@ def report(algo: str, summary: dict, meta: dict) -> str:
     lines += [f"| {label} | {spread(summary['cold'][key])} | {spread(summary['warm'][key])} |" for label, key in rows]
     lines += [f"| node `{n}` | {spread(s)} | {spread(summary['warm']['nodes'].get(n, {'n': 0}))} |"
               for n, s in summary["cold"]["nodes"].items()]
+    if "alone" in summary["cold"]:
+        lines += ["", f"The same job through the library alone (no Kedro, no MLflow; `benchmarks/ours/job_alone.py`, "
+                  "on a cache of its own), JAX's compile timings summed over its programs:", "",
+                  "| | cold cache | warm cache |", "| --- | --- | --- |"]
+        lines += [f"| {label} | {spread(summary['cold']['alone'][key])} | {spread(summary['warm']['alone'][key])} |"
+                  for label, key in ALONE_ROWS.items()]
     lines += ["", "Imports (cumulative seconds, warm runs), the largest: " + ", ".join(
         f"{p} {spread(s)}" for p, s in summary["warm"]["imports"].items()), "",
         "Floors: " + ", ".join(f"{k.replace('_', ' ')} {spread(s)} s" for k, s in summary["floors"].items()), ""]

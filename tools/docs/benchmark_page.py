@@ -114,19 +114,25 @@ def _halfcheetah_seeds(folder: Path) -> list[str]:
 
 
 def _startup(root: Path) -> list[str]:
-    """The newest breakdown of a whole `kedro run` (benchmarks/startup.py), rendered by that script's report."""
-    files = sorted((root / "benchmarks" / "results").glob("*-startup.json"))
-    if not files:
+    """The newest breakdown of a whole `kedro run` of each algorithm (benchmarks/startup.py), rendered by that
+    script's report."""
+    newest: dict[str, tuple[Path, dict]] = {}
+    for path in sorted((root / "benchmarks" / "results").glob("*-startup.json")):
+        data = json.loads(path.read_text())
+        newest[data["algo"]] = (path, data)
+    if not newest:
         return []
-    data = json.loads(files[-1].read_text())
     report = _load_report(root, "startup")
-    table = report(data["algo"], data["summary"], data).split("\n", 2)[2]  # without its own title
-    return [f"### Where the seconds of a `kedro run --pipelines={data['algo']}` go", "",
-            f"*Measured {data['date'][:10]}; results file "
-            f"`benchmarks/results/{files[-1].name}`.*", "",
-            "`benchmarks/startup.py`: the whole job cold and warm, the seconds before the run's first line, each "
-            "node, the imports, and the floors (importing JAX, a `kedro run` of the pipeline's first node alone).",
-            "", _reader_text(table), ""]
+    lines = []
+    for algo, (path, data) in newest.items():
+        table = report(algo, data["summary"], data).split("\n", 2)[2]  # without its own title
+        lines += [f"### Where the seconds of a `kedro run --pipelines={algo}` go", "",
+                  f"*Measured {data['date'][:10]}; results file `benchmarks/results/{path.name}`.*", "",
+                  "`benchmarks/startup.py`: the whole job cold and warm, the seconds before the run's first line, "
+                  "each node, the imports, and the floors (importing JAX, a `kedro run` of the pipeline's first node "
+                  "alone, and the same job through the library alone: its compiled training and its compiles).",
+                  "", _reader_text(table), ""]
+    return lines
 
 
 def page(root: Path) -> str:
