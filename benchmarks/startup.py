@@ -1,6 +1,6 @@
 """Where the seconds of a first `kedro run --pipelines=<algo>` go, with a cold and a warm compilation cache.
 
-    .venv/bin/python benchmarks/startup.py [--algo sac] [--repeats 2] [--no-save]
+    .venv/bin/python benchmarks/startup.py [--algo sac] [--repeats 2] [--peer] [--no-save]
 
 Each repeat runs, in fresh processes on the project as it is (its conf/, data/ and mlflow.db):
 
@@ -9,7 +9,8 @@ Each repeat runs, in fresh processes on the project as it is (its conf/, data/ a
 - the whole job, cold (an empty JAX cache folder, ``RLPIPE_JAX_CACHE_DIR``) then warm (the folder the cold run
   filled), under ``python -X importtime``;
 - the same job through the library alone (``ours/job_alone.py``), cold then warm: its compiled training seconds
-  (the compute floor) and JAX's compile seconds by stage (tracing, lowering, XLA).
+  (the compute floor) and JAX's compile seconds by stage (tracing, lowering, XLA);
+- with ``--peer``, Stable-Baselines3's same job (``PEER_JOBS``) as a whole process after our runs of each repeat.
 
 From each whole job: the process's wall seconds and peak memory (its own ``ru_maxrss``), the seconds until its first
 console line, each node's "done in" seconds, the run's "finished in" seconds, the time left to exit, and the
@@ -33,12 +34,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run.py beside this file, also when loaded by path
 
-from run import FIRST_CONTACT_UNSET, KEDRO, OURS_PY, RESULTS, ROOT, environment, fmt, machine, spread, stats
+from run import (FIRST_CONTACT_UNSET, KEDRO, OURS_PY, PEERS_PY, RESULTS, ROOT, environment, fmt, machine, spread,
+                 stats)
 
 IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
 DONE_LINE = re.compile(r"(\S+) done in ([\d.]+) s")
 FINISHED_LINE = re.compile(r"run \S+ finished in ([\d.]+) s")
 TIMEOUT = 900
+# Stable-Baselines3's same job as a whole process (benchmarks/peers, in .venv-peers): zoo hyperparameters, the
+# default job's env steps, then the evaluation episodes once (a threshold it cannot reach: no early stop)
+PEER_JOBS = {
+    "sac": ["peers/sb3_sac.py", "--case", "threshold", "--threshold", "1e9", "--max-env-steps", "12000",
+            "--eval-every", "12000", "--eval-episodes", "64"],
+    "ppo": ["peers/sb3_ppo.py", "--threshold", "1e9", "--max-env-steps", "100000", "--eval-every", "100000",
+            "--eval-episodes", "64"],
+}
 ALONE_ROWS = {"compiled training (the compute floor)": "train_seconds", "periodic evaluations": "eval_seconds",
               "config to the end of training": "job_seconds", "whole process": "process_seconds",
               "compiling: all stages": "compile_seconds", "compiling: tracing": "compile_tracing",
@@ -125,7 +135,7 @@ def job_alone(algo: str, env: dict) -> dict:
     return out
 
 
-def measure(algo: str, repeats: int) -> dict:
+def measure(algo: str, repeats: int, peer: bool = False) -> dict:
     env = {k: v for k, v in environment().items() if k not in FIRST_CONTACT_UNSET}
     command = [str(OURS_PY), "-X", "importtime", str(KEDRO), "run", f"--pipelines={algo}"]
     runs = {"cold": [], "warm": [], "floors": []}
@@ -138,6 +148,12 @@ def measure(algo: str, repeats: int) -> dict:
                 print(f"  [{repeat + 1}/{repeats}] {kind}: {r['seconds']:.2f} s, first line at "
                       f"{fmt(r['first_line_seconds'])} s, finished in {fmt(r['finished_in_seconds'])} s, "
                       f"{r['peak_mib']:.0f} MiB", flush=True)
+        if peer:
+            sb3 = timed_process([str(PEERS_PY), str(ROOT / "benchmarks" / PEER_JOBS[algo][0]), *PEER_JOBS[algo][1:],
+                                 "--seed", str(repeat)], env)
+            runs.setdefault("peer", []).append({"seconds": sb3["seconds"], "peak_mib": sb3["peak_mib"]})
+            print(f"  [{repeat + 1}/{repeats}] Stable-Baselines3's same job: {sb3['seconds']:.2f} s, "
+                  f"{sb3['peak_mib']:.0f} MiB", flush=True)
         first_node = next(iter(runs["warm"][-1]["nodes"]), None)
         runs["floors"].append(floors(algo, first_node, env))
         runs.setdefault("alone", []).append(job_alone(algo, env))
@@ -152,6 +168,10 @@ def measure(algo: str, repeats: int) -> dict:
 
 def summarize(runs: dict) -> dict:
     summary = {"floors": {k: stats([f[k] for f in runs["floors"] if k in f]) for k in runs["floors"][0]}}
+    if runs.get("peer"):
+        summary["peer"] = {k: stats([r[k] for r in runs["peer"]]) for k in ("seconds", "peak_mib")}
+        summary["peer"]["advantage"] = {kind: stats([p["seconds"] / r["seconds"] for p, r in
+                                                     zip(runs["peer"], runs[kind])]) for kind in ("cold", "warm")}
     for kind in ("cold", "warm"):
         rs = runs[kind]
         summary[kind] = {k: stats([r[k] for r in rs]) for k in
@@ -175,6 +195,13 @@ def report(algo: str, summary: dict, meta: dict) -> str:
             ("run (Kedro's 'finished in')", "finished_in_seconds"), ("after the run, to exit", "after_finished_seconds"),
             ("imports at the outermost level", "imports_seconds"), ("peak memory, MiB", "peak_mib"))
     lines += [f"| {label} | {spread(summary['cold'][key])} | {spread(summary['warm'][key])} |" for label, key in rows]
+    if "peer" in summary:
+        p = summary["peer"]
+        lines += [f"| Stable-Baselines3's same job, whole process (`{' '.join(PEER_JOBS[algo])}`) | "
+                  f"{spread(p['seconds'])} | |",
+                  f"| advantage (its seconds over ours, per pair) | {spread(p['advantage']['cold'])}× | "
+                  f"{spread(p['advantage']['warm'])}× |",
+                  f"| Stable-Baselines3's peak memory, MiB | {spread(p['peak_mib'])} | |"]
     lines += [f"| node `{n}` | {spread(s)} | {spread(summary['warm']['nodes'].get(n, {'n': 0}))} |"
               for n, s in summary["cold"]["nodes"].items()]
     if "alone" in summary["cold"]:
@@ -194,10 +221,17 @@ def main() -> None:
     parser.add_argument("--algo", default="sac", help="the pipeline to run (default sac)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--no-save", action="store_true", help="print the table only; write no result files")
+    parser.add_argument("--peer", action="store_true",
+                        help="also Stable-Baselines3's same job after each repeat's runs (needs .venv-peers: "
+                             "make .venv-peers/.installed)")
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
-    runs = measure(args.algo, args.repeats)
+    if args.peer and args.algo not in PEER_JOBS:
+        parser.error(f"--peer: no Stable-Baselines3 job for {args.algo} (one of {', '.join(PEER_JOBS)})")
+    if args.peer and not PEERS_PY.exists():
+        parser.error(f"--peer needs {PEERS_PY} (make .venv-peers/.installed)")
+    runs = measure(args.algo, args.repeats, args.peer)
     meta = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
             "repeats": args.repeats, "algo": args.algo}
     summary = summarize(runs)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from rlpipe.rl import mesh, normalization, training
+from rlpipe.rl import mesh, normalization, run_state, training
 from rlpipe.rl.early_stopping import EarlyStopping
 from rlpipe.rl.keys import stage_key
 from rlpipe.rl.ppo import networks as nets
@@ -152,7 +152,7 @@ def test_two_devices_keep_identical_params(env_id):
     ppo, cfg, spec, train_batch, _ = setup("ppo", raw)
     state = ppo.init_training_state(cfg, spec, stage_key(cfg.seed, "init"))
     scenarios = mesh.put_replicated(mesh.host_copy(train_batch))
-    run, specs = training.initial_state(ppo, cfg, spec, scenarios, state, stage_key(cfg.seed, "train"))
+    run, specs = run_state.initial_state(ppo, cfg, spec, scenarios, state, stage_key(cfg.seed, "train"))
     run, metrics = training.make_chunk(ppo, cfg, spec, specs)(run, scenarios, jnp.int32(3))
     for leaf in jax.tree.leaves(run.training):  # replicated, and the same bits on both devices
         assert leaf.sharding.is_fully_replicated and len(leaf.sharding.device_set) == 2

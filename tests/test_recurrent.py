@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlpipe.rl import algorithm, mesh, policies, training
+from rlpipe.rl import algorithm, mesh, policies, run_state, training
 from rlpipe.rl.acting import StatefulPolicy, evaluate, reset_envs, unroll_with_memory
 from rlpipe.rl.config import ConfigError
 from rlpipe.rl.envs import generate_scenarios, make_env, scenarios_to_batch
@@ -82,7 +82,7 @@ def test_the_update_replays_each_sequence_from_its_stored_start_state():
     ppo, cfg, spec, train_batch, _ = setup("ppo", raw)
     state = ppo.init_training_state(cfg, spec, stage_key(cfg.seed, "init"))
     scenarios = mesh.put_replicated(mesh.host_copy(train_batch))
-    run, specs = training.initial_state(ppo, cfg, spec, scenarios, state, stage_key(cfg.seed, "train"))
+    run, specs = run_state.initial_state(ppo, cfg, spec, scenarios, state, stage_key(cfg.seed, "train"))
     chunk = training.make_chunk(ppo, cfg, spec, specs)
     run, _ = chunk(run, scenarios, jnp.int32(1))
     assert np.abs(np.asarray(run.device.memory)).sum() > 0  # the next rollout starts from carried, non-zero states

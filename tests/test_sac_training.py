@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rlpipe.rl import mesh, training
+from rlpipe.rl import mesh, run_state, training
 from rlpipe.rl.keys import stage_key
 from tests.conftest import TINY_SAC
 from tests.support import device_data, setup, train
@@ -16,7 +16,7 @@ def test_two_devices_keep_identical_params_and_separate_data():
     sac, cfg, spec, train_batch, _ = setup("sac", TINY_SAC)
     state = sac.init_training_state(cfg, spec, stage_key(cfg.seed, "init"))
     scenarios = mesh.put_replicated(mesh.host_copy(train_batch))
-    run, specs = training.initial_state(sac, cfg, spec, scenarios, state, stage_key(cfg.seed, "train"),
+    run, specs = run_state.initial_state(sac, cfg, spec, scenarios, state, stage_key(cfg.seed, "train"),
                                         device_data("sac", cfg, spec, train_batch))
     before = mesh.host_copy(run.training.actor_params)
     chunk = training.make_chunk(sac, cfg, spec, specs)
