@@ -51,6 +51,21 @@ def test_a_config_env_with_one_key_changes_only_that_key_in_the_session_and_the_
     assert base["sac.train.total_env_steps"] != 7777
 
 
+def test_the_config_loader_reads_each_key_once_and_hands_out_copies(tmp_path):
+    conf = tmp_path / "conf"
+    _write(conf / "base" / "parameters.yml", {"sac": {"seed": 1}})
+    (conf / "local").mkdir()
+    loader = configuration.OnceConfigLoader(conf_source=str(conf), **configuration.CONFIG_LOADER_ARGS)
+    first = loader["parameters"]
+    first["sac"]["seed"] = 99  # a caller changing its copy changes nobody else's
+    _write(conf / "base" / "parameters.yml", {"sac": {"seed": 2}})  # the files are read once per loader (session)
+    assert loader["parameters"] == {"sac": {"seed": 1}}
+    fresh = configuration.OnceConfigLoader(conf_source=str(conf), **configuration.CONFIG_LOADER_ARGS)
+    assert fresh["parameters"] == {"sac": {"seed": 2}}  # the next session's loader reads them again
+    loader["credentials"] = {"db": {"con": "sqlite://"}}  # a key set explicitly is the loader's own, as in Kedro
+    assert loader["credentials"] == {"db": {"con": "sqlite://"}}
+
+
 def test_a_bad_key_in_a_config_env_is_a_config_error_of_the_early_check(project):
     _write(project / "conf" / "bad" / "parameters_sac.yml", {"sac": {"train": {"learning_rat": 0.1}}})
     error = configuration.run_config_error(["kedro", "run", "--pipelines=sac", "--env", "bad"])

@@ -1,23 +1,25 @@
 """How the project's parameters are loaded and checked, and the check ``kedro run`` does before Kedro starts.
 
-``CONFIG_LOADER_ARGS`` are the project's Kedro config-loader settings (``settings.py`` uses them). ``check_parameters``
-checks every parameter section the project has; the ``ConfigCheckHooks`` hook runs it on the parameters Kedro
-loaded. ``run_config_error`` runs it earlier, for the ``kedro.init`` plugin hook (``rlpipe.console.init``): on a
-``kedro run`` command line it loads the same parameters (the same conf source, environment and ``--params``) with
-Kedro's own loader and returns the error of a bad key or value; the console prints it and exits with status 2 in
-well under a second, before Kedro loads its plugins (kedro-mlflow's CLI imports MLflow, about a second here).
-Anything it cannot follow (``--config`` files, options it does not parse, a loader error) it leaves to the run,
-which checks again and says what is wrong. The same check resolves the credentials a search's parameters name
-(``search_storage_urls``); ``SearchStorageHooks`` hands the URL to the search at run time. ``pipeline_names`` and
-``run_pipeline_error`` say which pipelines exist before anything imports JAX. This module shows nothing itself: it
-imports neither the console nor the command line.
+``OnceConfigLoader`` and ``CONFIG_LOADER_ARGS`` are the project's Kedro config loader and its settings (``settings.py``
+uses them). ``check_parameters`` checks every parameter section the project has; the ``ConfigCheckHooks`` hook runs it
+on the parameters Kedro loaded. ``run_config_error`` runs it earlier, for the ``kedro.init`` plugin hook
+(``rlpipe.console.init``): on a ``kedro run`` command line it loads the same parameters (the same conf source,
+environment and ``--params``) with the project's loader and returns the error of a bad key or value; the console prints
+it and exits with status 2 in well under a second, before Kedro loads its plugins (kedro-mlflow's CLI imports MLflow,
+about a second here). Anything it cannot follow (``--config`` files, options it does not parse, a loader error) it
+leaves to the run, which checks again and says what is wrong. The same check resolves the credentials a search's
+parameters name (``search_storage_urls``); ``SearchStorageHooks`` hands the URL to the search at run time.
+``pipeline_names`` and ``run_pipeline_error`` say which pipelines exist before anything imports JAX. This module shows
+nothing itself: it imports neither the console nor the command line.
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
+from kedro.config import OmegaConfigLoader
 from kedro.framework.hooks import hook_impl
 
 
@@ -37,6 +39,21 @@ CONFIG_LOADER_ARGS = {
     "merge_strategy": {"parameters": "soft"},
     "custom_resolvers": {"project_root": _project_root},
 }
+
+
+class OnceConfigLoader(OmegaConfigLoader):
+    """Kedro's ``OmegaConfigLoader`` that reads and merges each key's files once per instance (a session's), then
+    hands out copies: a run asks for its parameters five times (Kedro's context, the config check, the JAX runtime,
+    the search storage and MLflow's isolation hooks), ~0.1 s of YAML and OmegaConf each on this machine. A key set
+    explicitly is Kedro's as before."""
+
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        if key in self:  # set explicitly (e.g. Kedro's runtime "globals"): the loader's own
+            return super().__getitem__(key)
+        loaded = self.__dict__.setdefault("_loaded_once", {})
+        if key not in loaded:
+            loaded[key] = super().__getitem__(key)
+        return copy.deepcopy(loaded[key])
 
 
 def check_parameters(params: dict[str, Any]) -> None:
@@ -149,10 +166,8 @@ def _run_options(args: list[str]) -> dict[str, Any] | None:
 
 
 def _run_loader(options: dict[str, Any]):
-    """The config loader ``kedro run`` with ``options`` would make (Kedro's own, with the project's settings)."""
-    from kedro.config import OmegaConfigLoader
-
-    return OmegaConfigLoader(conf_source=options.get("conf_source") or str(Path(options["project_root"]) / "conf"),
+    """The config loader ``kedro run`` with ``options`` would make (the project's, with its settings)."""
+    return OnceConfigLoader(conf_source=options.get("conf_source") or str(Path(options["project_root"]) / "conf"),
                              env=options.get("env"), runtime_params=options.get("params") or {},
                              **CONFIG_LOADER_ARGS)
 

@@ -24,4 +24,5 @@ HOOKS = (ConsoleHooks(), LineageHooks(), MlflowRunIsolationHooks(), MlflowConfig
 # In a multi-process run, process 0 alone writes catalog artifacts; the others keep their outputs in memory.
 DATA_CATALOG_CLASS = ProcessAwareCatalog
 
+CONFIG_LOADER_CLASS = configuration.OnceConfigLoader  # each config key read once per session
 CONFIG_LOADER_ARGS = configuration.CONFIG_LOADER_ARGS  # shared with the early check of `kedro run` (see there)
