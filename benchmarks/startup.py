@@ -1,6 +1,6 @@
 """Where the seconds of a first `kedro run --pipelines=<algo>` go, with a cold and a warm compilation cache.
 
-    .venv/bin/python benchmarks/startup.py [--algo sac] [--repeats 2] [--peer] [--no-save]
+    .venv/bin/python benchmarks/startup.py [--algo sac] [--repeats 2] [--peer] [--baseline-rev REV] [--no-save]
 
 Each repeat runs, in fresh processes on the project as it is (its conf/, data/ and mlflow.db):
 
@@ -10,7 +10,10 @@ Each repeat runs, in fresh processes on the project as it is (its conf/, data/ a
   filled), under ``python -X importtime``;
 - the same job through the library alone (``ours/job_alone.py``), cold then warm: its compiled training seconds
   (the compute floor) and JAX's compile seconds by stage (tracing, lowering, XLA);
-- with ``--peer``, Stable-Baselines3's same job (``PEER_JOBS``) as a whole process after our runs of each repeat.
+- with ``--peer``, Stable-Baselines3's same job (``PEER_JOBS``) as a whole process after our runs of each repeat;
+- with ``--baseline-rev REV``, the same whole job (cold then warm, on a cache of its own) on that revision of the
+  project, in a temporary git worktree with its own ``src/``, conf/, data/ and mlflow.db (created by one untimed
+  run of its first node), before ours in each repeat: the before/after of the whole process and of the run.
 
 From each whole job: the process's wall seconds and peak memory (its own ``ru_maxrss``), the seconds until its first
 console line, each node's "done in" seconds, the run's "finished in" seconds, the time left to exit, and the
@@ -34,8 +37,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run.py beside this file, also when loaded by path
 
-from run import (FIRST_CONTACT_UNSET, KEDRO, OURS_PY, PEERS_PY, RESULTS, ROOT, environment, fmt, machine, spread,
-                 stats)
+from run import (FIRST_CONTACT_UNSET, KEDRO, OURS_PY, PEERS_PY, RESULTS, ROOT, baseline_tree, environment, fmt,
+                 machine, spread, stats)
 
 IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
 DONE_LINE = re.compile(r"(\S+) done in ([\d.]+) s")
@@ -56,11 +59,11 @@ ALONE_ROWS = {"compiled training (the compute floor)": "train_seconds", "periodi
               "compiling: XLA (a cache load when warm)": "compile_xla"}
 
 
-def timed_process(command: list[str], env: dict) -> dict:
+def timed_process(command: list[str], env: dict, cwd: Path = ROOT) -> dict:
     """Run ``command`` to its end: wall seconds, peak RSS (MiB), exit status, and every output line with the
     seconds since the start at which it arrived (stdout and stderr merged, in order)."""
     started = time.perf_counter()
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[tuple[float, str]] = []
 
     def read():
@@ -135,19 +138,32 @@ def job_alone(algo: str, env: dict) -> dict:
     return out
 
 
-def measure(algo: str, repeats: int, peer: bool = False) -> dict:
-    env = {k: v for k, v in environment().items() if k not in FIRST_CONTACT_UNSET}
+def cold_then_warm(algo: str, env: dict, label: str, cwd: Path = ROOT) -> dict:
+    """The whole job cold (an empty cache folder) then warm (the folder the cold run filled): its breakdowns."""
     command = [str(OURS_PY), "-X", "importtime", str(KEDRO), "run", f"--pipelines={algo}"]
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="rlpipe-startup-cache-") as cache:
+        for kind in ("cold", "warm"):
+            r = out[kind] = job_breakdown(timed_process(command, {**env, "RLPIPE_JAX_CACHE_DIR": cache}, cwd))
+            print(f"  {label} {kind}: {r['seconds']:.2f} s, first line at {fmt(r['first_line_seconds'])} s, "
+                  f"finished in {fmt(r['finished_in_seconds'])} s, {r['peak_mib']:.0f} MiB", flush=True)
+    return out
+
+
+def measure(algo: str, repeats: int, peer: bool = False, base: dict | None = None) -> dict:
+    env = {k: v for k, v in environment().items() if k not in FIRST_CONTACT_UNSET}
     runs = {"cold": [], "warm": [], "floors": []}
+    if base:  # the baseline's own mlflow.db and experiment, created before anything is timed
+        timed_process([str(KEDRO), "run", f"--pipelines={algo}", f"--nodes={algo}.load_config"],
+                      {**env, **base["env"]}, base["tree"])
     for repeat in range(repeats):
-        with tempfile.TemporaryDirectory(prefix="rlpipe-startup-cache-") as cache:
-            job_env = {**env, "RLPIPE_JAX_CACHE_DIR": cache}
+        if base:
+            label = f"[{repeat + 1}/{repeats}] [before: {base['rev']}]"
+            before = cold_then_warm(algo, {**env, **base["env"]}, label, base["tree"])
             for kind in ("cold", "warm"):
-                runs[kind].append(job_breakdown(timed_process(command, job_env)))
-                r = runs[kind][-1]
-                print(f"  [{repeat + 1}/{repeats}] {kind}: {r['seconds']:.2f} s, first line at "
-                      f"{fmt(r['first_line_seconds'])} s, finished in {fmt(r['finished_in_seconds'])} s, "
-                      f"{r['peak_mib']:.0f} MiB", flush=True)
+                runs.setdefault(f"before_{kind}", []).append(before[kind])
+        for kind, r in cold_then_warm(algo, env, f"[{repeat + 1}/{repeats}]").items():
+            runs[kind].append(r)
         if peer:
             sb3 = timed_process([str(PEERS_PY), str(ROOT / "benchmarks" / PEER_JOBS[algo][0]), *PEER_JOBS[algo][1:],
                                  "--seed", str(repeat)], env)
@@ -172,6 +188,13 @@ def summarize(runs: dict) -> dict:
         summary["peer"] = {k: stats([r[k] for r in runs["peer"]]) for k in ("seconds", "peak_mib")}
         summary["peer"]["advantage"] = {kind: stats([p["seconds"] / r["seconds"] for p, r in
                                                      zip(runs["peer"], runs[kind])]) for kind in ("cold", "warm")}
+    if runs.get("before_cold"):
+        summary["before_after"] = {
+            kind: {key: {"before": stats([r[key] for r in runs[f"before_{kind}"]]),
+                         "after": stats([r[key] for r in runs[kind]]),
+                         "ratio": stats([b[key] / a[key] for b, a in zip(runs[f"before_{kind}"], runs[kind])])}
+                   for key in ("seconds", "finished_in_seconds", "peak_mib")}
+            for kind in ("cold", "warm")}
     for kind in ("cold", "warm"):
         rs = runs[kind]
         summary[kind] = {k: stats([r[k] for r in rs]) for k in
@@ -204,6 +227,8 @@ def report(algo: str, summary: dict, meta: dict) -> str:
                   f"| Stable-Baselines3's peak memory, MiB | {spread(p['peak_mib'])} | |"]
     lines += [f"| node `{n}` | {spread(s)} | {spread(summary['warm']['nodes'].get(n, {'n': 0}))} |"
               for n, s in summary["cold"]["nodes"].items()]
+    if "before_after" in summary:
+        lines += before_after_table(summary["before_after"], meta["baseline"])
     if "alone" in summary["cold"]:
         lines += ["", f"The same job through the library alone (no Kedro, no MLflow; `benchmarks/ours/job_alone.py`, "
                   "on a cache of its own), JAX's compile timings summed over its programs:", "",
@@ -216,6 +241,19 @@ def report(algo: str, summary: dict, meta: dict) -> str:
     return "\n".join(lines)
 
 
+def before_after_table(ba: dict, baseline: dict) -> list[str]:
+    lines = ["", f"Before/after in the same invocation: the same job at {baseline['rev']} "
+             f"({baseline['commit'][:12]}, its own worktree, data and mlflow.db) run just before ours in each "
+             "repeat; the ratio is before/after per pair (> 1: faster now; for memory, > 1: less now).", "",
+             "| | before | after | ratio |", "| --- | --- | --- | --- |"]
+    labels = {"seconds": "whole process", "finished_in_seconds": "run (Kedro's 'finished in')",
+              "peak_mib": "peak memory, MiB"}
+    for kind in ("cold", "warm"):
+        lines += [f"| {label}, {kind} cache | {spread(ba[kind][key]['before'])} | {spread(ba[kind][key]['after'])} | "
+                  f"{spread(ba[kind][key]['ratio'])}× |" for key, label in labels.items()]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algo", default="sac", help="the pipeline to run (default sac)")
@@ -224,6 +262,7 @@ def main() -> None:
     parser.add_argument("--peer", action="store_true",
                         help="also Stable-Baselines3's same job after each repeat's runs (needs .venv-peers: "
                              "make .venv-peers/.installed)")
+    parser.add_argument("--baseline-rev", help="also the same job on this earlier revision, before ours in each repeat")
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
@@ -231,9 +270,14 @@ def main() -> None:
         parser.error(f"--peer: no Stable-Baselines3 job for {args.algo} (one of {', '.join(PEER_JOBS)})")
     if args.peer and not PEERS_PY.exists():
         parser.error(f"--peer needs {PEERS_PY} (make .venv-peers/.installed)")
-    runs = measure(args.algo, args.repeats, args.peer)
     meta = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
             "repeats": args.repeats, "algo": args.algo}
+    if args.baseline_rev:
+        with baseline_tree(args.baseline_rev) as base:
+            meta["baseline"] = {"rev": base["rev"], "commit": base["commit"]}
+            runs = measure(args.algo, args.repeats, args.peer, base)
+    else:
+        runs = measure(args.algo, args.repeats, args.peer)
     summary = summarize(runs)
     table = report(args.algo, summary, meta)
     if not args.no_save:
