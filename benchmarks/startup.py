@@ -242,7 +242,7 @@ def report(algo: str, summary: dict, meta: dict) -> str:
 
 
 def before_after_table(ba: dict, baseline: dict) -> list[str]:
-    lines = ["", f"Before/after in the same invocation: the same job at {baseline['rev']} "
+    lines = ["", f"Before/after in the same invocation: the same job at `{baseline['rev']}` "
              f"({baseline['commit'][:12]}, its own worktree, data and mlflow.db) run just before ours in each "
              "repeat; the ratio is before/after per pair (> 1: faster now; for memory, > 1: less now).", "",
              "| | before | after | ratio |", "| --- | --- | --- | --- |"]
