@@ -4,13 +4,12 @@ on that device) or restored from a checkpoint, with the partition specs the comp
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import serialization
-from jax.sharding import NamedSharding, PartitionSpec
 
 from rlpipe.rl import curriculum, mesh
 from rlpipe.rl.acting import EnvBatchState
@@ -56,18 +55,8 @@ def _device_init(algorithm: Algorithm, config: Any, spec: EnvSpec, keys: jax.Arr
 
 def initial_state(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: ScenarioBatch, training: Any,
                   key: jax.Array, device_data: Any = None, resume: Resume | None = None) -> tuple[RunState, RunState]:
-    """The run state on the mesh and its partition specs, built at once (``planned_state``'s ``build`` called)."""
-    build, _, specs = planned_state(algorithm, config, spec, scenarios, training, key, device_data, resume)
-    return build(), specs
-
-
-def planned_state(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: ScenarioBatch, training: Any,
-                  key: jax.Array, device_data: Any = None,
-                  resume: Resume | None = None) -> tuple[Callable[[], RunState], RunState, RunState]:
-    """``(build, abstract, specs)``: the run state on the mesh as a no-argument ``build`` (fresh: the replicated
-    ``training``, per-device state built on every device from ``key`` and its slice of ``device_data``; or restored
-    from ``resume``), its shapes and layout (``jax.ShapeDtypeStruct`` leaves with their shardings) and its partition
-    specs, known before it is built: the training chunk compiles for them while it is."""
+    """The run state on the mesh and its partition specs: fresh (the replicated ``training``, per-device state
+    built on every device from ``key`` and its slice of ``device_data``), or restored from ``resume``."""
     seeds = Seeds.of(config)
     num_devices = seeds.data_devices
     # each seed splits its own key exactly as a one-seed run does
@@ -81,40 +70,22 @@ def planned_state(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: S
     fresh_curriculum = ()
     if config.scenarios.curriculum is not None:
         fresh_curriculum = seeds.join([curriculum.initial_state(scenarios.size)] * seeds.count)
+    if resume is None:
+        return RunState(seeds.put(mesh.host_copy(training), specs.training), init(keys, scenarios, data),
+                        seeds.put(np.asarray(run_key), specs.key), seeds.put(np.int32(0), specs.iteration),
+                        seeds.put(fresh_curriculum, specs.curriculum)), specs
     abstract = RunState(jax.eval_shape(lambda: training), jax.eval_shape(init, keys, scenarios, data),
                         jax.ShapeDtypeStruct(run_key.shape, run_key.dtype), jax.ShapeDtypeStruct((), jnp.int32),
                         jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), fresh_curriculum))
-
-    def fresh() -> RunState:
-        return RunState(seeds.put(mesh.host_copy(training), specs.training), init(keys, scenarios, data),
-                        seeds.put(np.asarray(run_key), specs.key), seeds.put(np.int32(0), specs.iteration),
-                        seeds.put(fresh_curriculum, specs.curriculum))
-
-    def restored() -> RunState:
-        state = restore_state(algorithm, abstract, specs, resume, seeds)
-        if spec.host is None:
-            return state
+    restored = restore_state(algorithm, abstract, specs, resume, seeds)
+    if spec.host is not None:
         logger.warning("%s is stepped on the host and its envs cannot be snapshotted: the run resumes from the "
                        "checkpoint's parameters, optimizer, buffer and RNG with freshly reset episodes", spec.id)
         is_envs = lambda x: isinstance(x, EnvBatchState)  # noqa: E731
-        new = init(keys, scenarios, data)
-        return state.replace(device=jax.tree.map(lambda old, new: new if is_envs(old) else old, state.device, new,
-                                                 is_leaf=is_envs))
-
-    return (fresh if resume is None else restored), _laid_out(abstract, specs, seeds), specs
-
-
-def _laid_out(abstract: RunState, specs: RunState, seeds: Seeds) -> RunState:
-    """``abstract``'s leaves with the shardings ``specs`` give them on this run's mesh (a spec stands for the whole
-    subtree under it)."""
-    on = seeds.mesh()
-    is_spec = lambda x: isinstance(x, PartitionSpec)  # noqa: E731
-
-    def lay(spec: PartitionSpec, subtree: Any) -> Any:
-        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=NamedSharding(on, spec)),
-                            subtree)
-
-    return jax.tree.map(lay, specs, abstract, is_leaf=is_spec)
+        fresh = init(keys, scenarios, data)
+        restored = restored.replace(device=jax.tree.map(lambda old, new: new if is_envs(old) else old,
+                                                        restored.device, fresh, is_leaf=is_envs))
+    return restored, specs
 
 
 def restore_state(algorithm: Algorithm, abstract: RunState, specs: RunState, resume: Resume,

@@ -27,7 +27,7 @@ from rlpipe.rl.chunk import RunState, checkpoint_tree, episode_log_size, make_bo
 from rlpipe.rl.early_stopping import EarlyStopping
 from rlpipe.rl.envs import EnvSpec, ScenarioBatch
 from rlpipe.rl.errors import ConfigError
-from rlpipe.rl.run_state import planned_state
+from rlpipe.rl.run_state import initial_state
 from rlpipe.rl.schedule import Schedule, plan
 from rlpipe.rl.seeds import Seeds, num_seeds
 
@@ -71,8 +71,7 @@ def make_chunk(algorithm: Algorithm, config: Any, spec: EnvSpec, specs: RunState
 
 
 def compile_chunk(chunk, state: RunState, scenarios: ScenarioBatch, num_iters: int, alongside=None):
-    """Compile ``chunk`` ahead of time for these shapes (``state`` a run state or its abstract layout, see
-    ``rlpipe.rl.run_state.planned_state``): ``(run(state, n) -> (state, metrics), seconds)``.
+    """Compile ``chunk`` ahead of time for these shapes: ``(run(state, n) -> (state, metrics), seconds)``.
 
     ``alongside`` (a no-argument callable, e.g. an evaluator's ``precompile``) runs on a second thread meanwhile:
     XLA compiles without holding the GIL, so two compilations share the cores instead of queueing.
@@ -119,24 +118,13 @@ def _train(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: Scenario
            on_policy: tuple[int, Callable[[int, dict[str, Any]], None]] | None) -> TrainResult:
     schedule = plan(algorithm, config)
     global_scenarios = mesh.put_replicated(mesh.host_copy(scenarios), Seeds.of(config).groups)
-    build, abstract, specs = planned_state(algorithm, config, spec, global_scenarios, training, key, device_data,
-                                           resume)
-    # a checkpoint is restored before compiling (a bad one stops the run at once); a fresh state is built on the
-    # second thread while the chunk compiles for its shapes, then the evaluator compiles there for it
-    built = {"run": build()} if resume is not None else {}
-    evaluate, precompile_run = None, None
+    run, specs = initial_state(algorithm, config, spec, global_scenarios, training, key, device_data, resume)
+    evaluate, precompile = None, None
     if eval_scenarios is not None:
         evaluate, precompile_run = between_chunks.periodic_evaluation(algorithm, config, spec, eval_scenarios)
-
-    def alongside() -> None:
-        if "run" not in built:
-            built["run"] = build()
-        if precompile_run is not None:
-            precompile_run(built["run"])
-
-    chunk, compile_s = compile_chunk(make_chunk(algorithm, config, spec, specs, schedule), abstract, global_scenarios,
-                                     schedule.iters_per_chunk, alongside=alongside)
-    run = built["run"]
+        precompile = lambda: precompile_run(run)  # noqa: E731
+    chunk, compile_s = compile_chunk(make_chunk(algorithm, config, spec, specs, schedule), run, global_scenarios,
+                                     schedule.iters_per_chunk, alongside=precompile)
     if spec.host is not None:  # an env that raised in the chunk: stop before its results are used or checkpointed
         chunk = _raising_host_failures(chunk, spec.host)
     logger.info("train step compiled in %.1f s; up to %d iterations of %d env steps and %d gradient steps on %d "
