@@ -122,12 +122,18 @@ def postgres_server():
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _create_database(server: Server) -> None:
+def _create_database(server: Server, database: str | None = None) -> None:
     import psycopg
 
     with psycopg.connect(host=server.host, port=server.port, user=server.user, password=server.password,
                          dbname="postgres", autocommit=True, connect_timeout=10) as connection:
-        connection.execute(f'CREATE DATABASE "{server.database}"')
+        connection.execute(f'CREATE DATABASE "{database or server.database}"')
+
+
+def new_database(server: Server, database: str) -> str:
+    """An empty database ``database`` on ``server`` (no study tables yet): its URL."""
+    _create_database(server, database)
+    return server.url(database)
 
 
 def _stop(binaries: Path, data: Path, folder: Path) -> None:

@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
 import yaml
 
 from rlpipe.rl.errors import ConfigError
-from tests.postgres_server import free_port, postgres_server  # noqa: F401 - the fixture, used by name
+from tests.postgres_server import free_port, new_database, postgres_server  # noqa: F401 - the fixture, by name
 from tests.support import Watched, run_pipeline
 from tests.test_tune import KEDRO, SEARCH, env, latest, worker, write
 
@@ -86,6 +87,33 @@ def test_two_workers_on_postgresql_survive_a_killed_worker_and_the_best_params_r
     run_pipeline(project, "sac")
     policy = json.loads((latest(project, "data/06_models/sac/policy") / "policy.json").read_text())
     assert policy["hidden_sizes"] == json.loads(winner.params["network.hidden_sizes"])
+
+
+def test_workers_started_together_on_an_empty_database_all_open_the_one_study(postgres_server):
+    """Each worker creates the tables and types of an empty database; the ones that lose that race open the study
+    the winner made, instead of stopping with "duplicate key ... already exists"."""
+    from rlpipe.pipelines.tuning import open_study, validated_search
+    from tests.conftest import TINY_SAC
+
+    url = new_database(postgres_server, "race")
+    tune = validated_search("sac", TINY_SAC, {**SEARCH, "storage_credentials": "study_db"})
+    workers, start, studies, errors = 4, threading.Barrier(4), [], []
+
+    def open_together() -> None:
+        start.wait(timeout=60)
+        try:
+            studies.append(open_study("sac", tune, url))
+        except Exception as error:  # noqa: BLE001 - every worker's failure is reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=open_together) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    assert len(studies) == workers and {study.study_name for study in studies} == {SEARCH["study_name"]}
+    assert optuna.get_all_study_names(url) == [SEARCH["study_name"]]
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "no-such-host.invalid"], ids=["closed port", "unknown host"])

@@ -86,6 +86,28 @@ def storage_problem(error: BaseException, url: str) -> str:
     return f"cannot open {where}: {type(cause).__name__}: {reason or 'no reason given'}"
 
 
+SCHEMA_ATTEMPTS = 4  # workers started together on an empty database race to create its tables and types
+
+
+def _open_storage(optuna, url: str, tune: tuning.TuneConfig, key: str):
+    """Optuna's storage at ``url``. Several workers started at once on an empty database each create its schema;
+    the ones that lose that race (a type or table that "already exists") open it again, now created."""
+    for attempt in range(1, SCHEMA_ATTEMPTS + 1):
+        try:
+            with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 4, and the crash detection
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url),
+                                                  heartbeat_interval=tune.heartbeat_interval_s,
+                                                  grace_period=tune.grace_period_s)
+        except Exception as error:  # noqa: BLE001 - any driver's error: the URL is what the user can fix
+            if attempt < SCHEMA_ATTEMPTS and "already exists" in str(error):
+                logger.info("%s: another worker is creating the study's tables; opening again", key)
+                time.sleep(0.2 * attempt)
+                continue
+            where = f"{key}.storage_credentials" if tune.storage_credentials else f"{key}.storage"
+            raise ConfigError(where, storage_problem(error, url)) from None
+
+
 def open_study(algo: str, tune: tuning.TuneConfig, from_credentials: str | None = None):
     """The study on its storage (created, or joined as another worker); a storage that cannot be opened, or a
     stored study with another direction or space, is a ``ConfigError`` before any trial. Messages show the URL
@@ -98,15 +120,7 @@ def open_study(algo: str, tune: tuning.TuneConfig, from_credentials: str | None 
     url = storage_url(algo, tune, from_credentials)
     shown = tuning.hide_password(url)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 4, and the crash detection we need
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url),
-                                                 heartbeat_interval=tune.heartbeat_interval_s,
-                                                 grace_period=tune.grace_period_s)
-    except Exception as error:  # noqa: BLE001 - any driver's error: the URL is what the user can fix
-        where = f"{key}.storage_credentials" if tune.storage_credentials else f"{key}.storage"
-        raise ConfigError(where, storage_problem(error, url)) from None
+    storage = _open_storage(optuna, url, tune, key)
     sampler = optuna.samplers.TPESampler(seed=tune.sampler.seed + tune.worker,
                                          n_startup_trials=tune.sampler.n_startup_trials)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=tune.pruner.n_startup_trials,
