@@ -1,8 +1,12 @@
 """Fingerprints of tiny training runs, to prove a refactor of the training core changed no bit.
 
 ``tests/data/one_seed_reference.json`` was written by ``python -m tests.reference_bits`` at the commit before the
-seeds refactor (it records that commit, the jax version and the device count: the bits depend on both). The test in
-``tests/test_seeds.py`` runs the same trainings with today's code and compares the fingerprints exactly.
+seeds refactor (it records the jax version and the device count: the bits depend on both, and each run's commit).
+The test in ``tests/test_seeds.py`` runs the same trainings with today's code and compares the fingerprints exactly.
+A change that means to change some runs' bits rewrites those alone, e.g. ``python -m tests.reference_bits
+sac_1_seed``: the one-seed runs on 2 devices were rewritten when the mesh's all-reduces became one flat buffer per
+dtype (same sums, other fusions around them); the 2-seed run (no gradient collective: one seed per device) still
+holds the bits of the code before the seeds refactor.
 
 A fingerprint is a sha256 over every leaf of the final run state (path, dtype, shape, bytes), one over the history
 and curve (every column except wall-clock timings, each value's exact ``repr``), and the final evaluation's
@@ -96,15 +100,20 @@ def compute(names: list[str] | None = None) -> dict[str, dict[str, Any]]:
     return {name: fingerprint(*configs[name]) for name in (names or list(configs))}
 
 
-def main() -> None:
+def main(names: list[str]) -> None:
+    """Writes the fingerprints of ``names`` (all runs if none) with this commit, keeping the other runs' entries."""
     import tests.conftest  # noqa: F401  (two forced CPU devices and the compilation cache, as in the tests)
 
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                             cwd=Path(__file__).parent).stdout.strip()
+    stored = json.loads(REFERENCE.read_text()) if REFERENCE.exists() and names else {"runs": {}}
+    if names and {k: stored[k] for k in ("jax", "device_count")} != environment():
+        raise SystemExit(f"{REFERENCE} was written with another jax or device count: rewrite every run")
+    runs = {**stored["runs"], **{name: {**fp, "commit": commit} for name, fp in compute(names or None).items()}}
     REFERENCE.parent.mkdir(parents=True, exist_ok=True)
-    REFERENCE.write_text(json.dumps({"commit": commit, **environment(), "runs": compute()}, indent=1) + "\n")
+    REFERENCE.write_text(json.dumps({**environment(), "runs": runs}, indent=1) + "\n")
     print(f"wrote {REFERENCE}", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -42,16 +42,36 @@ def _single(axis: str | None) -> bool:
     return axis is None or jax.lax.axis_size(axis) == 1
 
 
+def _flat_reduce(tree: Any, reduce: Any) -> Any:
+    """``reduce`` (an all-reduce) of a tree as one flat buffer per dtype: XLA's CPU runtime runs a tuple all-reduce
+    leaf by leaf, a rendezvous of the devices (between processes, a round trip) for each leaf. The barriers keep
+    XLA from fusing the leaves' producers and consumers with the concatenation and the slices, which would change
+    the bits of what they compute (e.g. the statistics of a many-seed chunk)."""
+    import jax
+    import jax.numpy as jnp
+
+    leaves, treedef = jax.tree.flatten(jax.lax.optimization_barrier(tree))
+    out: list[Any] = [None] * len(leaves)
+    for dtype in dict.fromkeys(leaf.dtype for leaf in leaves):
+        mine = [i for i, leaf in enumerate(leaves) if leaf.dtype == dtype]
+        flat = reduce(jnp.concatenate([leaves[i].reshape(-1) for i in mine]))
+        start = 0
+        for i in mine:
+            out[i] = flat[start:start + leaves[i].size].reshape(leaves[i].shape)
+            start += leaves[i].size
+    return jax.lax.optimization_barrier(jax.tree.unflatten(treedef, out))
+
+
 def pmean(tree: Any, axis: str | None = AXIS) -> Any:
     import jax
 
-    return tree if _single(axis) else jax.lax.pmean(tree, axis)
+    return tree if _single(axis) else _flat_reduce(tree, lambda flat: jax.lax.pmean(flat, axis))
 
 
 def psum(tree: Any, axis: str | None = AXIS) -> Any:
     import jax
 
-    return tree if _single(axis) else jax.lax.psum(tree, axis)
+    return tree if _single(axis) else _flat_reduce(tree, lambda flat: jax.lax.psum(flat, axis))
 
 
 def pmax(tree: Any, axis: str | None = AXIS) -> Any:
