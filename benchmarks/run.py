@@ -8,7 +8,9 @@ ours, theirs, ...) in fresh processes, and reports per-pair ratios with medians 
 
 Case 5 also runs the scaling sweep on the code of ``--baseline-rev`` (default 444244e, the last commit on
 pmap; checked out in a temporary git worktree, removed at the end), alternating before/after pair by pair.
-Case 6 compares 1 process with 2 devices against 2 processes (``python -m rlpipe.launch``) with 1 device each.
+Case 6 compares 1 process with 2 devices against 2 processes (``python -m rlpipe.launch``) with 1 device each, and
+runs both on the code of ``--multiprocess-baseline-rev`` too (default fdb5eb8, the last commit whose collectives
+all-reduced a tree leaf by leaf), before/after pair by pair.
 For a quick look at cases 5 and 6: ``--pairs 1 --cases 5,6 --num-envs 64 --iterations 6 --no-save``.
 Case 7 (first contact) times whole ``kedro run`` processes with a warm cache (``--pipeline=sac``, ``--pipeline=ppo``,
 a config error) and counts their output lines, on the working tree and on ``--first-contact-baseline-rev`` (default
@@ -41,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,15 +103,16 @@ def run_json(python: Path, script: str, *args: str, env: dict | None = None, tim
 
 
 def run_json_processes(processes: int, devices_per_process: int, script: str, *args: str,
-                       timeout: int | None = None, pin_cpus: bool = False) -> dict:
+                       timeout: int | None = None, pin_cpus: bool = False, tree: Path = ROOT,
+                       env: dict | None = None) -> dict:
     """Run a benchmark script as ``processes`` processes of one JAX run (``python -m rlpipe.launch``, which puts
     every process on a free local port and prefixes their output lines with ``[p<i>] ``); process 0's JSON line is
     the result. The launcher and its processes share one process group: a timeout kills them all."""
     started = time.perf_counter()
     command = [str(OURS_PY), "-m", "rlpipe.launch", "--processes", str(processes), "--devices-per-process",
                str(devices_per_process), "--grace", "30", *(["--pin-cpus"] if pin_cpus else []), "--",
-               str(OURS_PY), str(ROOT / "benchmarks" / script), *args]
-    code, out, err = run_captured(command, environment(), timeout=timeout)
+               str(OURS_PY), str(tree / "benchmarks" / script), *args]
+    code, out, err = run_captured(command, environment(env), cwd=tree, timeout=timeout)
     what = f"{script} {' '.join(args)} ({processes} processes x {devices_per_process} device)"
     if code != 0:
         raise RuntimeError(f"{what} failed (exit status {code}):\n{(out + err)[-4000:]}")
@@ -401,20 +404,40 @@ def _no_baseline():
 
 MULTIPROCESS_NUM_ENVS = (8, 1024, 4096)
 MULTIPROCESS_SEEDS = 2  # case 6's seeds-over-processes figure: one seed per process against one per device
+MULTIPROCESS_BASELINE_REV = "fdb5eb8"  # the last commit whose collectives all-reduced a tree leaf by leaf
 
 
-def case_multiprocess(pairs: int, iterations: int = MULTIPROCESS_ITERATIONS, num_envs: list[int] | None = None) -> dict:
+def case_multiprocess(pairs: int, iterations: int = MULTIPROCESS_ITERATIONS, num_envs: list[int] | None = None,
+                      baseline_rev: str | None = MULTIPROCESS_BASELINE_REV) -> dict:
     """6. The cost of crossing processes: env steps/s of the SAC train node (scaling.py's measurement) on 2
     devices, either 1 process x 2 (forced) devices or 2 processes x 1 device (a jax.distributed run on this
     machine, collectives over gloo), alternately pair by pair. Beside each pair: the compute alone (1 process x 1
     device on half the envs, each device's work without collectives), the all-reduces of the 2-process chunk, and,
     once, the floor (a raw all-reduce of those bytes between the 2 processes); then the same 2 seeds one per device,
-    on 1 process x 2 devices against 2 processes x 1 device (no collective crosses seeds)."""
+    on 1 process x 2 devices against 2 processes x 1 device (no collective crosses seeds). With ``baseline_rev``,
+    both layouts also run on that revision's code in each pair (before, then after)."""
+    with baseline_tree(baseline_rev) if baseline_rev else nullcontext() as base:
+        out = _multiprocess_rows(pairs, iterations, num_envs, base)
+    # the seeds figure at 8 envs is cheap: always at the default length, whatever --iterations shortens above
+    return {**out, "iterations": iterations, "baseline_rev": baseline_rev,
+            "seeds": seeds_over_processes(pairs, MULTIPROCESS_ITERATIONS)}
+
+
+def _before(args: list[str], base: dict) -> tuple[dict, dict]:
+    """The baseline's 1 process x 2 devices and 2 processes x 1 device runs of the same ``args``."""
+    one = run_json(OURS_PY, "ours/scaling.py", *args, env={**base["env"], **forced_devices(2)}, tree=base["tree"],
+                   label="[before, 1 process x 2] ")
+    return one, run_json_processes(2, 1, "ours/scaling.py", *args, tree=base["tree"], env=base["env"])
+
+
+def _multiprocess_rows(pairs: int, iterations: int, num_envs: list[int] | None, base: dict | None) -> dict:
     rows, floors = [], []
     for n in [n for n in num_envs if n % 2 == 0] if num_envs else MULTIPROCESS_NUM_ENVS:
         args = ["--num-envs", str(n), "--iterations", str(iterations)]
-        one, two, alone = [], [], []
+        one, two, alone, before = [], [], [], []
         for _ in range(pairs):
+            if base:
+                before.append(_before(args, base))
             one.append(run_json(OURS_PY, "ours/scaling.py", *args, env=forced_devices(2), label="[1 process x 2] "))
             two.append(run_json_processes(2, 1, "ours/scaling.py", *args, "--inventory"))
             alone.append(run_json(OURS_PY, "ours/scaling.py", "--num-envs", str(n // 2), "--iterations",
@@ -429,9 +452,18 @@ def case_multiprocess(pairs: int, iterations: int = MULTIPROCESS_ITERATIONS, num
                      "two_over_one": stats([b["env_steps_per_s"] / a["env_steps_per_s"] for a, b in zip(one, two)]),
                      "breakdown": iteration_breakdown(two, alone, reduces, floors[-1]["all_reduce_seconds"]),
                      "runs": {"one_process": one, "two_processes": two, "compute_alone": alone}})
-    # the seeds figure at 8 envs is cheap: always at the default length, whatever --iterations shortens above
-    return {"rows": rows, "iterations": iterations, "floors": floors,
-            "seeds": seeds_over_processes(pairs, MULTIPROCESS_ITERATIONS)}
+        if before:
+            rows[-1]["before"] = before_after_rates([b[0] for b in before], [b[1] for b in before], one, two)
+    return {"rows": rows, "floors": floors}
+
+
+def before_after_rates(one_before: list[dict], two_before: list[dict], one: list[dict], two: list[dict]) -> dict:
+    """Env steps/s of both layouts before (the baseline's code) and their after/before ratios, pair by pair."""
+    rate = lambda runs: [r["env_steps_per_s"] for r in runs]  # noqa: E731
+    return {"one_process": stats(rate(one_before)), "two_processes": stats(rate(two_before)),
+            "two_over_one": stats([b / a for a, b in zip(rate(one_before), rate(two_before))]),
+            "one_after_over_before": stats([a / b for a, b in zip(rate(one), rate(one_before))]),
+            "two_after_over_before": stats([a / b for a, b in zip(rate(two), rate(two_before))])}
 
 
 def iteration_breakdown(two: list[dict], alone: list[dict], reduces: dict, floor: dict[str, float]) -> dict:
@@ -745,6 +777,23 @@ def spread(s: dict, digits=3) -> str:
     return f"{fmt(s['median'], digits)} ({fmt(s['min'], digits)}–{fmt(s['max'], digits)})" if s["n"] else "n/a"
 
 
+def multiprocess_before_after_lines(c: dict) -> list[str]:
+    """Case 6's figures on the baseline's code, run in the same pairs (absent without a baseline)."""
+    rows = [r for r in c["rows"] if "before" in r]
+    if not rows:
+        return []
+    lines = ["", f"Before and after: the same runs on the code of `{c['baseline_rev']}` in the same pairs (before, "
+                 "then after), env steps/s; ratios after/before:", "",
+             "| num_envs | 1 process x 2, before | after / before | 2 processes x 1, before | after / before "
+             "| 2 processes / 1 process, before |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        b = r["before"]
+        lines.append(f"| {r['num_envs']} | {spread(b['one_process'])} | {spread(b['one_after_over_before'])}× "
+                     f"| {spread(b['two_processes'])} | {spread(b['two_after_over_before'])}× "
+                     f"| {spread(b['two_over_one'])}× |")
+    return lines
+
+
 def multiprocess_breakdown_lines(c: dict) -> list[str]:
     """Case 6's floor, per-iteration breakdown and seeds-over-processes figure (absent in older results)."""
     lines = [""]
@@ -908,6 +957,7 @@ def report(results: dict) -> str:
                   "| --- | --- | --- | --- |"]
         lines += [f"| {r['num_envs']} | {spread(r['one_process'])} | {spread(r['two_processes'])} | "
                   f"{spread(r['two_over_one'])}× |" for r in rows]
+        lines += multiprocess_before_after_lines(results["cases"]["6"])
         lines += multiprocess_breakdown_lines(results["cases"]["6"])
     if "7" in results["cases"]:
         c = results["cases"]["7"]
@@ -1151,6 +1201,8 @@ def main():
                                            "(values not divisible by the device count are skipped there)")
     parser.add_argument("--baseline-rev", default=BASELINE_REV,
                         help="the revision case 5 compares against (git worktree); 'none' skips the comparison")
+    parser.add_argument("--multiprocess-baseline-rev", default=MULTIPROCESS_BASELINE_REV,
+                        help="the revision case 6 compares against (git worktree); 'none' skips its 'before' runs")
     parser.add_argument("--first-contact-baseline-rev", default=BASELINE_FIRST_CONTACT_REV,
                         help="the revision case 7 compares against (git worktree); 'none' skips its 'before' runs")
     parser.add_argument("--halfcheetah-seeds", type=int, default=HALFCHEETAH_SEEDS,
@@ -1166,6 +1218,8 @@ def main():
         parser.error("--iterations must be at least 3 (three logged chunks per scaling run)")
     num_envs = [int(n) for n in args.num_envs.split(",")] if args.num_envs else None
     baseline_rev = None if args.baseline_rev.lower() in ("", "none") else args.baseline_rev
+    multiprocess_rev = (None if args.multiprocess_baseline_rev.lower() in ("", "none")
+                        else args.multiprocess_baseline_rev)
     first_contact_rev = (None if args.first_contact_baseline_rev.lower() in ("", "none")
                          else args.first_contact_baseline_rev)
     TIMEOUT = args.timeout
@@ -1180,7 +1234,8 @@ def main():
         if case == "5":
             results["cases"][case] = fn(args.pairs, args.iterations or SCALING_ITERATIONS, num_envs, baseline_rev)
         elif case == "6":
-            results["cases"][case] = fn(args.pairs, args.iterations or MULTIPROCESS_ITERATIONS, num_envs)
+            results["cases"][case] = fn(args.pairs, args.iterations or MULTIPROCESS_ITERATIONS, num_envs,
+                                        multiprocess_rev)
         elif case == "7":
             results["cases"][case] = fn(args.pairs, first_contact_rev)
         elif case == "8":
@@ -1195,7 +1250,7 @@ def main():
     if not args.no_save:
         (args.out / f"{stamp}.md").write_text(table)
         full = (set(results["cases"]) == set(CASES) and args.pairs >= 3 and args.iterations is None and not num_envs
-                and baseline_rev is not None and first_contact_rev is not None)
+                and baseline_rev is not None and first_contact_rev is not None and multiprocess_rev is not None)
         if full and args.out.resolve() == RESULTS.resolve():  # only a full invocation becomes the quoted table
             (args.out / "latest.md").write_text(table)
     print(table)

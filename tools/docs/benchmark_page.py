@@ -55,6 +55,7 @@ def _reader_text(text: str) -> str:
     text = re.sub(rf"`{REVISION}` \({REVISION}(, )?", "an earlier revision (", text)
     text = re.sub(rf"\b{REVISION}'s\b", "the earlier revision's", text)
     text = re.sub(rf" @ {REVISION}\b", "", text)
+    text = re.sub(rf"`{REVISION}`", "an earlier revision", text)
     text = re.sub(r" \(issue \d+, ", " (", text)
     return text
 
