@@ -6,6 +6,7 @@ callback once a checkpoint is on disk, as a crash between two checkpoints would 
 from __future__ import annotations
 
 import copy
+import errno
 import hashlib
 import logging
 import os
@@ -200,16 +201,16 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, timeout=30)
 
 
-def fill(disk: Path) -> Path:
-    filler = disk / "filler"
-    with open(filler, "wb") as out:
-        try:
+def fill(disk: Path) -> None:
+    """Write ``disk/filler`` until the disk refuses: a disk that is already full (even to a new file) is full."""
+    try:
+        with open(disk / "filler", "ab") as out:
             while True:
                 out.write(bytes(1 << 16))
                 out.flush()
-        except OSError:
-            pass
-    return filler
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
 
 
 @pytest.mark.parametrize("fault", [pytest.param("full", marks=pytest.mark.slow), "read-only"])
@@ -235,7 +236,7 @@ def test_a_full_or_read_only_disk_stops_the_run_and_keeps_its_checkpoints(tmp_pa
                               f"kept, the newest {run_dir / 'step_0000000128'}. Make room (or make the directory "
                               "writable), then run again with train.resume=auto to continue from it")
     if fault == "full":
-        (small_disk / "filler").unlink()
+        (small_disk / "filler").unlink(missing_ok=True)
     else:
         subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True, timeout=30)
     assert sorted(p.name for p in run_dir.iterdir()) == ["step_0000000128"]  # nothing half-written beside it

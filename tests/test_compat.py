@@ -14,7 +14,7 @@ import os
 import signal
 import sqlite3
 import sys
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -126,6 +126,41 @@ def test_an_io_callback_failure_is_logged_on_the_logger_the_console_filters():
         logging.getLogger(compat.JAX_CALLBACK_LOGGER).removeHandler(handler)
     with relied_on("jax", f"the logger of io_callback failures ({compat.JAX_CALLBACK_LOGGER!r})"):
         assert any("io_callback failed" in r.getMessage() for r in records), [r.getMessage() for r in records]
+
+
+def test_a_process_other_than_0_writes_the_compilation_cache_once_allowed(monkeypatch):
+    import uuid
+
+    import jax
+    import numpy as np
+
+    from jax._src import compiler
+
+    state = compat.jax_distributed_state()
+    monkeypatch.setattr(state, "process_id", 1)  # as process 1 of a multi-process run sees itself
+    jax_own = getattr(compiler._cache_write, "process_0_only", compiler._cache_write)  # an earlier run installed it
+    monkeypatch.setattr(compiler, "_cache_write", jax_own)
+    cache = Path(jax.config.jax_compilation_cache_dir)
+
+    def compile_a_new_program() -> list[Path]:
+        def probe(x):
+            return x * 3.0 + 1.0
+
+        probe.__name__ = name = f"rlpipe_cache_probe_{uuid.uuid4().hex}"  # a program never compiled before
+        jax.block_until_ready(jax.jit(probe)(np.float32(1.0)))
+        return sorted(cache.glob(f"jit_{name}-*"))
+
+    with relied_on("jax", "jax._src.compiler._cache_write (only process 0 writes the persistent cache)"):
+        assert compile_a_new_program() == []  # JAX's own rule
+    compat.write_compilation_cache_in_every_process()
+    compat.write_compilation_cache_in_every_process()  # idempotent: wrapped once
+    written = compile_a_new_program()
+    try:
+        with relied_on("jax", "jax._src.compilation_cache.put_executable_and_time (the cache write itself)"):
+            assert len(written) == 1 and written[0].stat().st_size > 0, written
+    finally:
+        for entry in written:
+            entry.unlink()
 
 
 # --------------------------------------------------------------------------------------------------------- Kedro

@@ -37,6 +37,40 @@ def jax_distributed_initialized() -> bool:
     return jax_distributed_state().client is not None
 
 
+def write_compilation_cache_in_every_process() -> None:
+    """Let every process of a multi-process run write its programs to the persistent compilation cache, not only
+    process 0.
+
+    On CPU a program's cache key includes its process's view of the devices, so process 1 never finds what process
+    0 wrote: JAX's rule "only process 0 writes" (``jax._src.compiler._cache_write``, meant to spare shared bucket
+    stores the contention) leaves every other process compiling everything on every start, a restart included.
+    Their keys never collide (each process has its own), so each writes its own entries. Idempotent.
+    """
+    import jax
+    from jax._src import compilation_cache, compiler, distributed
+
+    if hasattr(compiler._cache_write, "process_0_only"):  # noqa: SLF001 - installed already
+        return
+    process_0_only = compiler._cache_write  # noqa: SLF001
+
+    def cache_write(cache_key, compile_time_secs, module_name, backend, executable, host_callbacks):
+        if distributed.global_state.process_id == 0 or host_callbacks:
+            return process_0_only(cache_key, compile_time_secs, module_name, backend, executable, host_callbacks)
+        if compile_time_secs < jax.config.jax_persistent_cache_min_compile_time_secs:
+            return None
+        try:
+            compilation_cache.put_executable_and_time(cache_key, module_name, executable, backend,
+                                                      int(compile_time_secs))
+        except Exception as exc:  # noqa: BLE001 - a cache that cannot be written costs a compilation, no more
+            import warnings
+
+            warnings.warn(f"cannot write the compilation cache entry of {module_name!r}: {exc}", stacklevel=2)
+        return None
+
+    cache_write.process_0_only = process_0_only  # JAX's own, for a test to compare with
+    compiler._cache_write = cache_write  # noqa: SLF001
+
+
 _ABORT_HANDLER: Any = None  # the C function pointer libc's signal table holds: kept alive as long as it is there
 
 

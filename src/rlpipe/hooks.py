@@ -10,7 +10,7 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
-from rlpipe.compat import context_hook_manager
+from rlpipe.compat import context_hook_manager, write_compilation_cache_in_every_process
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class JaxRuntimeHooks:
             jax.config.update("jax_compilation_cache_dir", cache_dir)
             jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
             jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+            write_compilation_cache_in_every_process()  # a restarted process 1 compiles nothing either
 
         from rlpipe.rl import mesh
         from rlpipe.rl.config import DistributedConfig, parse
