@@ -47,14 +47,14 @@ def write_compilation_cache_in_every_process() -> None:
     Their keys never collide (each process has its own), so each writes its own entries. Idempotent.
     """
     import jax
-    from jax._src import compilation_cache, compiler, distributed
+    from jax._src import compilation_cache, compiler
 
     if hasattr(compiler._cache_write, "process_0_only"):  # noqa: SLF001 - installed already
         return
     process_0_only = compiler._cache_write  # noqa: SLF001
 
     def cache_write(cache_key, compile_time_secs, module_name, backend, executable, host_callbacks):
-        if distributed.global_state.process_id == 0 or host_callbacks:
+        if jax_distributed_state().process_id == 0 or host_callbacks:
             return process_0_only(cache_key, compile_time_secs, module_name, backend, executable, host_callbacks)
         if compile_time_secs < jax.config.jax_persistent_cache_min_compile_time_secs:
             return None

@@ -46,7 +46,7 @@ class JaxRuntimeHooks:
             jax.config.update("jax_compilation_cache_dir", cache_dir)
             jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
             jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-            write_compilation_cache_in_every_process()  # a restarted process 1 compiles nothing either
+            write_compilation_cache_in_every_process()  # not only process 0: every process finds its programs
 
         from rlpipe.rl import mesh
         from rlpipe.rl.config import DistributedConfig, parse
