@@ -42,24 +42,35 @@ def _single(axis: str | None) -> bool:
     return axis is None or jax.lax.axis_size(axis) == 1
 
 
-def _flat_reduce(tree: Any, reduce: Any) -> Any:
-    """``reduce`` (an all-reduce) of a tree as one flat buffer per dtype: XLA's CPU runtime runs a tuple all-reduce
-    leaf by leaf, a rendezvous of the devices (between processes, a round trip) for each leaf. The barriers keep
-    XLA from fusing the leaves' producers and consumers with the concatenation and the slices, which would change
-    the bits of what they compute (e.g. the statistics of a many-seed chunk)."""
+def per_dtype_buffer(tree: Any, collective: Any, keep: int = 0) -> Any:
+    """``collective`` applied to ``tree`` as one flat buffer per dtype, each leaf's first ``keep`` axes kept (the
+    collective may change their size, as a tiled all-gather does): XLA's CPU runtime runs a collective of a tuple
+    leaf by leaf, a rendezvous of the devices (between processes, a round trip) for each leaf."""
     import jax
     import jax.numpy as jnp
 
-    leaves, treedef = jax.tree.flatten(jax.lax.optimization_barrier(tree))
+    leaves, treedef = jax.tree.flatten(tree)
     out: list[Any] = [None] * len(leaves)
     for dtype in dict.fromkeys(leaf.dtype for leaf in leaves):
         mine = [i for i, leaf in enumerate(leaves) if leaf.dtype == dtype]
-        flat = reduce(jnp.concatenate([leaves[i].reshape(-1) for i in mine]))
+        sizes = [math.prod(leaves[i].shape[keep:]) for i in mine]
+        flat = collective(jnp.concatenate([leaves[i].reshape((*leaves[i].shape[:keep], size))
+                                           for i, size in zip(mine, sizes)], axis=keep))
         start = 0
-        for i in mine:
-            out[i] = flat[start:start + leaves[i].size].reshape(leaves[i].shape)
-            start += leaves[i].size
-    return jax.lax.optimization_barrier(jax.tree.unflatten(treedef, out))
+        for i, size in zip(mine, sizes):
+            out[i] = flat[(slice(None),) * keep + (slice(start, start + size),)].reshape(
+                (*flat.shape[:keep], *leaves[i].shape[keep:]))
+            start += size
+    return jax.tree.unflatten(treedef, out)
+
+
+def _flat_reduce(tree: Any, reduce: Any) -> Any:
+    """``reduce`` (an all-reduce) of a tree as one flat buffer per dtype (:func:`per_dtype_buffer`). The barriers
+    keep XLA from fusing the leaves' producers and consumers with the concatenation and the slices, which would
+    change the bits of what they compute (e.g. the statistics of a many-seed chunk)."""
+    import jax
+
+    return jax.lax.optimization_barrier(per_dtype_buffer(jax.lax.optimization_barrier(tree), reduce))
 
 
 def pmean(tree: Any, axis: str | None = AXIS) -> Any:

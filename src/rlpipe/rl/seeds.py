@@ -198,17 +198,8 @@ def _grouped_body(body: Callable, names, local: int) -> Callable:
 
 def _gather_seeds(tree: Any) -> Any:
     """Every group's seeds' ``tree`` (leading local seed axis) in every group, gathered as one flat buffer per
-    dtype: XLA's CPU runtime gathers a tuple leaf by leaf, each a round trip between processes."""
-    leaves, structure = jax.tree.flatten(tree)
-    out: list[Any] = [None] * len(leaves)
-    for dtype in dict.fromkeys(x.dtype for x in leaves):
-        mine = [i for i, x in enumerate(leaves) if x.dtype == dtype]
-        rows = jnp.concatenate([leaves[i].reshape(leaves[i].shape[0], leaves[i][0].size) for i in mine], axis=1)
-        gathered = jax.lax.all_gather(rows, mesh.SEED_AXIS, tiled=True)
-        offsets = np.cumsum([0] + [leaves[i][0].size for i in mine])
-        for i, start, stop in zip(mine, offsets[:-1], offsets[1:]):
-            out[i] = gathered[:, start:stop].reshape(gathered.shape[0], *leaves[i].shape[1:])
-    return jax.tree.unflatten(structure, out)
+    dtype (:func:`rlpipe.rl.mesh.per_dtype_buffer`)."""
+    return mesh.per_dtype_buffer(tree, lambda rows: jax.lax.all_gather(rows, mesh.SEED_AXIS, tiled=True), keep=1)
 
 
 def _over_seeds(stats: ChunkStats) -> tuple[ChunkStats, dict[str, jax.Array], dict[str, jax.Array]]:
