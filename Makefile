@@ -38,9 +38,10 @@ run: setup
 
 # Two workers (pytest-xdist): much of the suite waits on Kedro subprocesses and compilations, so on 2 cores it
 # finishes in about 60% of the time of one worker. --dist loadgroup: the tests of a file that share a module-scoped
-# run (pytest.mark.xdist_group) stay on one worker. One file or test: .venv/bin/python -m pytest tests/test_x.py
+# run (pytest.mark.xdist_group) stay on one worker. --durations: the log ends with the 25 slowest tests.
+# One file or test: .venv/bin/python -m pytest tests/test_x.py
 test: setup-dev system-packages
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=25
 
 # The fast tier: every test file's cheap tests, no test marked slow (real learning runs, multi-process and
 # SIGKILL-and-resume runs, the default-budget runs); a few minutes on 2 cores. `make test` runs everything.

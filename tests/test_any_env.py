@@ -154,8 +154,8 @@ def test_bad_environment_input_is_a_config_error_naming_the_key(env, key, phrase
 @pytest.mark.slow
 def test_an_env_that_raises_stops_the_run_with_its_id_step_and_message_and_keeps_the_checkpoints(project):
     env_id = "gymnasium:tests.host_envs:FailingPendulum-v0"
-    params = {**GYM_SAC, "env": {"id": env_id, "kwargs": {"fail_after": 900}},
-              "train": {**GYM_SAC["train"], "total_env_steps": 1600, "checkpoint_every_env_steps": 128}}
+    params = {**GYM_SAC, "env": {"id": env_id, "kwargs": {"fail_after": 300}},
+              "train": {**GYM_SAC["train"], "total_env_steps": 640, "checkpoint_every_env_steps": 128}}
     write_params(project, "sac", params)
     done = kedro_run(project, "--pipelines=sac", extra_env={"PYTHONPATH": str(Path(__file__).parents[1])})
     assert done.returncode == 3

@@ -20,13 +20,14 @@ from rlpipe.rl.masac.networks import AttentionCritic, SharedActor
 pytest.importorskip("jaxmarl")
 
 N, OBS, ACT = 4, 6, 2
+# the shapes of KILL_MASAC (tests/test_resilience.py), a shorter run: the two share their compiled programs
 TINY_MASAC = {
     "seed": 1,
     "scenarios": {"num_train": 8, "num_eval": 4},
     "network": {"hidden_sizes": [32, 32], "attention": {"embed_dim": 16, "heads": 2}},
-    "buffer": {"capacity": 2048, "prefill_steps": 128},
-    "train": {"total_env_steps": 512, "num_envs": 8, "batch_size": 32, "log_every_env_steps": 128,
-              "eval_every_env_steps": 256, "checkpoint_every_env_steps": 256},
+    "buffer": {"capacity": 4096, "prefill_steps": 256},
+    "train": {"total_env_steps": 512, "num_envs": 8, "batch_size": 32, "grad_updates_per_iter": 2,
+              "log_every_env_steps": 256, "eval_every_env_steps": 256, "checkpoint_every_env_steps": 256},
 }
 
 
