@@ -252,6 +252,18 @@ def test_a_brax_task_runs_end_to_end_inside_the_compiled_program(project):
     assert versions(project, "data/08_reporting/sac/policy_animation.gif")
 
 
+def test_a_brax_observation_size_comes_from_a_traced_reset_never_run():
+    """Checking a brax config must not run Brax's reset op by op (seconds of compiling small programs)."""
+    from rlpipe.rl.envs.brax import BraxEnv
+
+    env = BraxEnv("hopper", {"backend": "spring"})
+    reset, seen = env.inner.reset, []
+    env.inner.reset = lambda key: (seen.append(isinstance(key, jax.core.Tracer)), reset(key))[1]
+    size = env.observation_space(env.default_params).shape[0]
+    assert seen == [True]  # one call, on a tracer
+    assert size == env.inner.observation_size == 11  # Brax's own answer (which runs a reset)
+
+
 @pytest.mark.parametrize("env,ranges,key,phrase", [
     ({"id": "brax:hoper"}, {}, "sac.env.id", "did you mean hopper"),
     ({"id": "brax:hopper", "kwargs": {"backnd": "spring"}}, {}, "sac.env.kwargs", "refused the keyword arguments"),

@@ -12,6 +12,7 @@ their scenario's reset key, and ``env.metrics`` can name any of the env's own me
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 from typing import Any
 
@@ -77,7 +78,13 @@ class BraxEnv:
         return state.time >= params.max_steps_in_episode
 
     def observation_space(self, params: BraxParams) -> spaces.Box:
-        return spaces.Box(-jnp.inf, jnp.inf, (self.inner.observation_size,), jnp.float32)
+        return spaces.Box(-jnp.inf, jnp.inf, (self.observation_size,), jnp.float32)
+
+    @functools.cached_property
+    def observation_size(self) -> int:
+        """The length of an observation, from a traced reset (Brax's own ``observation_size`` runs one, op by op:
+        seconds of compiling hundreds of small programs before a config is even checked)."""
+        return int(jax.eval_shape(self.inner.reset, jax.random.PRNGKey(0)).obs.shape[-1])
 
     def action_space(self, params: BraxParams) -> spaces.Box:
         return spaces.Box(-1.0, 1.0, (self.inner.action_size,), jnp.float32)
