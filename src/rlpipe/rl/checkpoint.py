@@ -35,6 +35,7 @@ import orbax.checkpoint as ocp
 from flax import serialization
 
 from rlpipe.rl import mesh
+from rlpipe.rl.failed_writes import quiet_disk_failures
 
 logger = logging.getLogger(__name__)
 
@@ -143,16 +144,17 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any], meta: dic
         (partial / _STATE).mkdir(parents=True)
     mesh.barrier(f"checkpoint-open-{path.name}")
     try:
-        checkpointer = ocp.StandardCheckpointer()
-        for part, tree in state.items():  # {part: tree}: a store holds a tree, never a bare array
-            checkpointer.save(partial / _STATE / part, {part: serialization.to_state_dict(tree)})
-        checkpointer.wait_until_finished()
-        mesh.barrier(f"checkpoint-written-{path.name}")
-        if primary:
-            meta = {"format_version": FORMAT_VERSION, **meta, "parts": list(state),
-                    "files": _fingerprints(partial / _STATE)}
-            (partial / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
-            os.rename(partial, path)
+        with quiet_disk_failures(partial):  # a full disk is said once, by the CheckpointWriteError it becomes
+            checkpointer = ocp.StandardCheckpointer()
+            for part, tree in state.items():  # {part: tree}: a store holds a tree, never a bare array
+                checkpointer.save(partial / _STATE / part, {part: serialization.to_state_dict(tree)})
+            checkpointer.wait_until_finished()
+            mesh.barrier(f"checkpoint-written-{path.name}")
+            if primary:
+                meta = {"format_version": FORMAT_VERSION, **meta, "parts": list(state),
+                        "files": _fingerprints(partial / _STATE)}
+                (partial / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+                os.rename(partial, path)
     except BaseException:
         if primary:
             shutil.rmtree(partial, ignore_errors=True)
