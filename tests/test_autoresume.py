@@ -280,3 +280,25 @@ def test_a_read_only_checkpoint_directory_is_found_before_the_run_starts(tmp_pat
                                                    r"was written before it\. Make room") as err:
         find_resume(config(checkpoint_dir=str(small_disk / "checkpoints")), tmp_path)
     assert err.value.directory == small_disk / "checkpoints"
+
+
+def test_a_refused_write_is_kept_quiet_only_until_a_checkpoint_is_written_again(caplog):
+    """The reports a failed checkpoint's abandoned writes make are dropped; once a checkpoint is written again, a
+    disk's refusal is news and is printed, and a failure that is not the disk's is never dropped."""
+    from rlpipe.rl.failed_writes import quiet_disk_failures
+
+    def report(text: str) -> bool:
+        caplog.clear()
+        logging.getLogger("asyncio").error("Task exception was never retrieved", exc_info=(ValueError, ValueError(
+            text), None))
+        return bool(caplog.records)
+
+    full = "RESOURCE_EXHAUSTED: Failed to write 214 bytes [os_error_code='28']"
+    with pytest.raises(OSError), quiet_disk_failures():
+        assert not report(full)  # while written
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert not report(full)  # after the failure
+    assert report("INVALID_ARGUMENT: a bug, not the disk")
+    with quiet_disk_failures():
+        pass
+    assert report(full)  # written again

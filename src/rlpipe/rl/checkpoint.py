@@ -144,7 +144,7 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any], meta: dic
         (partial / _STATE).mkdir(parents=True)
     mesh.barrier(f"checkpoint-open-{path.name}")
     try:
-        with quiet_disk_failures(partial):  # a full disk is said once, by the CheckpointWriteError it becomes
+        with quiet_disk_failures():  # a full disk is said once, by the CheckpointWriteError it becomes
             checkpointer = ocp.StandardCheckpointer()
             for part, tree in state.items():  # {part: tree}: a store holds a tree, never a bare array
                 checkpointer.save(partial / _STATE / part, {part: serialization.to_state_dict(tree)})

@@ -4,8 +4,9 @@ When the disk fails under an orbax save, every array write of that save fails to
 event loop, and each says so: orbax logs an error with a traceback per failed operation, asyncio logs "... exception
 was never retrieved" with the array store's whole specification (thousands of characters), and a write that ends
 after orbax closed its loop prints "Event loop is closed" with a traceback. :func:`quiet_disk_failures` keeps these
-off the console while a checkpoint is written and after its write failed, and only when the reason is the disk
-(full, read-only, no permission...), which the run's own error then names; any other failure is printed as before.
+off the console while a checkpoint is written and after its write failed (until a checkpoint is written again), and
+only when the reason is the disk (full, read-only, no permission...), which the run's own error then names; any other
+failure is printed as before.
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 # how the array store and the OS name a disk's refusal (ENOSPC, EROFS, EDQUOT, EACCES, EPERM, EIO)
 _DISK = re.compile(r"os_error_code='(28|30|122|13|1|5)'|RESOURCE_EXHAUSTED|No space left on device|"
                    r"Read-only file system|Disk quota exceeded|Permission denied")
-_quiet: set[str] = set()  # checkpoints being written, or whose write failed
+_quiet = False  # a checkpoint is being written, or one failed since the last one written
 _previous_hook: Any = None
 
 
@@ -54,10 +54,11 @@ def _install() -> None:
 
 
 @contextmanager
-def quiet_disk_failures(path: Path) -> Iterator[None]:
-    """The block writes a checkpoint under ``path``: the disk's refusals of its writes are not printed, also after
-    the block if the block failed (the abandoned writes report themselves when they end or are collected)."""
+def quiet_disk_failures() -> Iterator[None]:
+    """The block writes a checkpoint: the disk's refusals of its writes are not printed, also after the block if the
+    block failed (the abandoned writes report themselves when they end or are collected)."""
+    global _quiet
     _install()
-    _quiet.add(str(Path(path).absolute()))
+    _quiet = True
     yield
-    _quiet.discard(str(Path(path).absolute()))
+    _quiet = False  # written: the disk takes writes again, so a refusal from now on is news and is printed
