@@ -1,12 +1,17 @@
 """Fingerprints of tiny training runs, to prove a refactor of the training core changed no bit.
 
-``tests/data/one_seed_reference.json`` was written by ``python -m tests.reference_bits`` at the commit before the
-seeds refactor (it records the jax version and the device count: the bits depend on both, and each run's commit).
-The test in ``tests/test_seeds.py`` runs the same trainings with today's code and compares the fingerprints exactly.
-A change that means to change some runs' bits rewrites those alone, e.g. ``python -m tests.reference_bits
-sac_1_seed``: the one-seed runs on 2 devices were rewritten when the mesh's all-reduces became one flat buffer per
-dtype (same sums, other fusions around them); the 2-seed run (no gradient collective: one seed per device) still
-holds the bits of the code before the seeds refactor.
+``tests/data/one_seed_reference.json`` holds one entry per machine kind: the bits depend on the jax version, the
+device count and the CPU's vector instructions (XLA compiles for the host CPU: the same code gives other float bits
+on a CPU with AVX-512 than on one with AVX2 only), and each run records the commit whose code wrote it. The test in
+``tests/test_seeds.py`` runs the same trainings with today's code and compares them exactly with the entry of the
+machine it runs on (it skips, saying so, where the file has none).
+
+Each run's bits come from the code before the change it guards: the 2-seed run (no gradient collective, one seed per
+device) from the code before the seeds refactor (f223cab), the one-seed runs on 2 devices from the commit where the
+mesh's all-reduces became one flat buffer per dtype (3ed03dd, same sums, other fusions around them). To add a
+machine, run this module in a worktree of each of those commits (``python -m tests.reference_bits [NAMES]`` with
+that worktree's ``src`` first on ``PYTHONPATH``) and copy its runs into a new entry; a change that means to change
+some runs' bits rewrites those alone on this machine: ``python -m tests.reference_bits sac_1_seed``.
 
 A fingerprint is a sha256 over every leaf of the final run state (path, dtype, shape, bytes), one over the history
 and curve (every column except wall-clock timings, each value's exact ``repr``), and the final evaluation's
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -90,9 +96,25 @@ def fingerprint(algo: str, raw: dict) -> dict[str, Any]:
             "curve_sha256": rows_digest(result.curve), "eval_returns": returns.tolist()}
 
 
+def cpu_features() -> list[str]:
+    """The host CPU's vector-instruction flags XLA compiles for (Linux's /proc/cpuinfo: avx*, amx*, fma, f16c);
+    elsewhere the machine name."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return [platform.machine()]
+    return sorted(f for f in flags.split(":", 1)[1].split() if f.startswith(("avx", "amx")) or f in ("fma", "f16c"))
+
+
 def environment() -> dict[str, Any]:
-    """What the bits depend on besides the code: the jax version and the device count."""
-    return {"jax": jax.__version__, "device_count": jax.device_count()}
+    """What the bits depend on besides the code: the jax version, the device count and the CPU's vector units."""
+    return {"jax": jax.__version__, "device_count": jax.device_count(), "cpu_features": cpu_features()}
+
+
+def stored_runs(here: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
+    """The stored runs of the entry written on a machine like ``here``, None if the file has no such entry."""
+    machines = json.loads(REFERENCE.read_text())["machines"] if REFERENCE.exists() else []
+    return next((m["runs"] for m in machines if {k: m[k] for k in here} == here), None)
 
 
 def compute(names: list[str] | None = None) -> dict[str, dict[str, Any]]:
@@ -101,17 +123,18 @@ def compute(names: list[str] | None = None) -> dict[str, dict[str, Any]]:
 
 
 def main(names: list[str]) -> None:
-    """Writes the fingerprints of ``names`` (all runs if none) with this commit, keeping the other runs' entries."""
+    """Writes the fingerprints of ``names`` (all runs if none) with this commit into this machine's entry, keeping
+    its other runs and the other machines' entries."""
     import tests.conftest  # noqa: F401  (two forced CPU devices and the compilation cache, as in the tests)
 
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                             cwd=Path(__file__).parent).stdout.strip()
-    stored = json.loads(REFERENCE.read_text()) if REFERENCE.exists() and names else {"runs": {}}
-    if names and {k: stored[k] for k in ("jax", "device_count")} != environment():
-        raise SystemExit(f"{REFERENCE} was written with another jax or device count: rewrite every run")
-    runs = {**stored["runs"], **{name: {**fp, "commit": commit} for name, fp in compute(names or None).items()}}
+    here = environment()
+    machines = json.loads(REFERENCE.read_text())["machines"] if REFERENCE.exists() else []
+    others = [m for m in machines if {k: m[k] for k in here} != here]
+    runs = {**(stored_runs(here) or {}), **{name: {**fp, "commit": commit} for name, fp in compute(names or None).items()}}
     REFERENCE.parent.mkdir(parents=True, exist_ok=True)
-    REFERENCE.write_text(json.dumps({**environment(), "runs": runs}, indent=1) + "\n")
+    REFERENCE.write_text(json.dumps({"machines": [*others, {**here, "runs": runs}]}, indent=1) + "\n")
     print(f"wrote {REFERENCE}", file=sys.stderr)
 
 
