@@ -232,10 +232,12 @@ def test_the_documented_halfcheetah_config_is_valid():
 
 @pytest.mark.slow
 def test_a_brax_task_runs_end_to_end_inside_the_compiled_program(project):
-    """brax:hopper (the brax extra, spring backend) through the SAC pipeline on 2 devices: episode lengths from the
-    scenarios' max_steps_in_episode, the env's own metrics in the evaluation, a film of its observation."""
-    params = {**TINY_SAC, "env": {"id": "brax:hopper", "kwargs": {"backend": "spring"},
-                                  "metrics": ["reward_forward", "x_velocity"]},
+    """brax:reacher (the brax extra, spring backend) through the SAC pipeline on 2 devices: episode lengths from the
+    scenarios' max_steps_in_episode, the env's own metrics in the evaluation, a film of its observation. Reacher, not
+    hopper: the same path, and each program holding its physics compiles in 5.6 s instead of 7.8 s (measured
+    2026-12-06, AMD EPYC, 2 cores: a 10-step spring rollout on 2 envs); the whole test alone 49 s instead of 58 s."""
+    params = {**TINY_SAC, "env": {"id": "brax:reacher", "kwargs": {"backend": "spring"},
+                                  "metrics": ["reward_dist", "reward_ctrl"]},
               "scenarios": {"num_train": 8, "num_eval": 2, "ranges": {"max_steps_in_episode": [50, 80]}},
               "buffer": {"capacity": 512, "prefill_steps": 32},
               "train": {**TINY_SAC["train"], "total_env_steps": 128, "num_envs": 2}}
@@ -247,7 +249,7 @@ def test_a_brax_task_runs_end_to_end_inside_the_compiled_program(project):
                                "eval_episodes.parquet")
     table_ = pd.read_parquet(project / "data/02_intermediate/sac/scenarios_eval.parquet" / version /
                              "scenarios_eval.parquet")
-    assert summary["env_id"] == "brax:hopper" and np.isfinite(summary["env.x_velocity"])
+    assert summary["env_id"] == "brax:reacher" and np.isfinite(summary["env.reward_dist"])
     assert np.all(episodes["length"].to_numpy() <= table_["max_steps_in_episode"].to_numpy())
     assert versions(project, "data/08_reporting/sac/policy_animation.gif")
 
