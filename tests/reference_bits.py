@@ -1,10 +1,11 @@
 """Fingerprints of tiny training runs, to prove a refactor of the training core changed no bit.
 
 ``tests/data/one_seed_reference.json`` holds one entry per machine kind: the bits depend on the jax version, the
-device count and the CPU's vector instructions (XLA compiles for the host CPU: the same code gives other float bits
-on a CPU with AVX-512 than on one with AVX2 only), and each run records the commit whose code wrote it. The test in
-``tests/test_seeds.py`` runs the same trainings with today's code and compares them exactly with the entry of the
-machine it runs on (it skips, saying so, where the file has none).
+device count and the CPU's vector instructions (XLA's code and kernels are chosen for the host CPU: the same code
+gave other float bits on a CPU with AVX2 only than on one with AVX-512; ``--xla_cpu_max_isa=AVX2`` on the AVX-512
+machine keeps that machine's bits, so the flag does not stand in for the other kind), and each run records the
+commit whose code wrote it. The test in ``tests/test_seeds.py`` runs the same trainings with today's code and
+compares them exactly with the entry of the machine it runs on (it skips, saying so, where the file has none).
 
 Each run's bits come from the code before the change it guards: the 2-seed run (no gradient collective, one seed per
 device) from the code before the seeds refactor (f223cab), the one-seed runs on 2 devices from the commit where the
@@ -111,10 +112,17 @@ def environment() -> dict[str, Any]:
     return {"jax": jax.__version__, "device_count": jax.device_count(), "cpu_features": cpu_features()}
 
 
+def _machines() -> list[dict[str, Any]]:
+    return json.loads(REFERENCE.read_text())["machines"] if REFERENCE.exists() else []
+
+
+def _same_kind(machine: dict[str, Any], here: dict[str, Any]) -> bool:
+    return all(machine.get(key) == value for key, value in here.items())
+
+
 def stored_runs(here: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
     """The stored runs of the entry written on a machine like ``here``, None if the file has no such entry."""
-    machines = json.loads(REFERENCE.read_text())["machines"] if REFERENCE.exists() else []
-    return next((m["runs"] for m in machines if {k: m[k] for k in here} == here), None)
+    return next((m["runs"] for m in _machines() if _same_kind(m, here)), None)
 
 
 def compute(names: list[str] | None = None) -> dict[str, dict[str, Any]]:
@@ -130,9 +138,9 @@ def main(names: list[str]) -> None:
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                             cwd=Path(__file__).parent).stdout.strip()
     here = environment()
-    machines = json.loads(REFERENCE.read_text())["machines"] if REFERENCE.exists() else []
-    others = [m for m in machines if {k: m[k] for k in here} != here]
-    runs = {**(stored_runs(here) or {}), **{name: {**fp, "commit": commit} for name, fp in compute(names or None).items()}}
+    others = [m for m in _machines() if not _same_kind(m, here)]
+    written = {name: {**fp, "commit": commit} for name, fp in compute(names or None).items()}
+    runs = {**(stored_runs(here) or {}), **written}
     REFERENCE.parent.mkdir(parents=True, exist_ok=True)
     REFERENCE.write_text(json.dumps({"machines": [*others, {**here, "runs": runs}]}, indent=1) + "\n")
     print(f"wrote {REFERENCE}", file=sys.stderr)
