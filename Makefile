@@ -38,15 +38,16 @@ run: setup
 
 # Two workers (pytest-xdist): much of the suite waits on Kedro subprocesses and compilations, so on 2 cores it
 # finishes in about 60% of the time of one worker. --dist loadgroup: the tests of a file that share a module-scoped
-# run (pytest.mark.xdist_group) stay on one worker. --durations: the log ends with the 25 slowest tests.
+# run (pytest.mark.xdist_group) stay on one worker. -rs: each skipped test with its reason (e.g. no stored bits for
+# this kind of CPU). --durations: the log ends with the 25 slowest tests.
 # One file or test: .venv/bin/python -m pytest tests/test_x.py
 test: setup-dev system-packages
-	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=25
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -rs --durations=25
 
 # The fast tier: every test file's cheap tests, no test marked slow (real learning runs, multi-process and
 # SIGKILL-and-resume runs, the default-budget runs); a few minutes on 2 cores. `make test` runs everything.
 test-fast: setup-dev system-packages
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow"
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -rs -m "not slow"
 
 # What the tests need from the system, installed with apt-get where it is available: headless Chromium (the docs'
 # browser test), Mesa's EGL (MuJoCo's renderer draws the films of MuJoCo envs headless) and a PostgreSQL server
