@@ -98,8 +98,8 @@ def fingerprint(algo: str, raw: dict) -> dict[str, Any]:
 
 
 def cpu_features() -> list[str]:
-    """The host CPU's vector-instruction flags XLA compiles for (Linux's /proc/cpuinfo: avx*, amx*, fma, f16c);
-    elsewhere the machine name."""
+    """The host CPU's vector-instruction flags (Linux's /proc/cpuinfo: avx*, amx*, fma, f16c); elsewhere the
+    machine name."""
     try:
         flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
     except (OSError, StopIteration):
@@ -138,6 +138,8 @@ def main(names: list[str]) -> None:
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                             cwd=Path(__file__).parent).stdout.strip()
     here = environment()
+    if names and stored_runs(here) is None:
+        raise SystemExit(f"{REFERENCE} has no entry for this kind of machine ({here}): write every run, not some")
     others = [m for m in _machines() if not _same_kind(m, here)]
     written = {name: {**fp, "commit": commit} for name, fp in compute(names or None).items()}
     runs = {**(stored_runs(here) or {}), **written}

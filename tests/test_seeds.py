@@ -117,8 +117,8 @@ def test_training_keeps_the_stored_bits(name):
     here = reference_bits.environment()
     stored = reference_bits.stored_runs(here)
     if stored is None:
-        pytest.skip(f"{reference_bits.REFERENCE.name} has no entry for {here}: XLA's float bits on this machine "
-                    "are not those of any stored machine (see tests/reference_bits.py to add one)")
+        pytest.skip(f"{reference_bits.REFERENCE.name} has no entry for {here}: the bits of this kind of machine "
+                    "were never stored (see tests/reference_bits.py to add them)")
     expected = {k: v for k, v in stored[name].items() if k != "commit"}
     assert reference_bits.compute([name])[name] == expected
 
