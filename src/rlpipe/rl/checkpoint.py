@@ -143,6 +143,7 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any], meta: dic
         shutil.rmtree(partial, ignore_errors=True)
         (partial / _STATE).mkdir(parents=True)
     mesh.barrier(f"checkpoint-open-{path.name}")
+    state = {part: _on_host(tree) for part, tree in state.items()}
     try:
         with quiet_disk_failures():  # a full disk is said once, by the CheckpointWriteError it becomes
             checkpointer = ocp.StandardCheckpointer()
@@ -160,6 +161,20 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any], meta: dic
             shutil.rmtree(partial, ignore_errors=True)
         raise
     mesh.barrier(f"checkpoint-done-{path.name}")
+
+
+def _on_host(tree: Any) -> Any:
+    """``tree`` with every array this process holds whole copied to the host in one transfer: orbax writes numpy
+    arrays in about half the time of device arrays (no per-shard slicing programs to dispatch). What is spread over
+    the processes of a multi-process run stays a device array, each process writing its own shards."""
+    def whole(x: Any) -> bool:
+        return isinstance(x, jax.Array) and x.is_fully_addressable and not jax.dtypes.issubdtype(
+            x.dtype, jax.dtypes.extended)  # typed PRNG keys stay as orbax knows them
+    leaves, treedef = jax.tree.flatten(tree)
+    picked = [i for i, x in enumerate(leaves) if whole(x)]
+    for i, value in zip(picked, jax.device_get([leaves[i] for i in picked])):
+        leaves[i] = value
+    return jax.tree.unflatten(treedef, leaves)
 
 
 def verify_checkpoint(path: str | os.PathLike, parts: list[str] | None = None) -> dict[str, Any]:
