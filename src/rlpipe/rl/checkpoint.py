@@ -165,14 +165,17 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any], meta: dic
 
 def _on_host(tree: Any) -> Any:
     """``tree`` with every array this process holds whole copied to the host in one transfer: orbax writes numpy
-    arrays in about half the time of device arrays (no per-shard slicing programs to dispatch). What is spread over
-    the processes of a multi-process run stays a device array, each process writing its own shards."""
-    def whole(x: Any) -> bool:
-        return isinstance(x, jax.Array) and x.is_fully_addressable and not jax.dtypes.issubdtype(
-            x.dtype, jax.dtypes.extended)  # typed PRNG keys stay as orbax knows them
+    arrays in about half the time of device arrays (no per-shard slicing programs to dispatch). In a multi-process
+    run an array replicated in every process is this process's copy (orbax writes a numpy array from process 0
+    alone); what is split over the processes stays a device array, each process writing its own shards."""
+    def plain(x: Any) -> bool:  # typed PRNG keys stay as orbax knows them
+        return isinstance(x, jax.Array) and not jax.dtypes.issubdtype(x.dtype, jax.dtypes.extended)
+
     leaves, treedef = jax.tree.flatten(tree)
-    picked = [i for i, x in enumerate(leaves) if whole(x)]
-    for i, value in zip(picked, jax.device_get([leaves[i] for i in picked])):
+    local = [x.addressable_data(0) if plain(x) and not x.is_fully_addressable and x.is_fully_replicated else x
+             for x in leaves]
+    picked = [i for i, x in enumerate(local) if plain(x) and x.is_fully_addressable]
+    for i, value in zip(picked, jax.device_get([local[i] for i in picked])):
         leaves[i] = value
     return jax.tree.unflatten(treedef, leaves)
 
