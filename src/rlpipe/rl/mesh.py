@@ -293,20 +293,21 @@ def put_replicated(tree: Any, groups: int = 1) -> Any:
     return put(tree, replicated_spec(), groups)
 
 
-def host_copy(tree: Any) -> Any:
+def host_copy(tree: Any, gather: bool = True) -> Any:
     """Global arrays -> numpy, in every process: what this process can read (replicated arrays, its own devices'
-    arrays) in one transfer, arrays split over other processes' devices gathered from them."""
+    arrays) in one transfer, arrays split over other processes' devices gathered from them (with ``gather=False``
+    left as they are, e.g. for a checkpoint, where each process writes its own shards)."""
     import jax
 
     leaves, structure = jax.tree.flatten(tree)
-    gather = [isinstance(x, jax.Array) and not x.is_fully_replicated and not x.is_fully_addressable for x in leaves]
-    local = jax.device_get([x for x, g in zip(leaves, gather) if not g])
-    if any(gather):
+    split = [isinstance(x, jax.Array) and not x.is_fully_replicated and not x.is_fully_addressable for x in leaves]
+    local = iter(jax.device_get([x for x, s in zip(leaves, split) if not s]))
+    kept = iter([x for x, s in zip(leaves, split) if s])
+    if gather and any(split):
         from jax.experimental import multihost_utils
 
-        gathered = iter(multihost_utils.process_allgather([x for x, g in zip(leaves, gather) if g], tiled=True))
-    local = iter(local)
-    return jax.tree.unflatten(structure, [np.asarray(next(gathered) if g else next(local)) for g in gather])
+        kept = iter([np.asarray(x) for x in multihost_utils.process_allgather(list(kept), tiled=True)])
+    return jax.tree.unflatten(structure, [next(kept) if s else np.asarray(next(local)) for s in split])
 
 
 def device_keys(key: Any, num_devices: int) -> Any:
