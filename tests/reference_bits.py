@@ -4,8 +4,8 @@
 device count and the CPU's vector instructions (XLA's code and kernels are chosen for the host CPU: the same code
 gave other float bits on a CPU with AVX2 only than on one with AVX-512; ``--xla_cpu_max_isa=AVX2`` on the AVX-512
 machine keeps that machine's bits, so the flag does not stand in for the other kind; an AMD EPYC and an Intel Xeon
-with AVX-512 gave the same bits, each entry computed on its own machine), and each run records the commit whose code
-wrote it. The test in ``tests/test_seeds.py`` runs the same trainings with today's code and
+with AVX-512 gave the same bits, each entry computed on its own machine; the file holds an AMD EPYC with AVX-512, an
+Intel Xeon with AVX-512 and AMX, and an AMD EPYC with AVX2 only), and each run records the commit whose code wrote it. The test in ``tests/test_seeds.py`` runs the same trainings with today's code and
 compares them exactly with the entry of the machine it runs on (it skips, saying so, where the file has none).
 
 Each run's bits come from the code before the change it guards: the 2-seed run (no gradient collective, one seed per
