@@ -180,13 +180,13 @@ def test_a_credentials_entry_that_does_not_resolve_stops_the_session_before_any_
 
 
 def test_a_storage_url_with_a_password_is_refused_as_a_parameter_and_hidden_in_messages():
-    from rlpipe.rl import tuning
+    from rlpipe.rl import study_storage, tuning
 
     with pytest.raises(ConfigError) as error:
         tuning.load_tune_config({"storage": f"postgresql://me:{SECRET}@db.example/optuna"}, "sac_tune")
     assert error.value.key == "sac_tune.storage" and "credentials.yml" in error.value.problem
     assert SECRET not in str(error.value)
-    assert tuning.hide_password(f"postgresql://me:{SECRET}@db.example/optuna") == \
+    assert study_storage.hide_password(f"postgresql://me:{SECRET}@db.example/optuna") == \
         "postgresql://me:***@db.example/optuna"
     assert tuning.load_tune_config({"storage": "sqlite:////tmp/study.db"}, "sac_tune").storage == \
         "sqlite:////tmp/study.db"

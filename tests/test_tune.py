@@ -88,11 +88,15 @@ def test_bad_search_input_on_the_command_line_is_one_short_message(project):
         (["--params", "sac_tune.storage=sqlite:////no/such/folder/study.db"], "sac_tune.storage"),
     ]
     for args, key in cases:
-        done = subprocess.run([str(KEDRO), "run", "--pipelines=sac_tune", *args], cwd=project, env=env(),
-                              capture_output=True, text=True, timeout=300)
+        done = subprocess.run([sys.executable, "-X", "importtime", str(KEDRO), "run", "--pipelines=sac_tune", *args],
+                              cwd=project, env=env(), capture_output=True, text=True, timeout=300)
         output = done.stdout + done.stderr
         assert done.returncode == 2, output[-2000:]
         assert key in output and "Traceback" not in output, output[-2000:]
+        # found by the early check: before Kedro's session, MLflow, Optuna or JAX are loaded
+        imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
+                    if line.startswith("import time:")}
+        assert not {"mlflow", "optuna", "jax", "kedro_mlflow"} & imported, sorted(imported)
     assert not (project / "data/09_tuning/sac_tune").exists()  # no trial ran, nothing written
     # a stored study with another direction: named, before any trial
     (project / "data/09_tuning").mkdir(parents=True)

@@ -239,6 +239,22 @@ def _check_sections_present(requested: list[str], params: dict[str, Any]) -> Non
                                     f"({what}), e.g. conf/base/parameters_{name}.yml")
 
 
+def _check_search_storages(requested: list[str], params: dict[str, Any], urls: dict[str, str | None]) -> None:
+    """A requested search whose storage (its credentials entry's URL, or ``storage``) cannot be opened is a
+    ``ConfigError`` naming that key, found here in a second instead of after Kedro, MLflow and Optuna have loaded
+    (``rlpipe.rl.study_storage.probe``); the project's own SQLite file (no storage set) is not probed."""
+    from rlpipe.rl import study_storage, tuning
+    from rlpipe.rl.errors import ConfigError
+
+    for name in requested:
+        if name not in urls or not isinstance(params.get(name), dict):
+            continue
+        tune = tuning.load_tune_config(params[name], name)
+        url, key = (urls[name], f"{name}.storage_credentials") if urls[name] else (tune.storage, f"{name}.storage")
+        if url and (problem := study_storage.probe(url)) is not None:
+            raise ConfigError(key, problem)
+
+
 def run_pipeline_error(argv: list[str]) -> str | None:
     """On ``kedro run --pipelines=...`` (or the deprecated ``--pipeline``, not verbose, not help): the one line
     saying which requested pipeline does not exist and which do, or None (also when this cannot tell for sure:
@@ -270,8 +286,9 @@ def run_config_error(argv: list[str]) -> Any:
             loader = _run_loader(options)
             check_parameters(loader["parameters"])
             _check_sections_present(_requested(options), loader["parameters"])
-            search_storage_urls(loader["parameters"], lambda: _credentials_of(loader),
-                                credentials_file(options.get("env")))
+            urls = search_storage_urls(loader["parameters"], lambda: _credentials_of(loader),
+                                       credentials_file(options.get("env")))
+            _check_search_storages(_requested(options), loader["parameters"], urls)
     except ConfigError as error:
         return error
     except Exception:  # noqa: BLE001 - anything else is the run's to report, with Kedro's context

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from rlpipe.faults import fault_point
 from rlpipe.compat import record_heartbeat_now
 from rlpipe.rl import algorithm as algorithms
-from rlpipe.rl import mesh, run, tuning
+from rlpipe.rl import mesh, run, study_storage, tuning
 from rlpipe.rl.errors import ConfigError
 from rlpipe.pipelines.project import project_path
 
@@ -54,38 +54,6 @@ def storage_url(algo: str, tune: tuning.TuneConfig, from_credentials: str | None
     return f"sqlite:///{path}"
 
 
-CONNECT_TIMEOUT_S = 10  # a server that does not answer (a firewall dropping packets) is an error this soon
-
-
-def _engine_kwargs(url: str) -> dict[str, Any]:
-    """A bounded connection wait for a PostgreSQL server (unless the URL sets its own ``connect_timeout``):
-    libpq would otherwise wait on an unanswered host for minutes before the error, with no trial to show for it."""
-    if url.startswith("postgresql") and "connect_timeout=" not in url:
-        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
-    return {}
-
-
-def storage_problem(error: BaseException, url: str) -> str:
-    """One line for a storage that cannot be opened: the server (host and port) or file, the driver's own first
-    line (without SQLAlchemy's link and SQL), never the password. A missing driver says which one to install."""
-    shown = tuning.hide_password(url)
-    if isinstance(error, ModuleNotFoundError):
-        return (f"cannot open {shown!r}: its driver {error.name!r} is not installed (PostgreSQL: "
-                "pip install 'psycopg[binary]' and a postgresql+psycopg:// URL)")
-    cause = getattr(error, "orig", None) or error  # SQLAlchemy wraps the driver's error
-    lines = [line.strip() for line in str(cause).replace(url, shown).splitlines() if line.strip()]
-    reason = " ".join(line for line in lines if not line.startswith("(Background on this error"))
-    try:
-        from sqlalchemy.engine import make_url
-
-        parsed = make_url(url)
-        host = (parsed.host + (f":{parsed.port}" if parsed.port else "")) if parsed.host else None
-    except Exception:  # noqa: BLE001 - an unreadable URL: the driver's reason says what is wrong with it
-        host = None
-    where = f"the server {host} of {shown!r}" if host else repr(shown)
-    return f"cannot open {where}: {type(cause).__name__}: {reason or 'no reason given'}"
-
-
 SCHEMA_ATTEMPTS = 4  # workers started together on an empty database race to create its tables and types
 
 
@@ -96,7 +64,7 @@ def _open_storage(optuna, url: str, tune: tuning.TuneConfig, key: str):
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 4, and the crash detection
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url),
+                return optuna.storages.RDBStorage(url, engine_kwargs=study_storage.engine_kwargs(url),
                                                   heartbeat_interval=tune.heartbeat_interval_s,
                                                   grace_period=tune.grace_period_s)
         except Exception as error:  # noqa: BLE001 - any driver's error: the URL is what the user can fix
@@ -105,7 +73,7 @@ def _open_storage(optuna, url: str, tune: tuning.TuneConfig, key: str):
                 time.sleep(0.2 * attempt)
                 continue
             where = f"{key}.storage_credentials" if tune.storage_credentials else f"{key}.storage"
-            raise ConfigError(where, storage_problem(error, url)) from None
+            raise ConfigError(where, study_storage.storage_problem(error, url)) from None
 
 
 def open_study(algo: str, tune: tuning.TuneConfig, from_credentials: str | None = None):
@@ -118,7 +86,7 @@ def open_study(algo: str, tune: tuning.TuneConfig, from_credentials: str | None 
     except ModuleNotFoundError:
         raise ConfigError(key, "the search pipelines need Optuna: pip install -e '.[tune]'") from None
     url = storage_url(algo, tune, from_credentials)
-    shown = tuning.hide_password(url)
+    shown = study_storage.hide_password(url)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = _open_storage(optuna, url, tune, key)
     sampler = optuna.samplers.TPESampler(seed=tune.sampler.seed + tune.worker,

@@ -231,18 +231,3 @@ def load_tune_config(raw: Any, key: str) -> TuneConfig:
                                             "conf/local/credentials.yml (an entry such as `study_db: {url: ...}`) "
                                             "and name the entry in storage_credentials")
     return tune
-
-
-def hide_password(url: str) -> str:
-    """``url`` with its password (if any) as ``***``: what a message may show of a storage URL."""
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "<an unreadable URL>"
-    if not password:
-        return url
-    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
