@@ -102,9 +102,11 @@ def test_bad_search_input_on_the_command_line_is_one_short_message(project):
     (project / "data/09_tuning").mkdir(parents=True)
     optuna.create_study(study_name="tiny", direction="minimize",
                         storage=f"sqlite:///{project / 'data/09_tuning/sac_tune.db'}")
-    done = subprocess.run([str(KEDRO), "run", "--pipelines=sac_tune"], cwd=project, env=env(), capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == 2 and "sac_tune.direction" in done.stdout + done.stderr
+    done = subprocess.run([sys.executable, "-X", "importtime", str(KEDRO), "run", "--pipelines=sac_tune"],
+                          cwd=project, env=env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "sac_tune.direction" in done.stdout + done.stderr, done.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert not {"mlflow", "jax", "kedro_mlflow"} & imported, sorted(imported)  # the early check found it too
     assert len(study(project).trials) == 0
 
 

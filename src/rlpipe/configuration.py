@@ -240,9 +240,10 @@ def _check_sections_present(requested: list[str], params: dict[str, Any]) -> Non
 
 
 def _check_search_storages(requested: list[str], params: dict[str, Any], urls: dict[str, str | None]) -> None:
-    """A requested search whose storage (its credentials entry's URL, or ``storage``) cannot be opened is a
-    ``ConfigError`` naming that key, found here in a second instead of after Kedro, MLflow and Optuna have loaded
-    (``rlpipe.rl.study_storage.probe``); the project's own SQLite file (no storage set) is not probed."""
+    """A requested search whose storage (its credentials entry's URL, or ``storage``) cannot be opened, or whose
+    stored study has another direction or space, is a ``ConfigError`` naming the key, found here in a second
+    instead of after Kedro's session and MLflow have loaded (``rlpipe.rl.study_storage``). The project's own SQLite
+    file (no storage set) is only read, if it exists; nothing is created."""
     from rlpipe.rl import study_storage, tuning
     from rlpipe.rl.errors import ConfigError
 
@@ -253,6 +254,12 @@ def _check_search_storages(requested: list[str], params: dict[str, Any], urls: d
         url, key = (urls[name], f"{name}.storage_credentials") if urls[name] else (tune.storage, f"{name}.storage")
         if url and (problem := study_storage.probe(url)) is not None:
             raise ConfigError(key, problem)
+        if not url and (default := Path(_project_root()) / "data" / "09_tuning" / f"{name}.db").is_file():
+            url = f"sqlite:///{default}"
+        stored = study_storage.stored_study(url, tune.study_name) if url else None
+        if stored is not None and (error := study_storage.study_mismatch(
+                name, tune, study_storage.hide_password(url), *stored)) is not None:
+            raise error
 
 
 def run_pipeline_error(argv: list[str]) -> str | None:

@@ -95,17 +95,12 @@ def open_study(algo: str, tune: tuning.TuneConfig, from_credentials: str | None 
                                          n_warmup_steps=tune.pruner.n_warmup_steps)
     study = optuna.create_study(storage=storage, study_name=tune.study_name, direction=tune.direction,
                                 sampler=sampler, pruner=pruner, load_if_exists=True)
-    if study.direction.name.lower() != tune.direction:
-        raise ConfigError(f"{key}.direction", f"{tune.direction!r}, but the stored study {tune.study_name!r} on {shown} "
-                                              f"is to {study.direction.name.lower()}: use another study_name")
-    wanted = tuning.space_fingerprint(tune)
-    stored = study.user_attrs.get("rlpipe.space")
-    if stored is None:
-        study.set_user_attr("rlpipe.space", wanted)
+    if (error := study_storage.study_mismatch(key, tune, shown, study.direction.name.lower(),
+                                              study.user_attrs)) is not None:
+        raise error
+    if "rlpipe.space" not in study.user_attrs:
+        study.set_user_attr("rlpipe.space", tuning.space_fingerprint(tune))
         study.set_user_attr("rlpipe.algorithm", algo)
-    elif stored != wanted:
-        raise ConfigError(f"{key}.space", f"differs from the space the stored study {tune.study_name!r} on {shown} was "
-                                          f"created with ({stored}): use another study_name, or the same space")
     return study
 
 

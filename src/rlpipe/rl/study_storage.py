@@ -85,3 +85,35 @@ def _sqlite_problem(url: str) -> str | None:
     if not os.access(folder, os.W_OK):
         return f"cannot open {hide_password(url)!r}: its folder {str(folder)!r} is not writable"
     return None
+
+
+def stored_study(url: str, study_name: str) -> tuple[str, dict[str, Any]] | None:
+    """(direction, user attributes) of the study ``study_name`` stored at ``url``, or None: no such study, no tables
+    yet (nothing is created here), or anything unreadable (the search finds that out when it opens the study)."""
+    try:
+        import optuna
+
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url), skip_table_creation=True)
+        try:
+            study_id = storage.get_study_id_from_name(study_name)
+            return storage.get_study_directions(study_id)[0].name.lower(), storage.get_study_user_attrs(study_id)
+        finally:
+            storage.engine.dispose()
+    except Exception:  # noqa: BLE001 - see above: the search's own check says what is wrong
+        return None
+
+
+def study_mismatch(key: str, tune: Any, shown: str, direction: str, user_attrs: dict[str, Any]) -> Any:
+    """The ``ConfigError`` for a stored study (``direction``, ``user_attrs``) that this search (``tune``, of the
+    section ``key``) must not join: another direction or another space; None if it may."""
+    from rlpipe.rl.errors import ConfigError
+    from rlpipe.rl.tuning import space_fingerprint
+
+    if direction != tune.direction:
+        return ConfigError(f"{key}.direction", f"{tune.direction!r}, but the stored study {tune.study_name!r} on "
+                                               f"{shown} is to {direction}: use another study_name")
+    stored = user_attrs.get("rlpipe.space")
+    if stored is not None and stored != space_fingerprint(tune):
+        return ConfigError(f"{key}.space", f"differs from the space the stored study {tune.study_name!r} on {shown} "
+                                           f"was created with ({stored}): use another study_name, or the same space")
+    return None
