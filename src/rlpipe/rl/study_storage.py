@@ -1,6 +1,7 @@
-"""A search's storage URL checked and explained: the bounded wait for a server, the one line saying why a storage
-cannot be opened, and a probe that finds that out in a second, before Optuna, MLflow or JAX are loaded (``kedro
-run``'s early check, ``rlpipe.configuration``), with the same words the search uses when it opens the study."""
+"""A search's storage checked and explained: the bounded wait for a server, the one line saying why a storage
+cannot be opened, a probe that finds that out in a second, and the rule for joining a stored study (same direction,
+same space). ``kedro run``'s early check (``rlpipe.configuration``) uses them before Kedro's session, MLflow or JAX
+load, and the search when it opens the study, so both say the same words."""
 
 from __future__ import annotations
 
