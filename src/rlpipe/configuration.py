@@ -251,10 +251,10 @@ def _check_search_storages(requested: list[str], params: dict[str, Any], urls: d
         if name not in urls or not isinstance(params.get(name), dict):
             continue
         tune = tuning.load_tune_config(params[name], name)
-        url, key = (urls[name], f"{name}.storage_credentials") if urls[name] else (tune.storage, f"{name}.storage")
+        url, key = study_storage.configured(name, tune, urls[name])
         if url and (problem := study_storage.probe(url)) is not None:
             raise ConfigError(key, problem)
-        if not url and (default := Path(_project_root()) / "data" / "09_tuning" / f"{name}.db").is_file():
+        if not url and (default := Path(_project_root()) / study_storage.default_file(name)).is_file():
             url = f"sqlite:///{default}"
         stored = study_storage.stored_study(url, tune.study_name) if url else None
         if stored is not None and (error := study_storage.study_mismatch(

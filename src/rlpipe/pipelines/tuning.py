@@ -42,14 +42,12 @@ def validated_search(algo: str, params: dict[str, Any], tune_params: dict[str, A
 def storage_url(algo: str, tune: tuning.TuneConfig, from_credentials: str | None = None) -> str:
     """The study's storage: the URL of the credentials entry ``storage_credentials`` names (``from_credentials``,
     handed over by ``rlpipe.configuration.SearchStorageHooks``), else ``storage``, else the project's SQLite file."""
-    if tune.storage_credentials:
-        if not from_credentials:
-            raise ConfigError(f"{algo}_tune.storage_credentials", f"{tune.storage_credentials!r}: no storage URL was "
-                                                                   "handed over from the credentials")
-        return from_credentials
-    if tune.storage:
-        return tune.storage
-    path = project_path(f"data/09_tuning/{algo}_tune.db")
+    url, key = study_storage.configured(f"{algo}_tune", tune, from_credentials)
+    if tune.storage_credentials and not url:
+        raise ConfigError(key, f"{tune.storage_credentials!r}: no storage URL was handed over from the credentials")
+    if url:
+        return url
+    path = project_path(study_storage.default_file(f"{algo}_tune"))
     path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path}"
 
@@ -72,7 +70,7 @@ def _open_storage(optuna, url: str, tune: tuning.TuneConfig, key: str):
                 logger.info("%s: another worker is creating the study's tables; opening again", key)
                 time.sleep(0.2 * attempt)
                 continue
-            where = f"{key}.storage_credentials" if tune.storage_credentials else f"{key}.storage"
+            where = study_storage.configured(key, tune, url)[1]
             raise ConfigError(where, study_storage.storage_problem(error, url)) from None
 
 

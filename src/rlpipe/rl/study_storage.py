@@ -12,6 +12,21 @@ from typing import Any
 CONNECT_TIMEOUT_S = 10  # a server that does not answer (a firewall dropping packets) is an error this soon
 
 
+def default_file(section: str) -> str:
+    """The project's own SQLite file of the search ``section`` (e.g. ``sac_tune``), relative to the project root:
+    the storage when neither ``storage_credentials`` nor ``storage`` is set."""
+    return f"data/09_tuning/{section}.db"
+
+
+def configured(section: str, tune: Any, from_credentials: str | None) -> tuple[str | None, str]:
+    """(URL, key): the storage the search ``section`` asked for and the parameter that says so. The credentials
+    entry's URL (``from_credentials``) when ``storage_credentials`` is set, else ``storage``; a None URL with
+    ``storage`` unset means the project's own file (``default_file``)."""
+    if tune.storage_credentials:
+        return from_credentials, f"{section}.storage_credentials"
+    return tune.storage, f"{section}.storage"
+
+
 def hide_password(url: str) -> str:
     """``url`` with its password (if any) as ``***``: what a message may show of a storage URL."""
     from urllib.parse import urlsplit
