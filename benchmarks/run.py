@@ -8,8 +8,8 @@ ours, theirs, ...) in fresh processes, and reports per-pair ratios with medians 
 
 Case 5 also runs the scaling sweep on the code of ``--baseline-rev`` (default 444244e, the last commit on
 pmap; checked out in a temporary git worktree, removed at the end), alternating before/after pair by pair.
-Case 6 compares 1 process with 2 devices against 2 processes (``python -m rlpipe.launch``) with 1 device each, and
-runs both on the code of ``--multiprocess-baseline-rev`` too (default fdb5eb8, the last commit whose collectives
+Case 6 compares 1 process with 2 devices against 2 processes (``python -m rlpipe.launch``) with 1 device each
+(their thread pools sharing both cores, and each process pinned to its own CPU), and runs them on the code of ``--multiprocess-baseline-rev`` too (default fdb5eb8, the last commit whose collectives
 all-reduced a tree leaf by leaf), before/after pair by pair.
 For a quick look at cases 5 and 6: ``--pairs 1 --cases 5,6 --num-envs 64 --iterations 6 --no-save``.
 Case 7 (first contact) times whole ``kedro run`` processes with a warm cache (``--pipeline=sac``, ``--pipeline=ppo``,
@@ -423,38 +423,48 @@ def case_multiprocess(pairs: int, iterations: int = MULTIPROCESS_ITERATIONS, num
             "seeds": seeds_over_processes(pairs, MULTIPROCESS_ITERATIONS)}
 
 
-def _before(args: list[str], base: dict) -> tuple[dict, dict]:
-    """The baseline's 1 process x 2 devices and 2 processes x 1 device runs of the same ``args``."""
+def _before(args: list[str], base: dict) -> tuple[dict, dict, dict]:
+    """The baseline's 1 process x 2 devices and 2 processes x 1 device (unpinned, then pinned) runs of ``args``."""
     one = run_json(OURS_PY, "ours/scaling.py", *args, env={**base["env"], **forced_devices(2)}, tree=base["tree"],
                    label="[before, 1 process x 2] ")
-    return one, run_json_processes(2, 1, "ours/scaling.py", *args, tree=base["tree"], env=base["env"])
+    return (one, run_json_processes(2, 1, "ours/scaling.py", *args, tree=base["tree"], env=base["env"]),
+            run_json_processes(2, 1, "ours/scaling.py", *args, tree=base["tree"], env=base["env"], pin_cpus=True))
 
 
 def _multiprocess_rows(pairs: int, iterations: int, num_envs: list[int] | None, base: dict | None) -> dict:
-    rows, floors = [], []
+    """Case 6's rows: per num_envs, 1 process x 2 devices against 2 processes x 1 device, unpinned (their thread
+    pools share both cores) and pinned (``--pin-cpus``: each process on its own CPU), with breakdowns of both."""
+    rows, floors, floors_pinned = [], [], []
     for n in [n for n in num_envs if n % 2 == 0] if num_envs else MULTIPROCESS_NUM_ENVS:
         args = ["--num-envs", str(n), "--iterations", str(iterations)]
-        one, two, alone, before = [], [], [], []
+        one, two, pinned, alone, before = [], [], [], [], []
         for _ in range(pairs):
             if base:
                 before.append(_before(args, base))
             one.append(run_json(OURS_PY, "ours/scaling.py", *args, env=forced_devices(2), label="[1 process x 2] "))
             two.append(run_json_processes(2, 1, "ours/scaling.py", *args, "--inventory"))
+            pinned.append(run_json_processes(2, 1, "ours/scaling.py", *args, pin_cpus=True))
             alone.append(run_json(OURS_PY, "ours/scaling.py", "--num-envs", str(n // 2), "--iterations",
                                   str(iterations), env=forced_devices(1), label="[compute alone] "))
-        check_devices(one + two, 2)
+        check_devices(one + two + pinned, 2)
         reduces = two[0]["all_reduces"]
-        sizes = sorted(set(reduces["in_loop_bytes"] + reduces["once_bytes"]) | {4})
-        floors.append(run_json_processes(2, 1, "ours/collectives.py", "--bytes", *map(str, sizes)))
+        sizes = [str(b) for b in sorted(set(reduces["in_loop_bytes"] + reduces["once_bytes"]) | {4})]
+        floors.append(run_json_processes(2, 1, "ours/collectives.py", "--bytes", *sizes))
+        floors_pinned.append(run_json_processes(2, 1, "ours/collectives.py", "--bytes", *sizes, pin_cpus=True))
+        ratio = lambda runs: stats([b["env_steps_per_s"] / a["env_steps_per_s"] for a, b in zip(one, runs)])  # noqa
         rows.append({"num_envs": n, "devices": 2,
                      "one_process": stats([r["env_steps_per_s"] for r in one]),
-                     "two_processes": stats([r["env_steps_per_s"] for r in two]),
-                     "two_over_one": stats([b["env_steps_per_s"] / a["env_steps_per_s"] for a, b in zip(one, two)]),
+                     "two_processes": stats([r["env_steps_per_s"] for r in two]), "two_over_one": ratio(two),
+                     "two_pinned": stats([r["env_steps_per_s"] for r in pinned]), "pinned_over_one": ratio(pinned),
                      "breakdown": iteration_breakdown(two, alone, reduces, floors[-1]["all_reduce_seconds"]),
-                     "runs": {"one_process": one, "two_processes": two, "compute_alone": alone}})
+                     "breakdown_pinned": iteration_breakdown(pinned, alone, reduces,
+                                                             floors_pinned[-1]["all_reduce_seconds"]),
+                     "runs": {"one_process": one, "two_processes": two, "two_pinned": pinned, "compute_alone": alone}})
         if before:
             rows[-1]["before"] = before_after_rates([b[0] for b in before], [b[1] for b in before], one, two)
-    return {"rows": rows, "floors": floors}
+            rows[-1]["before_pinned"] = before_after_rates([b[0] for b in before], [b[2] for b in before], one,
+                                                           pinned)
+    return {"rows": rows, "floors": floors, "floors_pinned": floors_pinned}
 
 
 def before_after_rates(one_before: list[dict], two_before: list[dict], one: list[dict], two: list[dict]) -> dict:
@@ -791,24 +801,34 @@ def multiprocess_before_after_lines(c: dict) -> list[str]:
         lines.append(f"| {r['num_envs']} | {spread(b['one_process'])} | {spread(b['one_after_over_before'])}× "
                      f"| {spread(b['two_processes'])} | {spread(b['two_after_over_before'])}× "
                      f"| {spread(b['two_over_one'])}× |")
+        if "before_pinned" in r:
+            p = r["before_pinned"]
+            lines.append(f"| {r['num_envs']}, pinned | | | {spread(p['two_processes'])} "
+                         f"| {spread(p['two_after_over_before'])}× | {spread(p['two_over_one'])}× |")
     return lines
 
 
 def multiprocess_breakdown_lines(c: dict) -> list[str]:
     """Case 6's floor, per-iteration breakdown and seeds-over-processes figure (absent in older results)."""
     lines = [""]
-    for floor in c.get("floors", [])[:1]:
-        lines += ["Floor: a raw all-reduce between the 2 processes (psum in a shard_map, chained in a loop), ms: " +
-                  ", ".join(f"{b} B {1000 * s:.3f}" for b, s in floor["all_reduce_seconds"].items()), ""]
+    for key, how in (("floors", ""), ("floors_pinned", ", each process pinned to its own CPU")):
+        for floor in c.get(key, [])[:1]:
+            lines += [f"Floor{how}: a raw all-reduce between the 2 processes (psum in a shard_map, chained in a "
+                      "loop), ms: " + ", ".join(f"{b} B {1000 * s:.3f}" for b, s in floor["all_reduce_seconds"].items()),
+                      ""]
     if c["rows"] and "breakdown" in c["rows"][0]:
         lines += ["| num_envs | 2-process iteration, ms | compute alone, ms | all-reduces / iteration (bytes) "
                   "| their floor, ms | waiting, ms | iteration / (compute + 1.5 x floor) |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]
         for r in c["rows"]:
-            b = r["breakdown"]
-            lines.append(f"| {r['num_envs']} | {fmt(b['iteration_ms']['median'])} | {fmt(b['compute_ms']['median'])} "
-                         f"| {b['all_reduces_per_iteration']} ({b['bytes_per_iteration']:,}) | {fmt(b['floor_ms'])} "
-                         f"| {fmt(b['waiting_ms'])} | {fmt(b['over_compute_plus_1_5_floor'])} |")
+            for key, how in (("breakdown", ""), ("breakdown_pinned", ", pinned")):
+                if key not in r:
+                    continue
+                b = r[key]
+                lines.append(f"| {r['num_envs']}{how} | {fmt(b['iteration_ms']['median'])} "
+                             f"| {fmt(b['compute_ms']['median'])} | {b['all_reduces_per_iteration']} "
+                             f"({b['bytes_per_iteration']:,}) | {fmt(b['floor_ms'])} | {fmt(b['waiting_ms'])} "
+                             f"| {fmt(b['over_compute_plus_1_5_floor'])} |")
         lines.append("")
     if "seeds" in c:
         s = c["seeds"]
@@ -953,10 +973,12 @@ def report(results: dict) -> str:
                   "--processes 2 --devices-per-process 1`: jax.distributed on this machine, collectives over gloo), "
                   "alternately pair by pair; the 2-process figure is process 0's.", "",
                   "| num_envs | 1 process x 2 devices, env steps/s | 2 processes x 1 device, env steps/s "
-                  "| 2 processes / 1 process |",
-                  "| --- | --- | --- | --- |"]
+                  "| 2 processes / 1 process | the same, each pinned to its own CPU (`--pin-cpus`) | pinned / 1 "
+                  "process |",
+                  "| --- | --- | --- | --- | --- | --- |"]
         lines += [f"| {r['num_envs']} | {spread(r['one_process'])} | {spread(r['two_processes'])} | "
-                  f"{spread(r['two_over_one'])}× |" for r in rows]
+                  f"{spread(r['two_over_one'])}× | " + (f"{spread(r['two_pinned'])} | {spread(r['pinned_over_one'])}× |"
+                                                        if "two_pinned" in r else "| |") for r in rows]
         lines += multiprocess_before_after_lines(results["cases"]["6"])
         lines += multiprocess_breakdown_lines(results["cases"]["6"])
     if "7" in results["cases"]:

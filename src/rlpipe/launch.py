@@ -239,8 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--restart-backoff", type=float, default=2.0,
                         help="seconds before the first restart, doubling for each further one (default 2)")
     parser.add_argument("--pin-cpus", action="store_true",
-                        help="run each process on its own share of the CPUs (for seeds over processes; processes that "
-                             "all-reduce every step are faster unpinned on one machine)")
+                        help="run each process on its own share of the CPUs (faster on one machine: every process "
+                             "keeps its CPUs for its own computation)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command

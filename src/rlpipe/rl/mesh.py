@@ -22,6 +22,7 @@ import numpy as np
 
 # the status of a process that stopped because another was lost (re-exported: launchers and scripts look for it here)
 from rlpipe.rl.peers import LOST_PROCESS_EXIT_CODE as LOST_PROCESS_EXIT_CODE
+from rlpipe.rl import transport
 from rlpipe.rl.peers import watch_peers
 
 logger = logging.getLogger(__name__)
@@ -123,6 +124,9 @@ def initialize(settings: Any = None) -> bool:
         heartbeat_timeout_seconds=2 * lost_after + 5,
         shutdown_timeout_seconds=int(getattr(settings, "shutdown_timeout_seconds", 300)))
     watch_peers(lost_after)
+    before = transport.thread_ids()
+    jax.devices()  # creates the backend, and with it the collectives' transport and its event thread
+    transport.calm_new_event_threads(before)
     logger.info("process %d of %d joined %s: %d devices in all, %d here", jax.process_index(), jax.process_count(),
                 address or "the cluster's coordinator", jax.device_count(), jax.local_device_count())
     return True
