@@ -71,6 +71,7 @@ print(f"process {jax.process_index()}: sum {float(total(x)[0])}, {len(idle)} idl
 """
 
 
+@pytest.mark.slow
 def test_in_a_two_process_run_each_process_gives_its_gloo_event_thread_the_idle_class(tmp_path, started):  # noqa: F811
     run = start(started, tmp_path, [sys.executable, "-m", "rlpipe.launch", "--processes", "2", "--devices-per-process",
                                     "1", "--grace", "30", "--", sys.executable, "-c", REPORT])
