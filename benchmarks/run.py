@@ -88,11 +88,12 @@ def run_captured(command: list[str], env: dict, cwd: Path = ROOT, timeout: float
 
 
 def run_json(python: Path, script: str, *args: str, env: dict | None = None, timeout: int | None = None,
-             tree: Path = ROOT, label: str = "") -> dict:
-    """Run a benchmark script (of the benchmarks/ folder of ``tree``) in a fresh process; its last stdout line is
-    its JSON result."""
+             tree: Path = ROOT, label: str = "", cpus: str | None = None) -> dict:
+    """Run a benchmark script (of the benchmarks/ folder of ``tree``) in a fresh process (with ``cpus``, on those
+    CPUs only: ``taskset -c``); its last stdout line is its JSON result."""
     started = time.perf_counter()
-    code, out, err = run_captured([str(python), str(tree / "benchmarks" / script), *args], environment(env),
+    pin = ["taskset", "-c", cpus] if cpus else []
+    code, out, err = run_captured([*pin, str(python), str(tree / "benchmarks" / script), *args], environment(env),
                                   cwd=tree, timeout=timeout)
     if code != 0:
         raise RuntimeError(f"{label}{script} {' '.join(args)} failed (exit status {code}):\n{err[-4000:]}")
@@ -437,7 +438,7 @@ def _multiprocess_rows(pairs: int, iterations: int, num_envs: list[int] | None, 
     rows, floors, floors_pinned = [], [], []
     for n in [n for n in num_envs if n % 2 == 0] if num_envs else MULTIPROCESS_NUM_ENVS:
         args = ["--num-envs", str(n), "--iterations", str(iterations)]
-        one, two, pinned, alone, before = [], [], [], [], []
+        one, two, pinned, alone, alone_pinned, before = [], [], [], [], [], []
         for _ in range(pairs):
             if base:
                 before.append(_before(args, base))
@@ -446,6 +447,9 @@ def _multiprocess_rows(pairs: int, iterations: int, num_envs: list[int] | None, 
             pinned.append(run_json_processes(2, 1, "ours/scaling.py", *args, pin_cpus=True))
             alone.append(run_json(OURS_PY, "ours/scaling.py", "--num-envs", str(n // 2), "--iterations",
                                   str(iterations), env=forced_devices(1), label="[compute alone] "))
+            alone_pinned.append(run_json(OURS_PY, "ours/scaling.py", "--num-envs", str(n // 2), "--iterations",
+                                         str(iterations), env=forced_devices(1), cpus="0",
+                                         label="[compute alone, one CPU] "))
         check_devices(one + two + pinned, 2)
         reduces = two[0]["all_reduces"]
         sizes = [str(b) for b in sorted(set(reduces["in_loop_bytes"] + reduces["once_bytes"]) | {4})]
@@ -457,9 +461,10 @@ def _multiprocess_rows(pairs: int, iterations: int, num_envs: list[int] | None, 
                      "two_processes": stats([r["env_steps_per_s"] for r in two]), "two_over_one": ratio(two),
                      "two_pinned": stats([r["env_steps_per_s"] for r in pinned]), "pinned_over_one": ratio(pinned),
                      "breakdown": iteration_breakdown(two, alone, reduces, floors[-1]["all_reduce_seconds"]),
-                     "breakdown_pinned": iteration_breakdown(pinned, alone, reduces,
+                     "breakdown_pinned": iteration_breakdown(pinned, alone_pinned, reduces,
                                                              floors_pinned[-1]["all_reduce_seconds"]),
-                     "runs": {"one_process": one, "two_processes": two, "two_pinned": pinned, "compute_alone": alone}})
+                     "runs": {"one_process": one, "two_processes": two, "two_pinned": pinned, "compute_alone": alone,
+                              "compute_alone_one_cpu": alone_pinned}})
         if before:
             rows[-1]["before"] = before_after_rates([b[0] for b in before], [b[1] for b in before], one, two)
             rows[-1]["before_pinned"] = before_after_rates([b[0] for b in before], [b[2] for b in before], one,
@@ -817,6 +822,9 @@ def multiprocess_breakdown_lines(c: dict) -> list[str]:
                       "loop), ms: " + ", ".join(f"{b} B {1000 * s:.3f}" for b, s in floor["all_reduce_seconds"].items()),
                       ""]
     if c["rows"] and "breakdown" in c["rows"][0]:
+        if any("compute_alone_one_cpu" in r["runs"] for r in c["rows"]):
+            lines += ["Compute alone: 1 process x 1 device on half the envs, each device's work without collectives "
+                      "(on both CPUs; for the pinned rows on one CPU, as each pinned process runs).", ""]
         lines += ["| num_envs | 2-process iteration, ms | compute alone, ms | all-reduces / iteration (bytes) "
                   "| their floor, ms | waiting, ms | iteration / (compute + 1.5 x floor) |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]
