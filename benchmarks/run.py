@@ -412,8 +412,9 @@ def case_multiprocess(pairs: int, iterations: int = MULTIPROCESS_ITERATIONS, num
                       baseline_rev: str | None = MULTIPROCESS_BASELINE_REV) -> dict:
     """6. The cost of crossing processes: env steps/s of the SAC train node (scaling.py's measurement) on 2
     devices, either 1 process x 2 (forced) devices or 2 processes x 1 device (a jax.distributed run on this
-    machine, collectives over gloo), alternately pair by pair. Beside each pair: the compute alone (1 process x 1
-    device on half the envs, each device's work without collectives), the all-reduces of the 2-process chunk, and,
+    machine, collectives over gloo; unpinned, then each process pinned to its own CPU), alternately pair by pair.
+    Beside each pair: the compute alone (1 process x 1 device on half the envs, each device's work without
+    collectives; on both CPUs, and on one CPU for the pinned layout), the all-reduces of the 2-process chunk, and,
     once, the floor (a raw all-reduce of those bytes between the 2 processes); then the same 2 seeds one per device,
     on 1 process x 2 devices against 2 processes x 1 device (no collective crosses seeds). With ``baseline_rev``,
     both layouts also run on that revision's code in each pair (before, then after)."""
@@ -455,11 +456,9 @@ def _multiprocess_rows(pairs: int, iterations: int, num_envs: list[int] | None, 
         sizes = [str(b) for b in sorted(set(reduces["in_loop_bytes"] + reduces["once_bytes"]) | {4})]
         floors.append(run_json_processes(2, 1, "ours/collectives.py", "--bytes", *sizes))
         floors_pinned.append(run_json_processes(2, 1, "ours/collectives.py", "--bytes", *sizes, pin_cpus=True))
-        ratio = lambda runs: stats([b["env_steps_per_s"] / a["env_steps_per_s"] for a, b in zip(one, runs)])  # noqa
         rows.append({"num_envs": n, "devices": 2,
-                     "one_process": stats([r["env_steps_per_s"] for r in one]),
-                     "two_processes": stats([r["env_steps_per_s"] for r in two]), "two_over_one": ratio(two),
-                     "two_pinned": stats([r["env_steps_per_s"] for r in pinned]), "pinned_over_one": ratio(pinned),
+                     "one_process": rates(one), "two_processes": rates(two), "two_over_one": rate_ratios(one, two),
+                     "two_pinned": rates(pinned), "pinned_over_one": rate_ratios(one, pinned),
                      "breakdown": iteration_breakdown(two, alone, reduces, floors[-1]["all_reduce_seconds"]),
                      "breakdown_pinned": iteration_breakdown(pinned, alone_pinned, reduces,
                                                              floors_pinned[-1]["all_reduce_seconds"]),
@@ -472,13 +471,22 @@ def _multiprocess_rows(pairs: int, iterations: int, num_envs: list[int] | None, 
     return {"rows": rows, "floors": floors, "floors_pinned": floors_pinned}
 
 
+def rates(runs: list[dict]) -> dict:
+    """The env steps/s of ``runs``: median, spread."""
+    return stats([r["env_steps_per_s"] for r in runs])
+
+
+def rate_ratios(base: list[dict], runs: list[dict]) -> dict:
+    """Env steps/s of ``runs`` over those of ``base``, pair by pair."""
+    return stats([b["env_steps_per_s"] / a["env_steps_per_s"] for a, b in zip(base, runs)])
+
+
 def before_after_rates(one_before: list[dict], two_before: list[dict], one: list[dict], two: list[dict]) -> dict:
     """Env steps/s of both layouts before (the baseline's code) and their after/before ratios, pair by pair."""
-    rate = lambda runs: [r["env_steps_per_s"] for r in runs]  # noqa: E731
-    return {"one_process": stats(rate(one_before)), "two_processes": stats(rate(two_before)),
-            "two_over_one": stats([b / a for a, b in zip(rate(one_before), rate(two_before))]),
-            "one_after_over_before": stats([a / b for a, b in zip(rate(one), rate(one_before))]),
-            "two_after_over_before": stats([a / b for a, b in zip(rate(two), rate(two_before))])}
+    return {"one_process": rates(one_before), "two_processes": rates(two_before),
+            "two_over_one": rate_ratios(one_before, two_before),
+            "one_after_over_before": rate_ratios(one_before, one),
+            "two_after_over_before": rate_ratios(two_before, two)}
 
 
 def iteration_breakdown(two: list[dict], alone: list[dict], reduces: dict, floor: dict[str, float]) -> dict:
@@ -508,13 +516,9 @@ def seeds_over_processes(pairs: int, iterations: int, num_envs: int = 8) -> dict
     if any(r["seed_groups"] != MULTIPROCESS_SEEDS for r in one + two + unpinned):
         raise RuntimeError("a seeds-over-processes run did not lay one seed per device")
 
-    def ratio(runs: list[dict]) -> dict:
-        return stats([b["env_steps_per_s"] / a["env_steps_per_s"] for a, b in zip(one, runs)])
-
     return {"num_envs": num_envs, "num_seeds": MULTIPROCESS_SEEDS, "iterations": iterations,
-            "one_process": stats([r["env_steps_per_s"] for r in one]),
-            "two_processes": stats([r["env_steps_per_s"] for r in two]), "two_over_one": ratio(two),
-            "two_unpinned": stats([r["env_steps_per_s"] for r in unpinned]), "unpinned_over_one": ratio(unpinned),
+            "one_process": rates(one), "two_processes": rates(two), "two_over_one": rate_ratios(one, two),
+            "two_unpinned": rates(unpinned), "unpinned_over_one": rate_ratios(one, unpinned),
             "runs": {"one_process": one, "two_processes": two, "two_unpinned": unpinned}}
 
 

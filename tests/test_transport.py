@@ -54,7 +54,9 @@ def test_only_new_threads_in_epoll_wait_get_the_idle_class():
         release.set()
         for thread in (looping, waiting, old):
             thread.join(10)
-        os.close(waker_read), os.close(waker_write), poller.close()
+        poller.close()
+        os.close(waker_read)
+        os.close(waker_write)
 
 
 REPORT = """
