@@ -53,10 +53,11 @@ def is_lost(status: int) -> bool:
 def cpu_shares(cpus: set[int], processes: int) -> list[set[int]]:
     """``cpus`` split into ``processes`` disjoint shares of consecutive CPUs, as equal as they can be.
 
-    Pinned, processes that seldom talk (one seed per process, ``train.seeds_per_device``) no longer fight for every
-    core with each other's thread pools: on a 2-core machine 2 seeds over 2 pinned processes ran as fast as on
-    1 process x 2 devices, unpinned at about 0.65x. Processes that all-reduce every step (data parallel across
-    processes) ran several times slower pinned there: the launcher leaves them unpinned unless asked."""
+    Pinned, processes no longer fight for every core with each other's thread pools. On a 2-core machine
+    (docs/distributed.md has the figures) both layouts ran faster pinned: 2 seeds over 2 processes about as fast as
+    on 1 process x 2 devices, and data-parallel processes, which all-reduce every step, about twice as fast as
+    unpinned. The launcher still pins only when asked: a pinned process cannot move off a CPU that other work
+    keeps busy."""
     ordered = sorted(cpus)
     if processes > len(ordered):
         raise ValueError(f"--pin-cpus needs at least one CPU per process: {processes} processes, "
