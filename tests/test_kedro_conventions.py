@@ -78,6 +78,25 @@ def test_the_pipeline_names_known_before_kedro_starts_are_the_registered_ones():
     assert configuration.pipeline_names() == set(register_pipelines())
 
 
+def test_processes_other_than_0_run_each_pipeline_up_to_its_training_nodes(monkeypatch):
+    """What a process other than 0 of a multi-process run runs: every node its training nodes need, and no report,
+    export or evaluation of process 0's; a chain up to its last stage's training node, with what feeds it."""
+    from rlpipe import pipeline_registry
+    from rlpipe.rl import mesh
+
+    everything = pipeline_registry.register_pipelines()
+    monkeypatch.setattr(mesh, "is_primary", lambda: False)
+    others = pipeline_registry.register_pipelines()
+    names = lambda pipeline: {node.name for node in pipeline.nodes}  # noqa: E731
+    assert names(others["sac"]) == names(everything["sac"].to_nodes("sac.train"))
+    assert "sac.evaluate" in names(everything["sac"]) and "sac.evaluate" not in names(others["sac"])
+    chain, whole = names(others["imitation_chain"]), names(everything["imitation_chain"])
+    assert {"sac.train", "ppo_imitation.train"} <= chain
+    assert {n for n in whole - chain if n.startswith("ppo_imitation.")} >= {"ppo_imitation.evaluate"}
+    assert not [n for n in chain if n.split(".")[-1] in ("evaluate", "export_policy", "plot_learning_curve")], chain
+    assert names(others["sac_eval"]) == names(everything["sac_eval"])  # nothing trains there: the whole pipeline
+
+
 def test_a_mistyped_pipeline_name_is_one_line_naming_the_valid_ones_before_jax_loads(project):
     from rlpipe.pipeline_registry import register_pipelines
 

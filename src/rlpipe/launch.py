@@ -13,11 +13,12 @@ A process is *lost* when it ends by a signal or with ``LOST_PROCESS_EXIT_CODE`` 
 exit with): the run can go on from its last checkpoint. Then, up to ``--max-restarts`` times, every process is
 started again (a new coordinator port) after a backoff that doubles each time, with ``RLPIPE_RESUME=auto`` and
 ``RLPIPE_RESTART_COUNT`` in its environment, so the training continues the interrupted run of the same config.
-Any other failure (a config error, a crash of the program) would happen again: it ends the launch at once.
+Any other failure (an error exit: a config error, an exception of the program) would happen again: it ends the
+launch at once.
 
 Exit status: 0 once the run succeeded; 75 when a process was lost and no restart is left (the run is resumable);
-otherwise the first failure's status. On a cluster, use the scheduler instead (SLURM's ``srun --requeue``, a
-Kubernetes indexed Job): see docs/distributed.md.
+otherwise the first failure's status. On a cluster, use the scheduler instead (a SLURM batch job with ``--requeue``,
+a Kubernetes indexed Job): see docs/distributed.md.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def cpu_shares(cpus: set[int], processes: int) -> list[set[int]]:
 
     Pinned, processes no longer fight for every core with each other's thread pools. On a 2-core machine
     (docs/distributed.md has the figures) both layouts ran faster pinned: 2 seeds over 2 processes about as fast as
-    on 1 process x 2 devices, and data-parallel processes, which all-reduce every step, about twice as fast as
+    on 1 process x 2 devices, and data-parallel processes, which all-reduce every step, 1.1 to 2.4 times as fast as
     unpinned. The launcher still pins only when asked: a pinned process cannot move off a CPU that other work
     keeps busy."""
     ordered = sorted(cpus)

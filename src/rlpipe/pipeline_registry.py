@@ -16,9 +16,9 @@ def register_pipelines() -> dict[str, Pipeline]:
     """Every registered algorithm's ``<algo>``, ``<algo>_eval`` and ``<algo>_tune``, the pipelines declared in
     ``rlpipe.pipelines.declared``, and ``__default__`` (the registry's default algorithm's, ``rlpipe.rl.algorithm.DEFAULT``).
 
-    In a multi-process run the processes other than 0 run each pipeline only up to its ``train`` node, which all
-    processes run together; evaluation, export and reports are process 0's (resolved after the context hook has
-    joined the processes, so the process index is known here).
+    In a multi-process run the processes other than 0 run each pipeline only up to its ``train`` nodes (a chain
+    has several), which all processes run together; evaluation, export and reports are process 0's (resolved after
+    the context hook has joined the processes, so the process index is known here).
     """
     registered = algorithms.names()
     pipelines = {}
@@ -26,7 +26,7 @@ def register_pipelines() -> dict[str, Pipeline]:
         pipelines.update(standard_pipelines(algorithm))
     pipelines.update(declared_pipelines(registered))
     if not mesh.is_primary():
-        pipelines = {name: _up_to_training(name, pipeline) for name, pipeline in pipelines.items()}
+        pipelines = {name: _up_to_training(pipeline) for name, pipeline in pipelines.items()}
     pipelines["__default__"] = pipelines[algorithms.DEFAULT]
     return pipelines
 
@@ -38,6 +38,8 @@ def standard_pipelines(algorithm: str) -> dict[str, Pipeline]:
             f"{algorithm}_tune": tune_pipeline(algorithm)}
 
 
-def _up_to_training(name: str, pipeline: Pipeline) -> Pipeline:
-    train = f"{name}.train"
-    return pipeline.to_nodes(train) if any(node.name == train for node in pipeline.nodes) else pipeline
+def _up_to_training(pipeline: Pipeline) -> Pipeline:
+    """The nodes up to every training node of ``pipeline`` (``<namespace>.train``: one, or each stage's of a
+    chain); a pipeline without one (evaluation, search, comparison) whole."""
+    trains = [node.name for node in pipeline.nodes if node.name.rsplit(".", 1)[-1] == "train" and "." in node.name]
+    return pipeline.to_nodes(*trains) if trains else pipeline

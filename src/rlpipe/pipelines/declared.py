@@ -31,7 +31,7 @@ ALGORITHM_PIPELINES: dict[str, dict[str, Callable[[], Pipeline]]] = {
 
 def imitation_chain() -> Pipeline:
     """``imitation_chain``: SAC trains the expert, record_demonstrations rolls it out, ppo_imitation learns from the
-    demonstrations alone; one run, one DAG (``kedro viz --pipelines=imitation_chain``)."""
+    demonstrations alone; one run, one DAG (``kedro viz run --pipeline=imitation_chain``)."""
     return (training_pipeline("sac") + recording_pipeline("sac", "record_demonstrations")
             + imitation_pipeline())
 
