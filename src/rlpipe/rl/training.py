@@ -27,6 +27,7 @@ from rlpipe.rl.chunk import RunState, checkpoint_tree, episode_log_size, make_bo
 from rlpipe.rl.early_stopping import EarlyStopping
 from rlpipe.rl.envs import EnvSpec, ScenarioBatch
 from rlpipe.rl.errors import ConfigError
+from rlpipe.rl.host_memory import release_freed_memory
 from rlpipe.rl.run_state import initial_state
 from rlpipe.rl.schedule import Schedule, plan
 from rlpipe.rl.seeds import Seeds, num_seeds
@@ -82,6 +83,7 @@ def compile_chunk(chunk, state: RunState, scenarios: ScenarioBatch, num_iters: i
         compiled = chunk.lower(state, scenarios, jnp.int32(num_iters)).compile()
         if side is not None:
             side.result()
+    release_freed_memory()  # the compilers' scratch memory, which glibc would otherwise keep for the whole run
     seconds = time.perf_counter() - started
     return (lambda s, n: compiled(s, scenarios, jnp.int32(n))), seconds
 
