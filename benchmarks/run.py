@@ -789,7 +789,7 @@ CASES = {"1": ("SAC Pendulum-v1 to -200", case_sac_threshold), "2": ("SAC identi
 def fmt(x, digits=3):
     if x is None:
         return "n/a"
-    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.{digits}g}"
+    return f"{x:,.0f}" if abs(x) >= 999.5 else f"{x:.{digits}g}"
 
 
 def spread(s: dict, digits=3) -> str:
