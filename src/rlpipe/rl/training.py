@@ -83,8 +83,8 @@ def compile_chunk(chunk, state: RunState, scenarios: ScenarioBatch, num_iters: i
         compiled = chunk.lower(state, scenarios, jnp.int32(num_iters)).compile()
         if side is not None:
             side.result()
-    release_freed_memory()  # the compilers' scratch memory, which glibc would otherwise keep for the whole run
     seconds = time.perf_counter() - started
+    release_freed_memory()  # the compilers' scratch memory, which glibc would otherwise keep for the whole run
     return (lambda s, n: compiled(s, scenarios, jnp.int32(n))), seconds
 
 
