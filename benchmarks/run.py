@@ -36,6 +36,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import statistics
@@ -130,6 +131,8 @@ def run_json_processes(processes: int, devices_per_process: int, script: str, *a
         raise RuntimeError(f"{what}: process 0 ran in a run of {result.get('processes')} process(es), not "
                            f"{processes}: it did not join the others")
     result["wall_seconds"] = time.perf_counter() - started
+    if threads := re.search(r"^rlpipe\.launch: process 0 of .*, XLA threads (\d+)\)$", out, re.MULTILINE):
+        result["xla_threads"] = int(threads.group(1))  # the pool size the launcher gave (not said before it did)
     print(f"  {what}: {summary_line(result)}", flush=True)
     return result
 
@@ -817,6 +820,15 @@ def multiprocess_before_after_lines(c: dict) -> list[str]:
     return lines
 
 
+def unpinned_pools(runs: list[dict]) -> str:
+    """What the unpinned processes' XLA thread pools were: sized by the launcher (``PJRT_NPROC``, said in its
+    output) or, in results from before it did, each as large as all the cores."""
+    threads = sorted({r["xla_threads"] for r in runs if "xla_threads" in r})
+    if not threads:
+        return "the 2 processes' thread pools share both cores"
+    return f"each process's XLA thread pool sized to its share of the CPUs ({'/'.join(map(str, threads))} thread(s))"
+
+
 def multiprocess_breakdown_lines(c: dict) -> list[str]:
     """Case 6's floor, per-iteration breakdown and seeds-over-processes figure (absent in older results)."""
     lines = [""]
@@ -849,7 +861,7 @@ def multiprocess_breakdown_lines(c: dict) -> list[str]:
                   f"1 process x 2 devices {spread(s['one_process'])}, 2 processes x 1 device{pinned} "
                   f"{spread(s['two_processes'])} agent env steps/s: {spread(s['two_over_one'])}× (target >= 0.9×)."]
         if "two_unpinned" in s:
-            lines.append(f"Unpinned, the 2 processes' thread pools share both cores: {spread(s['two_unpinned'])} "
+            lines.append(f"Unpinned, {unpinned_pools(s['runs']['two_unpinned'])}: {spread(s['two_unpinned'])} "
                          f"agent env steps/s, {spread(s['unpinned_over_one'])}×.")
         lines.append("")
     return lines
@@ -983,7 +995,8 @@ def report(results: dict) -> str:
                   "batch 128, 2 devices)", "",
                   "1 process with 2 forced CPU devices against 2 processes of 1 device each (`python -m rlpipe.launch "
                   "--processes 2 --devices-per-process 1`: jax.distributed on this machine, collectives over gloo), "
-                  "alternately pair by pair; the 2-process figure is process 0's.", "",
+                  "alternately pair by pair; the 2-process figure is process 0's. Unpinned, "
+                  f"{unpinned_pools([run for r in rows for run in r['runs']['two_processes']])}.", "",
                   "| num_envs | 1 process x 2 devices, env steps/s | 2 processes x 1 device, env steps/s "
                   "| 2 processes / 1 process | the same, each pinned to its own CPU (`--pin-cpus`) | pinned / 1 "
                   "process |",

@@ -127,6 +127,34 @@ def test_pinned_processes_each_run_on_their_own_share_of_the_cpus():
     assert os.sched_getaffinity(0) == here  # the launcher itself is back on all its CPUs
 
 
+# A stand-in that prints the size the launcher gave its XLA thread pool and the pool it got once JAX computed.
+SHOW_THREADS = """
+import os
+import jax, jax.numpy as jnp
+jax.jit(lambda x: x @ x)(jnp.ones((64, 64))).block_until_ready()
+pool = sum(open(f"/proc/self/task/{t}/comm").read().strip() == "tf_XLAEigen" for t in os.listdir("/proc/self/task"))
+print("PJRT_NPROC", os.environ.get("PJRT_NPROC"), "pool", pool, flush=True)
+"""
+
+
+def _threads_seen(text: str) -> list[tuple[str, int]]:
+    return sorted((n, int(p)) for n, p in re.findall(r"^\[p\d\] PJRT_NPROC (\S+) pool (\d+)$", text, re.MULTILINE))
+
+
+def test_each_process_sizes_its_xla_thread_pool_to_its_share_of_the_cpus(monkeypatch):
+    assert [launch.threads_per_process(c, p) for c, p in ((2, 2), (8, 2), (8, 3), (1, 2))] == [1, 4, 2, 1]
+    monkeypatch.delenv("PJRT_NPROC", raising=False)
+    share = launch.threads_per_process(len(os.sched_getaffinity(0)), 2)
+    out = io.StringIO()
+    assert launch.launch([PYTHON, "-c", SHOW_THREADS], 2, devices_per_process=1, out=out) == 0
+    assert _threads_seen(out.getvalue()) == [(str(share), share)] * 2, out.getvalue()
+    assert re.search(rf"process 1 of 2 is pid \d+ \(coordinator \S+, XLA threads {share}\)", out.getvalue())
+    monkeypatch.setenv("PJRT_NPROC", "3")  # the user's own choice is kept
+    out = io.StringIO()
+    assert launch.launch([PYTHON, "-c", SHOW_THREADS], 2, devices_per_process=1, out=out) == 0
+    assert _threads_seen(out.getvalue()) == [("3", 3)] * 2, out.getvalue()
+
+
 def test_more_pinned_processes_than_cpus_is_one_line(capsys):
     with pytest.raises(SystemExit) as exit_:
         launch.main(["--processes", str(len(os.sched_getaffinity(0)) + 1), "--pin-cpus", "--", "true"])

@@ -5,8 +5,9 @@ all again when one is lost.
 
 Each process gets JAX's coordinates in its environment (``JAX_COORDINATOR_ADDRESS`` on a free local port,
 ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``), which ``rlpipe.rl.mesh.initialize`` reads, and, with
-``--devices-per-process``, that many CPU devices. With ``--pin-cpus`` each process runs on its own share of the
-launcher's CPUs (see ``cpu_shares``). Output lines are prefixed with the process index. If one process
+``--devices-per-process``, that many CPU devices. Each process's XLA thread pool is sized to its share of the
+launcher's CPUs (``PJRT_NPROC``, unless the environment sets it), so that the processes' pools do not compete for
+every core; with ``--pin-cpus`` each process also runs on its own share (see ``cpu_shares``). Output lines are prefixed with the process index. If one process
 fails, the others get ``--grace`` seconds to stop on their own (they notice the lost peer), then are killed.
 
 A process is *lost* when it ends by a signal or with ``LOST_PROCESS_EXIT_CODE`` (75, what the survivors of a loss
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 
 from rlpipe.rl.peers import LOST_PROCESS_EXIT_CODE, RESUME_ENV
 
+THREADS_ENV = "PJRT_NPROC"  # the size of XLA's CPU thread pool (JAX's CPU client reads it when it starts)
 RESTART_ENV = "RLPIPE_RESTART_COUNT"  # how many times the launcher has started the group again (unset at first)
 MAX_BACKOFF_S = 60.0  # the doubling backoff stops growing here (unless --restart-backoff is longer itself)
 
@@ -66,6 +68,16 @@ def cpu_shares(cpus: set[int], processes: int) -> list[set[int]]:
     base, extra = divmod(len(ordered), processes)
     bounds = [index * base + min(index, extra) for index in range(processes + 1)]
     return [set(ordered[bounds[i]:bounds[i + 1]]) for i in range(processes)]
+
+
+def threads_per_process(cpus: int, processes: int) -> int:
+    """The XLA threads each of ``processes`` processes gets on ``cpus`` CPUs: an equal share, at least one (XLA
+    itself gives every device of a process at least one).
+
+    Without it every process sizes its pool to all the CPUs: on a 2-core machine 2 processes then ran 4 busy threads,
+    and 2 seeds over 2 processes reached 0.5 to 0.6 times the same seeds on one process with 2 devices; with a share
+    each, about as fast (docs/distributed.md has the figures)."""
+    return max(1, cpus // processes)
 
 
 def _cpu_list(cpus) -> str:
@@ -113,14 +125,17 @@ def _popen_on(cpus: set[int] | None, command: list[str], env: dict[str, str]) ->
 def _start(command: list[str], processes: int, devices_per_process: int | None, extra_env: dict[str, str],
            out, shares: list[set[int]] | None = None) -> Group:
     group = Group(f"127.0.0.1:{free_port()}")
+    threads = threads_per_process(len(os.sched_getaffinity(0)), processes)
     for index in range(processes):
-        env = {**os.environ, **extra_env, "JAX_COORDINATOR_ADDRESS": group.address,
-               "JAX_NUM_PROCESSES": str(processes), "JAX_PROCESS_ID": str(index), "PYTHONUNBUFFERED": "1"}
+        env = {THREADS_ENV: str(len(shares[index]) if shares else threads), **os.environ, **extra_env,
+               "JAX_COORDINATOR_ADDRESS": group.address, "JAX_NUM_PROCESSES": str(processes),
+               "JAX_PROCESS_ID": str(index), "PYTHONUNBUFFERED": "1"}
         if devices_per_process:
             flags = [f for f in env.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f]
             env["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={devices_per_process}"])
         child = _popen_on(shares[index] if shares else None, command, env)
         on = f", CPUs {_cpu_list(shares[index])}" if shares else ""
+        on += f", XLA threads {env[THREADS_ENV]}"
         _say(out, f"process {index} of {processes} is pid {child.pid} (coordinator {group.address}{on})")
         pump = threading.Thread(target=_pump, args=(index, child.stdout, out), daemon=True)
         pump.start()
