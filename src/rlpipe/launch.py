@@ -56,11 +56,9 @@ def is_lost(status: int) -> bool:
 def cpu_shares(cpus: set[int], processes: int) -> list[set[int]]:
     """``cpus`` split into ``processes`` disjoint shares of consecutive CPUs, as equal as they can be.
 
-    Pinned, processes no longer fight for every core with each other's thread pools. On a 2-core machine
-    (docs/distributed.md has the figures) both layouts ran faster pinned: 2 seeds over 2 processes about as fast as
-    on 1 process x 2 devices, and data-parallel processes, which all-reduce every step, 1.1 to 2.4 times as fast as
-    unpinned. The launcher still pins only when asked: a pinned process cannot move off a CPU that other work
-    keeps busy."""
+    Pinned, each process keeps its CPUs for its own computation (every process's XLA thread pool is sized to its
+    share either way: ``threads_per_process``). The launcher pins only when asked: a pinned process cannot move off
+    a CPU that other work keeps busy."""
     ordered = sorted(cpus)
     if processes > len(ordered):
         raise ValueError(f"--pin-cpus needs at least one CPU per process: {processes} processes, "
@@ -256,8 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--restart-backoff", type=float, default=2.0,
                         help="seconds before the first restart, doubling for each further one (default 2)")
     parser.add_argument("--pin-cpus", action="store_true",
-                        help="run each process on its own share of the CPUs (faster on one machine: every process "
-                             "keeps its CPUs for its own computation)")
+                        help="run each process on its own share of the CPUs (each keeps its CPUs for its own "
+                             "computation, and cannot move off one that other work keeps busy)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
