@@ -9,8 +9,8 @@ ours, theirs, ...) in fresh processes, and reports per-pair ratios with medians 
 Case 5 also runs the scaling sweep on the code of ``--baseline-rev`` (default 444244e, the last commit on
 pmap; checked out in a temporary git worktree, removed at the end), alternating before/after pair by pair.
 Case 6 compares 1 process with 2 devices against 2 processes (``python -m rlpipe.launch``) with 1 device each
-(unpinned, then each process pinned to its own CPU), and runs them on the code of ``--multiprocess-baseline-rev`` too (default fdb5eb8, the last commit whose collectives
-all-reduced a tree leaf by leaf), before/after pair by pair.
+(unpinned, then each process pinned to its own CPU), and runs them on the code of ``--multiprocess-baseline-rev``
+too (default fdb5eb8, the last commit whose collectives all-reduced a tree leaf by leaf), before/after pair by pair.
 For a quick look at cases 5 and 6: ``--pairs 1 --cases 5,6 --num-envs 64 --iterations 6 --no-save``.
 Case 7 (first contact) times whole ``kedro run`` processes with a warm cache (``--pipeline=sac``, ``--pipeline=ppo``,
 a config error) and counts their output lines, on the working tree and on ``--first-contact-baseline-rev`` (default

@@ -7,8 +7,9 @@ Each process gets JAX's coordinates in its environment (``JAX_COORDINATOR_ADDRES
 ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``), which ``rlpipe.rl.mesh.initialize`` reads, and, with
 ``--devices-per-process``, that many CPU devices. Each process's XLA thread pool is sized to its share of the
 launcher's CPUs (``PJRT_NPROC``, unless the environment sets it), so that the processes' pools do not compete for
-every core; with ``--pin-cpus`` each process also runs on its own share (see ``cpu_shares``). Output lines are prefixed with the process index. If one process
-fails, the others get ``--grace`` seconds to stop on their own (they notice the lost peer), then are killed.
+every core; with ``--pin-cpus`` each process also runs on its own share (see ``cpu_shares``). Output lines are
+prefixed with the process index. If one process fails, the others get ``--grace`` seconds to stop on their own (they
+notice the lost peer), then are killed.
 
 A process is *lost* when it ends by a signal or with ``LOST_PROCESS_EXIT_CODE`` (75, what the survivors of a loss
 exit with): the run can go on from its last checkpoint. Then, up to ``--max-restarts`` times, every process is
