@@ -823,13 +823,18 @@ def multiprocess_before_after_lines(c: dict) -> list[str]:
     return lines
 
 
+def pool_sizes(runs: list[dict]) -> str:
+    """The XLA thread pool sizes the launcher gave ``runs`` (``PJRT_NPROC``, e.g. "1" or "1/2"); "" for runs of a
+    launcher that did not size them."""
+    return "/".join(map(str, sorted({r["xla_threads"] for r in runs if r.get("xla_threads")})))
+
+
 def unpinned_pools(runs: list[dict]) -> str:
-    """What the unpinned processes' XLA thread pools were: sized by the launcher (``PJRT_NPROC``, said in its
-    output) or, in results from before it did, each as large as all the cores."""
-    threads = sorted({r["xla_threads"] for r in runs if "xla_threads" in r})
-    if not threads:
+    """What the unpinned processes' XLA thread pools were: sized by the launcher (said in its output) or, in results
+    from before it did, each as large as all the cores."""
+    if not (sizes := pool_sizes(runs)):
         return "the 2 processes' thread pools share both cores"
-    return f"each process's XLA thread pool sized to its share of the CPUs ({'/'.join(map(str, threads))} thread(s))"
+    return f"each process's XLA thread pool sized to its share of the CPUs ({sizes} thread(s))"
 
 
 def multiprocess_targets(c: dict) -> list[tuple[str, bool, str]]:
@@ -859,10 +864,8 @@ def multiprocess_breakdown_lines(c: dict) -> list[str]:
                       ""]
     if c["rows"] and "breakdown" in c["rows"][0]:
         if any("compute_alone_one_cpu" in r["runs"] for r in c["rows"]):
-            threads = sorted({a["xla_threads"] for r in c["rows"] for a in r["runs"]["compute_alone"]
-                              if a.get("xla_threads")})
-            pools = f", with the unpinned processes' XLA thread pool ({'/'.join(map(str, threads))} thread(s))" \
-                if threads else ""
+            sizes = pool_sizes([a for r in c["rows"] for a in r["runs"]["compute_alone"]])
+            pools = f", with the unpinned processes' XLA thread pool ({sizes} thread(s))" if sizes else ""
             lines += ["Compute alone: 1 process x 1 device on half the envs, each device's work without collectives "
                       f"(on both CPUs{pools}; for the pinned rows on one CPU, as each pinned process runs).", ""]
         lines += ["| num_envs | 2-process iteration, ms | compute alone, ms | all-reduces / iteration (bytes) "

@@ -142,13 +142,15 @@ def _threads_seen(text: str) -> list[tuple[str, int]]:
 
 
 def test_each_process_sizes_its_xla_thread_pool_to_its_share_of_the_cpus(monkeypatch):
-    assert [launch.threads_per_process(c, p) for c, p in ((2, 2), (8, 2), (8, 3), (1, 2))] == [1, 4, 2, 1]
+    assert [launch.threads_per_process(c, p) for c, p in ((2, 2), (8, 2), (8, 3), (5, 2), (1, 2))] == \
+        [[1, 1], [4, 4], [3, 3, 2], [3, 2], [1, 1]]  # every CPU used, none twice, at least one thread each
     monkeypatch.delenv("PJRT_NPROC", raising=False)
-    share = launch.threads_per_process(len(os.sched_getaffinity(0)), 2)
+    shares = launch.threads_per_process(len(os.sched_getaffinity(0)), 2)
     out = io.StringIO()
     assert launch.launch([PYTHON, "-c", SHOW_THREADS], 2, devices_per_process=1, out=out) == 0
-    assert _threads_seen(out.getvalue()) == [(str(share), share)] * 2, out.getvalue()
-    assert re.search(rf"process 1 of 2 is pid \d+ \(coordinator \S+, XLA threads {share}\)", out.getvalue())
+    assert _threads_seen(out.getvalue()) == sorted((str(n), n) for n in shares), out.getvalue()
+    for index, share in enumerate(shares):
+        assert re.search(rf"process {index} of 2 is pid \d+ \(coordinator \S+, XLA threads {share}\)", out.getvalue())
     monkeypatch.setenv("PJRT_NPROC", "3")  # the user's own choice is kept
     out = io.StringIO()
     assert launch.launch([PYTHON, "-c", SHOW_THREADS], 2, devices_per_process=1, out=out) == 0

@@ -26,6 +26,7 @@ a Kubernetes indexed Job): see docs/distributed.md.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import signal
 import socket
@@ -64,19 +65,25 @@ def cpu_shares(cpus: set[int], processes: int) -> list[set[int]]:
     if processes > len(ordered):
         raise ValueError(f"--pin-cpus needs at least one CPU per process: {processes} processes, "
                          f"{len(ordered)} CPU(s) available ({_cpu_list(ordered)})")
-    base, extra = divmod(len(ordered), processes)
-    bounds = [index * base + min(index, extra) for index in range(processes + 1)]
-    return [set(ordered[bounds[i]:bounds[i + 1]]) for i in range(processes)]
+    sizes = share_sizes(len(ordered), processes)
+    return [set(ordered[end - size:end]) for end, size in zip(itertools.accumulate(sizes), sizes)]
 
 
-def threads_per_process(cpus: int, processes: int) -> int:
-    """The XLA threads each of ``processes`` processes gets on ``cpus`` CPUs: an equal share, at least one (XLA
-    itself gives every device of a process at least one).
+def share_sizes(cpus: int, processes: int) -> list[int]:
+    """How many of ``cpus`` CPUs each of ``processes`` processes gets: as equal as they can be, the larger shares
+    first (zero when there are more processes than CPUs)."""
+    base, extra = divmod(cpus, processes)
+    return [base + (index < extra) for index in range(processes)]
+
+
+def threads_per_process(cpus: int, processes: int) -> list[int]:
+    """The XLA threads each of ``processes`` processes gets on ``cpus`` CPUs: its share (``share_sizes``, the CPUs
+    ``--pin-cpus`` would give it), at least one (XLA itself gives every device of a process at least one).
 
     Without it every process sizes its pool to all the CPUs: on a 2-core machine 2 processes then ran 4 busy threads,
     and 2 seeds over 2 processes reached 0.5 to 0.6 times the same seeds on one process with 2 devices; with a share
     each, about as fast (docs/distributed.md has the figures)."""
-    return max(1, cpus // processes)
+    return [max(1, size) for size in share_sizes(cpus, processes)]
 
 
 def _cpu_list(cpus) -> str:
@@ -124,9 +131,9 @@ def _popen_on(cpus: set[int] | None, command: list[str], env: dict[str, str]) ->
 def _start(command: list[str], processes: int, devices_per_process: int | None, extra_env: dict[str, str],
            out, shares: list[set[int]] | None = None) -> Group:
     group = Group(f"127.0.0.1:{free_port()}")
-    threads = threads_per_process(len(os.sched_getaffinity(0)), processes)
+    threads = threads_per_process(len(os.sched_getaffinity(0)), processes)  # pinned: the sizes of ``shares``
     for index in range(processes):
-        env = {THREADS_ENV: str(len(shares[index]) if shares else threads), **os.environ, **extra_env,
+        env = {THREADS_ENV: str(threads[index]), **os.environ, **extra_env,
                "JAX_COORDINATOR_ADDRESS": group.address, "JAX_NUM_PROCESSES": str(processes),
                "JAX_PROCESS_ID": str(index), "PYTHONUNBUFFERED": "1"}
         if devices_per_process:
