@@ -1,6 +1,7 @@
 """Where the seconds of a first `kedro run --pipelines=<algo>` go, with a cold and a warm compilation cache.
 
     .venv/bin/python benchmarks/startup.py [--algo sac] [--repeats 2] [--peer] [--baseline-rev REV] [--no-save]
+        [--params "sac.env.id=gymnasium:Pendulum-v1"]
 
 Each repeat runs, in fresh processes on the project as it is (its conf/, data/ and mlflow.db):
 
@@ -13,7 +14,9 @@ Each repeat runs, in fresh processes on the project as it is (its conf/, data/ a
 - with ``--peer``, Stable-Baselines3's same job (``PEER_JOBS``) as a whole process after our runs of each repeat;
 - with ``--baseline-rev REV``, the same whole job (cold then warm, on a cache of its own) on that revision of the
   project, in a temporary git worktree with its own ``src/``, conf/, data/ and mlflow.db (created by one untimed
-  run of its first node), before ours in each repeat: the before/after of the whole process and of the run.
+  run of its first node), before ours in each repeat: the before/after of the whole process and of the run;
+- with ``--params``, every ``kedro run`` gets them as its ``--params`` (another job than the default one: then
+  neither the job alone, nor Stable-Baselines3, nor the first-run targets, which are the default job's).
 
 From each whole job: the process's wall seconds and peak memory (its own ``ru_maxrss``), the seconds until its first
 console line, each node's "done in" seconds, the run's "finished in" seconds, the time left to exit, and the
@@ -113,12 +116,17 @@ def job_breakdown(run: dict) -> dict:
             "console": [line for _, line in console][-60:]}
 
 
-def floors(algo: str, first_node: str | None, env: dict) -> dict:
+def kedro_run(algo: str, params: str | None, *extra: str) -> list[str]:
+    """``kedro run --pipelines=<algo>`` with ``params`` as its ``--params`` (if any) and ``extra``."""
+    return [str(KEDRO), "run", f"--pipelines={algo}", *(["--params", params] if params else []), *extra]
+
+
+def floors(algo: str, first_node: str | None, env: dict, params: str | None = None) -> dict:
     python = str(OURS_PY)
     result = {"import_jax": timed_process([python, "-c", "import jax"], env)["seconds"],
               "jax_devices": timed_process([python, "-c", "import jax; jax.devices()"], env)["seconds"]}
     if first_node:
-        one = timed_process([str(KEDRO), "run", f"--pipelines={algo}", f"--nodes={first_node}"], env)
+        one = timed_process(kedro_run(algo, params, f"--nodes={first_node}"), env)
         result["one_node_run"] = one["seconds"]
     return result
 
@@ -141,9 +149,9 @@ def job_alone(algo: str, env: dict) -> dict:
     return out
 
 
-def cold_then_warm(algo: str, env: dict, label: str, cwd: Path = ROOT) -> dict:
+def cold_then_warm(algo: str, env: dict, label: str, cwd: Path = ROOT, params: str | None = None) -> dict:
     """The whole job cold (an empty cache folder) then warm (the folder the cold run filled): its breakdowns."""
-    command = [str(OURS_PY), "-X", "importtime", str(KEDRO), "run", f"--pipelines={algo}"]
+    command = [str(OURS_PY), "-X", "importtime", *kedro_run(algo, params)]
     out = {}
     with tempfile.TemporaryDirectory(prefix="rlpipe-startup-cache-") as cache:
         for kind in ("cold", "warm"):
@@ -153,19 +161,19 @@ def cold_then_warm(algo: str, env: dict, label: str, cwd: Path = ROOT) -> dict:
     return out
 
 
-def measure(algo: str, repeats: int, peer: bool = False, base: dict | None = None) -> dict:
+def measure(algo: str, repeats: int, peer: bool = False, base: dict | None = None,
+            params: str | None = None) -> dict:
     env = {k: v for k, v in environment().items() if k not in FIRST_CONTACT_UNSET}
     runs = {"cold": [], "warm": [], "floors": []}
     if base:  # the baseline's own mlflow.db and experiment, created before anything is timed
-        timed_process([str(KEDRO), "run", f"--pipelines={algo}", f"--nodes={algo}.load_config"],
-                      {**env, **base["env"]}, base["tree"])
+        timed_process(kedro_run(algo, params, f"--nodes={algo}.load_config"), {**env, **base["env"]}, base["tree"])
     for repeat in range(repeats):
         if base:
             label = f"[{repeat + 1}/{repeats}] [before: {base['rev']}]"
-            before = cold_then_warm(algo, {**env, **base["env"]}, label, base["tree"])
+            before = cold_then_warm(algo, {**env, **base["env"]}, label, base["tree"], params)
             for kind in ("cold", "warm"):
                 runs.setdefault(f"before_{kind}", []).append(before[kind])
-        for kind, r in cold_then_warm(algo, env, f"[{repeat + 1}/{repeats}]").items():
+        for kind, r in cold_then_warm(algo, env, f"[{repeat + 1}/{repeats}]", params=params).items():
             runs[kind].append(r)
         if peer:
             sb3 = timed_process([str(PEERS_PY), str(ROOT / "benchmarks" / PEER_JOBS[algo][0]), *PEER_JOBS[algo][1:],
@@ -174,12 +182,13 @@ def measure(algo: str, repeats: int, peer: bool = False, base: dict | None = Non
             print(f"  [{repeat + 1}/{repeats}] Stable-Baselines3's same job: {sb3['seconds']:.2f} s, "
                   f"{sb3['peak_mib']:.0f} MiB", flush=True)
         first_node = next(iter(runs["warm"][-1]["nodes"]), None)
-        runs["floors"].append(floors(algo, first_node, env))
-        runs.setdefault("alone", []).append(job_alone(algo, env))
-        a = runs["alone"][-1]
-        print(f"  [{repeat + 1}/{repeats}] the job alone: compiled training {a['warm']['train_seconds']:.2f} s; "
-              f"compiling {a['cold']['compile_seconds']:.2f} s cold, {a['warm']['compile_seconds']:.2f} s warm",
-              flush=True)
+        runs["floors"].append(floors(algo, first_node, env, params))
+        if not params:  # the library alone runs the default job
+            runs.setdefault("alone", []).append(job_alone(algo, env))
+            a = runs["alone"][-1]
+            print(f"  [{repeat + 1}/{repeats}] the job alone: compiled training {a['warm']['train_seconds']:.2f} s; "
+                  f"compiling {a['cold']['compile_seconds']:.2f} s cold, {a['warm']['compile_seconds']:.2f} s warm",
+                  flush=True)
         print(f"  [{repeat + 1}/{repeats}] floors: " + ", ".join(f"{k} {v:.2f} s" for k, v in
                                                                  runs["floors"][-1].items()), flush=True)
     return runs
@@ -260,7 +269,8 @@ def _against(floor: dict, allowed: float) -> str:
 
 def report(algo: str, summary: dict, meta: dict) -> str:
     m = meta["machine"]
-    lines = [f"# `kedro run --pipelines={algo}`: where the time goes, {meta['date']}", "",
+    params = f" --params {meta['params']}" if meta.get("params") else ""
+    lines = [f"# `kedro run --pipelines={algo}{params}`: where the time goes, {meta['date']}", "",
              f"Machine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('memory_gib')} GiB. {meta['repeats']} repeats; "
              "cells are median (min–max) seconds; whole processes under `python -X importtime` (which adds a "
              "little to the imports).", "", "| | cold cache | warm cache |", "| --- | --- | --- |"]
@@ -277,7 +287,8 @@ def report(algo: str, summary: dict, meta: dict) -> str:
                   f"| Stable-Baselines3's peak memory, MiB | {spread(p['peak_mib'])} | |"]
     lines += [f"| node `{n}` | {spread(s)} | {spread(summary['warm']['nodes'].get(n, {'n': 0}))} |"
               for n, s in summary["cold"]["nodes"].items()]
-    lines += targets_table(algo, summary)
+    if not meta.get("params"):  # the targets are the default job's
+        lines += targets_table(algo, summary)
     if "before_after" in summary:
         lines += before_after_table(summary["before_after"], meta["baseline"])
     if "alone" in summary["cold"]:
@@ -314,21 +325,24 @@ def main() -> None:
                         help="also Stable-Baselines3's same job after each repeat's runs (needs .venv-peers: "
                              "make .venv-peers/.installed)")
     parser.add_argument("--baseline-rev", help="also the same job on this earlier revision, before ours in each repeat")
+    parser.add_argument("--params", help="the --params of every kedro run (another job than the default one)")
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
     if args.peer and args.algo not in PEER_JOBS:
         parser.error(f"--peer: no Stable-Baselines3 job for {args.algo} (one of {', '.join(PEER_JOBS)})")
+    if args.peer and args.params:
+        parser.error("--peer: Stable-Baselines3's job is the default one; leave out --params")
     if args.peer and not PEERS_PY.exists():
         parser.error(f"--peer needs {PEERS_PY} (make .venv-peers/.installed)")
     meta = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
-            "repeats": args.repeats, "algo": args.algo}
+            "repeats": args.repeats, "algo": args.algo, "params": args.params}
     if args.baseline_rev:
         with baseline_tree(args.baseline_rev) as base:
             meta["baseline"] = {"rev": base["rev"], "commit": base["commit"]}
-            runs = measure(args.algo, args.repeats, args.peer, base)
+            runs = measure(args.algo, args.repeats, args.peer, base, args.params)
     else:
-        runs = measure(args.algo, args.repeats, args.peer)
+        runs = measure(args.algo, args.repeats, args.peer, params=args.params)
     summary = summarize(runs)
     table = report(args.algo, summary, meta)
     if not args.no_save:

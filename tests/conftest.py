@@ -20,10 +20,13 @@ os.environ.setdefault("RLPIPE_JAX_CACHE_DIR", str(PROJECT_ROOT / ".jax_cache"))
 
 import jax  # noqa: E402
 
+from rlpipe.compat import cache_programs_with_host_callbacks  # noqa: E402
+
 # The same persistent compilation cache the Kedro hook turns on, for the tests that call the library directly.
 jax.config.update("jax_compilation_cache_dir", os.environ["RLPIPE_JAX_CACHE_DIR"])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+cache_programs_with_host_callbacks()
 
 # Small enough to compile and run in seconds; still exercises every stage on 2 devices.
 TINY_SAC = {

@@ -163,6 +163,54 @@ def test_a_process_other_than_0_writes_the_compilation_cache_once_allowed(monkey
             entry.unlink()
 
 
+def test_a_program_with_host_callbacks_is_cached_and_loaded_with_the_new_callbacks(monkeypatch):
+    import uuid
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from jax.experimental import io_callback
+
+    from jax._src import compiler
+
+    cache = Path(jax.config.jax_compilation_cache_dir)
+    name = f"rlpipe_callback_probe_{uuid.uuid4().hex}"  # a program never compiled before
+
+    def run_with(factor: float) -> np.ndarray:
+        """A new jitted function each time (no in-memory hit): three host callbacks multiplying by ``factor``."""
+        def callback(x):
+            return (np.asarray(x) * factor).astype(np.float32)
+
+        def probe(x):
+            step = lambda i, c: io_callback(callback, jax.ShapeDtypeStruct((3,), jnp.float32), c) + 1  # noqa: E731
+            return jax.lax.fori_loop(0, 3, step, x)
+
+        probe.__name__ = name
+        return np.asarray(jax.jit(probe)(jnp.ones(3, jnp.float32)))
+
+    monkeypatch.setattr(compiler, "compile_or_get_cached",
+                        getattr(compiler.compile_or_get_cached, "jax_own", compiler.compile_or_get_cached))
+    with relied_on("jax", "jax._src.compiler.compile_or_get_cached (programs with host callbacks are not cached)"):
+        assert run_with(2.0).tolist() == [15.0] * 3 and not list(cache.glob(f"jit_{name}-*"))  # JAX's own rule
+    compat.cache_programs_with_host_callbacks()
+    compat.cache_programs_with_host_callbacks()  # idempotent: wrapped once
+    written = []
+    try:
+        with relied_on("jax", "the persistent cache of executables with host callbacks (key, write, load)"):
+            assert run_with(2.0).tolist() == [15.0] * 3  # compiled and written
+            written = sorted(cache.glob(f"jit_{name}-*{compat.HOST_CALLBACK_ENTRY_SUFFIX}*"))
+            assert len(written) == 1 and written[0].stat().st_size > 0, written
+
+            def no_compiling(*args, **kwargs):
+                raise AssertionError("compiled again instead of loading the cache entry")
+
+            monkeypatch.setattr(compiler, "backend_compile_and_load", no_compiling)
+            assert run_with(3.0).tolist() == [40.0] * 3  # loaded, and calling this trace's callback
+    finally:
+        for entry in cache.glob(f"jit_{name}-*"):
+            entry.unlink()
+
+
 # --------------------------------------------------------------------------------------------------------- Kedro
 def test_a_versioned_kedro_dataset_exposes_its_paths(tmp_path):
     from kedro.io.core import Version

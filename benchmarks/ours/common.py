@@ -32,9 +32,12 @@ def use_compilation_cache(argv: list[str]) -> None:
     if "--cache-dir" in argv:
         import jax
 
+        from rlpipe.compat import cache_programs_with_host_callbacks
+
         jax.config.update("jax_compilation_cache_dir", argv[argv.index("--cache-dir") + 1])
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+        cache_programs_with_host_callbacks()
 
 
 class ThresholdWatch:

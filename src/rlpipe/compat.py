@@ -71,6 +71,68 @@ def write_compilation_cache_in_every_process() -> None:
     compiler._cache_write = cache_write  # noqa: SLF001
 
 
+# The suffix of the persistent cache entries of programs that call back into Python (JAX's reader never asks for
+# such a key, so it never loads one of them without its callbacks).
+HOST_CALLBACK_ENTRY_SUFFIX = "-with-host-callbacks"
+
+
+def cache_programs_with_host_callbacks() -> None:
+    """Let the persistent compilation cache keep the programs that call back into Python (a host env's reset and
+    step, ``io_callback``): JAX never writes them (``jax._src.compiler._cache_write`` skips any program with host
+    callbacks), so every run of a Gymnasium, MuJoCo or other host env compiled its training chunk from scratch.
+
+    A compiled program names its callbacks by index only (the ``index`` of its ``xla_ffi_python_cpu_callback``
+    custom calls); the Python functions are bound when the executable is loaded (``host_callbacks`` of the client's
+    ``compile_and_load`` and ``deserialize_executable``). So the program is stored under JAX's own key for it (its
+    module and compile options: the same HLO calls as many callbacks, with the same shapes, in the same order) and
+    loaded with the callbacks of the trace that asks for it. An entry that cannot be read or written costs a
+    compilation, no more. Idempotent.
+    """
+    import time
+    import warnings
+
+    import jax
+    from jax._src import compilation_cache, compiler
+    from jax._src.lib.mlir import ir
+
+    if hasattr(compiler.compile_or_get_cached, "jax_own"):  # noqa: SLF001 - installed already
+        return
+    jax_own = compiler.compile_or_get_cached
+
+    def compile_or_get_cached(backend, computation, devices, compile_options, host_callbacks, executable_devices,
+                              pgle_profiler=None):
+        key = None
+        if host_callbacks and not jax.config.jax_enable_pgle:
+            key = compiler._get_cache_key(compile_options, backend, computation, devices)  # noqa: SLF001
+        cache = compilation_cache._get_cache(backend) if key is not None else None  # noqa: SLF001
+        if cache is None:
+            return jax_own(backend, computation, devices, compile_options, host_callbacks, executable_devices,
+                           pgle_profiler)
+        key += HOST_CALLBACK_ENTRY_SUFFIX
+        try:
+            stored = cache.get(key)
+            if stored is not None:
+                serialized, _ = compilation_cache.extract_executable_and_time(
+                    compilation_cache.decompress_executable(stored))
+                return backend.deserialize_executable(serialized, executable_devices, compile_options,
+                                                      host_callbacks=host_callbacks)
+        except Exception as exc:  # noqa: BLE001 - a broken entry is compiled again and overwritten
+            warnings.warn(f"cannot load the compilation cache entry {key!r}: {exc}", stacklevel=2)
+        started = time.monotonic()
+        executable = compiler.backend_compile_and_load(backend, computation, executable_devices, compile_options,
+                                                       host_callbacks)
+        module_name = ir.StringAttr(computation.operation.attributes["sym_name"]).value
+        try:
+            compilation_cache.put_executable_and_time(key, module_name, executable, backend,
+                                                      int(time.monotonic() - started))
+        except Exception as exc:  # noqa: BLE001 - a cache that cannot be written costs a compilation, no more
+            warnings.warn(f"cannot write the compilation cache entry of {module_name!r}: {exc}", stacklevel=2)
+        return executable
+
+    compile_or_get_cached.jax_own = jax_own  # for a test to compare with
+    compiler.compile_or_get_cached = compile_or_get_cached  # noqa: SLF001
+
+
 _ABORT_HANDLER: Any = None  # the C function pointer libc's signal table holds: kept alive as long as it is there
 
 

@@ -10,7 +10,8 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
-from rlpipe.compat import context_hook_manager, write_compilation_cache_in_every_process
+from rlpipe.compat import (cache_programs_with_host_callbacks, context_hook_manager,
+                           write_compilation_cache_in_every_process)
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class JaxRuntimeHooks:
             jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
             jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
             write_compilation_cache_in_every_process()  # not only process 0: every process finds its programs
+            cache_programs_with_host_callbacks()  # a host env's programs too, not only the pure JAX ones
 
         from rlpipe.rl import mesh
         from rlpipe.rl.config import DistributedConfig, parse
