@@ -18,15 +18,10 @@ import pytest  # noqa: E402
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("RLPIPE_JAX_CACHE_DIR", str(PROJECT_ROOT / ".jax_cache"))
 
-import jax  # noqa: E402
-
-from rlpipe.compat import cache_programs_with_host_callbacks  # noqa: E402
+from rlpipe.rl.compilation_cache import use_compilation_cache  # noqa: E402
 
 # The same persistent compilation cache the Kedro hook turns on, for the tests that call the library directly.
-jax.config.update("jax_compilation_cache_dir", os.environ["RLPIPE_JAX_CACHE_DIR"])
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-cache_programs_with_host_callbacks()
+use_compilation_cache(os.environ["RLPIPE_JAX_CACHE_DIR"])
 
 # Small enough to compile and run in seconds; still exercises every stage on 2 devices.
 TINY_SAC = {

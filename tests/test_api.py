@@ -70,6 +70,7 @@ def test_api_run_is_bitwise_the_kedro_run_of_the_same_config(project):
     result = rlpipe.train("sac", TINY_SAC, root=project)
 
     assert result.agent.path.parent.parent == project / "data/06_models/sac_checkpoints"
+    assert not (project / ".jax_cache").exists()  # this process had a compilation cache: train kept it
     assert result.agent.env_steps == pipeline_agent.env_steps == 320
     ours, theirs = _leaves(result.policy["params"]), _leaves(pipeline_agent.policy["params"])
     assert [name for name, _ in ours] == [name for name, _ in theirs] and ours
@@ -84,6 +85,30 @@ def test_api_run_is_bitwise_the_kedro_run_of_the_same_config(project):
     pipeline_summary = json.loads((project / "data/07_model_output/sac/eval_summary.json" / summary_version /
                                    "eval_summary.json").read_text())
     assert result.eval_summary["return_mean"] == pipeline_summary["return_mean"]
+
+
+@pytest.mark.slow
+def test_a_script_caches_its_compiled_programs_as_kedro_run_does(tmp_path):
+    """``rlpipe.train`` in a new process keeps its programs in ``<root>/.jax_cache``: its second run loads every
+    program from there (new functions, so nothing comes from the process's own memory)."""
+    from tests.test_ppo import TINY_PPO
+
+    code = ("import json, logging, sys, jax, rlpipe\n"
+            "logging.basicConfig(level=logging.WARNING)\n"
+            "jax.config.update('jax_explain_cache_misses', True)\n"
+            f"rlpipe.train('ppo', json.loads(sys.argv[1]), root={str(tmp_path)!r})\n"
+            "print('second run', file=sys.stderr, flush=True)\n"
+            f"rlpipe.train('ppo', json.loads(sys.argv[1]), root={str(tmp_path)!r})\n"
+            "print('cache:', jax.config.jax_compilation_cache_dir)\n")
+    env = {k: v for k, v in os.environ.items() if k != "RLPIPE_JAX_CACHE_DIR"}
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(TINY_PPO)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"cache: {tmp_path / '.jax_cache'}" in done.stdout
+    first, second = done.stderr.split("second run\n")
+    assert "PERSISTENT COMPILATION CACHE MISS" in first  # compiled, and written
+    assert len(list((tmp_path / ".jax_cache").glob("jit_*-cache"))) > 5
+    assert "PERSISTENT COMPILATION CACHE MISS" not in second, second[-3000:]  # every program loaded
 
 
 def test_a_bad_key_is_a_config_error_naming_it_before_any_work(tmp_path, monkeypatch):

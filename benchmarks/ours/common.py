@@ -30,14 +30,9 @@ def use_compilation_cache(argv: list[str]) -> None:
     """``--cache-dir DIR`` turns on JAX's persistent compilation cache there, as the project's Kedro hook does for
     every ``kedro run`` (by default in ``.jax_cache``). Without it, everything compiles from scratch."""
     if "--cache-dir" in argv:
-        import jax
+        from rlpipe.rl.compilation_cache import use_compilation_cache
 
-        from rlpipe.compat import cache_programs_with_host_callbacks
-
-        jax.config.update("jax_compilation_cache_dir", argv[argv.index("--cache-dir") + 1])
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-        cache_programs_with_host_callbacks()
+        use_compilation_cache(argv[argv.index("--cache-dir") + 1])
 
 
 class ThresholdWatch:

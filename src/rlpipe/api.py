@@ -19,6 +19,7 @@ from rlpipe.rl import algorithm as algorithms
 from rlpipe.rl import run
 from rlpipe.rl.agents import CheckpointStore
 from rlpipe.rl.checkpoint import StoredCheckpoint
+from rlpipe.rl.compilation_cache import cache_dir_for, use_compilation_cache
 from rlpipe.rl.errors import ConfigError
 
 __all__ = ["Agent", "Evaluation", "Result", "evaluate", "load_agent", "train"]
@@ -84,7 +85,9 @@ def train(config: Any, overrides: dict[str, Any] | None = None, *, root: str | o
     ``{"train": {"total_env_steps": 2000}}``) go on top. A bad key or value raises ``ConfigError`` naming it
     (``sac.train.total_env_stepz``) before anything is compiled.
 
-    Relative paths in the config (checkpoints, TensorBoard) are under ``root`` (default: the cwd).
+    Relative paths in the config (checkpoints, TensorBoard) are under ``root`` (default: the cwd). Compiled
+    programs are cached as ``kedro run`` caches them, in ``<root>/.jax_cache`` (``RLPIPE_JAX_CACHE_DIR`` names
+    another folder; empty, no cache), unless this process already has a compilation cache folder.
     ``agents``: the folder of stored agent versions ``train.init_from`` picks from (default:
     ``<root>/data/06_models/<algorithm>/agent``, where ``kedro run`` stores them). ``on_progress`` gets every
     progress row (a dict: ``env_steps``, returns, losses) as training goes.
@@ -92,11 +95,21 @@ def train(config: Any, overrides: dict[str, Any] | None = None, *, root: str | o
     typed = resolve_config(config, overrides)
     name = algorithms.for_config(typed).name
     base = Path(root) if root is not None else Path.cwd()
+    _cache_programs(base)
     store = CheckpointStore(Path(agents) if agents is not None else base / "data/06_models" / name / "agent")
     out = run.train(typed, agent_store=store, root=base, on_progress=on_progress)
     agent = load_agent(out.trained.agent.path)
     return Result(typed, agent, out.trained.history, out.eval_summary, out.eval_episodes, out.eval_seeds,
                   out.policy, out.scenarios_train, out.scenarios_eval, out.trained.scenario_weights)
+
+
+def _cache_programs(root: Path) -> None:
+    """The persistent compilation cache of ``kedro run`` (``rlpipe.rl.compilation_cache``) for the project at
+    ``root``, unless this process already has one (the user's own, or an earlier run's)."""
+    import jax
+
+    if jax.config.jax_compilation_cache_dir is None:
+        use_compilation_cache(cache_dir_for(root))
 
 
 def resolve_config(config: Any, overrides: dict[str, Any] | None = None) -> Any:

@@ -4,18 +4,14 @@ processes of a multi-process run (JAX's distributed runtime) before anything tou
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
-from rlpipe.compat import (cache_programs_with_host_callbacks, context_hook_manager,
-                           write_compilation_cache_in_every_process)
+from rlpipe.compat import context_hook_manager
 
 logger = logging.getLogger(__name__)
 
-CACHE_ENV = "RLPIPE_JAX_CACHE_DIR"
 # Plugins whose hooks write files of their own (an MLflow run, kedro-viz's run statistics): process 0's alone.
 PRIMARY_ONLY_PLUGINS = ("kedro_mlflow", "kedro_viz")
 
@@ -40,18 +36,11 @@ class JaxRuntimeHooks:
         The cache lives in ``<project>/.jax_cache`` unless ``RLPIPE_JAX_CACHE_DIR`` names another folder; set it to
         an empty string to turn the cache off. Deleting the folder is always safe.
         """
-        import jax
-
-        cache_dir = os.environ.get(CACHE_ENV, str(Path(context.project_path) / ".jax_cache"))
-        if cache_dir:
-            jax.config.update("jax_compilation_cache_dir", cache_dir)
-            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-            jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-            write_compilation_cache_in_every_process()  # not only process 0: every process finds its programs
-            cache_programs_with_host_callbacks()  # a host env's programs too, not only the pure JAX ones
-
         from rlpipe.rl import mesh
+        from rlpipe.rl.compilation_cache import cache_dir_for, use_compilation_cache
         from rlpipe.rl.config import DistributedConfig, parse
+
+        use_compilation_cache(cache_dir_for(context.project_path))
 
         # the config loader's parameters (runtime --params merged), not context.params: that validates them
         # against the pipelines, whose import brings in gymnax, which starts a JAX backend before it may be joined
