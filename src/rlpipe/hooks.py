@@ -30,12 +30,9 @@ class ConfigCheckHooks:
 class JaxRuntimeHooks:
     @hook_impl(tryfirst=True)  # before kedro-mlflow's, kedro-viz's and the project's other hooks
     def after_context_created(self, context) -> None:
-        """Compiled XLA programs are cached on disk, so a second run skips most compilation; a multi-process run
-        joins its processes (``distributed`` parameters, or the environment: see ``rlpipe.rl.mesh.initialize``).
-
-        The cache lives in ``<project>/.jax_cache`` unless ``RLPIPE_JAX_CACHE_DIR`` names another folder; set it to
-        an empty string to turn the cache off. Deleting the folder is always safe.
-        """
+        """Compiled XLA programs are cached on disk, so a second run skips most compilation (where, and how to turn
+        it off: ``rlpipe.rl.compilation_cache``); a multi-process run joins its processes (``distributed``
+        parameters, or the environment: see ``rlpipe.rl.mesh.initialize``)."""
         from rlpipe.rl import mesh
         from rlpipe.rl.compilation_cache import cache_dir_for, use_compilation_cache
         from rlpipe.rl.config import DistributedConfig, parse
