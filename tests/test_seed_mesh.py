@@ -74,12 +74,17 @@ def _run(command: list[str], devices: int) -> str:
     return done.stdout
 
 
+# the tests that compare with spread_here run on one test worker: the fixture trains once, not once per worker
+SPREAD_HERE = pytest.mark.xdist_group("seed_mesh_spread_here")
+
+
 @pytest.fixture(scope="module")
 def spread_here():
     """Seeds 3 and 4 one per device in this process (2 devices)."""
     return seed_digests({**SEEDS, "train": {**SEEDS["train"], "num_seeds": 2, "seeds_per_device": 1}})
 
 
+@SPREAD_HERE
 @pytest.mark.slow
 def test_each_seed_alone_on_a_device_trains_as_its_own_one_seed_run_on_one_device(spread_here):
     one_device = _digests_from(_run([sys.executable, "-m", "tests.test_seed_mesh",
@@ -88,6 +93,7 @@ def test_each_seed_alone_on_a_device_trains_as_its_own_one_seed_run_on_one_devic
     assert spread_here[0]["state"] != spread_here[1]["state"]  # two seeds, not one twice
 
 
+@SPREAD_HERE
 @pytest.mark.slow
 def test_seeds_spread_over_two_processes_train_as_in_one_process(spread_here):
     """2 processes x 1 device choose the spread layout themselves (seeds_per_device: null) and no collective
