@@ -128,6 +128,22 @@ def test_an_io_callback_failure_is_logged_on_the_logger_the_console_filters():
         assert any("io_callback failed" in r.getMessage() for r in records), [r.getMessage() for r in records]
 
 
+def test_an_array_made_weakly_typed_keeps_its_values_devices_and_dtype():
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    sharding = NamedSharding(jax.make_mesh((len(jax.devices()),), ("d",)), PartitionSpec("d"))
+    strong = jax.device_put(np.arange(4, dtype=np.int32), sharding)
+    with relied_on("jax", "jax._src.lax.lax._convert_element_type(x, dtype, weak_type=True)"):
+        weak = compat.weakly_typed(strong)
+        assert weak.weak_type and not strong.weak_type
+    assert weak.dtype == jnp.int32 and weak.sharding.is_equivalent_to(sharding, 1)
+    np.testing.assert_array_equal(np.asarray(weak), np.arange(4))
+    assert jax.typeof(weak) != jax.typeof(strong)  # what it changes: the signature a program is compiled for
+
+
 def test_a_process_other_than_0_writes_the_compilation_cache_once_allowed(monkeypatch):
     import uuid
 

@@ -10,13 +10,19 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
+from flax import serialization
 
-from rlpipe.rl import run
+from rlpipe.rl import mesh, run, run_state
 from rlpipe.rl.checkpoint import load_checkpoint
-from tests.test_resilience import KILL_MASAC, KILL_PPO, KILL_SAC_SEEDS, assert_bitwise_equal
+from rlpipe.rl.chunk import checkpoint_tree
+from rlpipe.rl.keys import stage_key
+from rlpipe.rl.loop import Resume
+from tests import support
+from tests.test_resilience import KILL_MASAC, KILL_PPO, KILL_SAC, KILL_SAC_SEEDS, assert_bitwise_equal
 
 
 class Interrupted(Exception):
@@ -76,3 +82,23 @@ def test_an_interrupted_run_resumes_bitwise_as_the_uninterrupted_one(tmp_path, a
     timing = [c for c in history_f.columns if c.endswith(("_per_s", "_seconds"))]
     pd.testing.assert_frame_equal(history_r.drop(columns=timing).reset_index(drop=True),
                                   history_f.drop(columns=timing).reset_index(drop=True))
+
+
+@pytest.mark.parametrize("algo,params", [("sac", KILL_SAC), ("ppo", KILL_PPO)], ids=["sac", "ppo-recurrent"])
+def test_a_restored_run_state_has_the_fresh_states_values_and_types_weak_ones_included(algo, params):
+    """A JAX env's reset makes some of its state weakly typed (Pendulum's ``time = 0`` and ``last_u``); a checkpoint
+    holds plain numpy arrays. Restored with the fresh state's types and layout, the resumed run is the fresh run's
+    compiled program (a cache hit), not one compiled again for a signature that differs only there."""
+    algorithm, cfg, spec, train_batch, _ = support.setup(algo, params)
+    training, _ = run.initial_state(cfg)
+    scenarios = mesh.put_replicated(mesh.host_copy(train_batch), 1)
+    data = support.device_data(algo, cfg, spec, train_batch)
+    fresh, _ = run_state.initial_state(algorithm, cfg, spec, scenarios, training, stage_key(cfg.seed, "train"), data)
+    assert any(x.weak_type for x in jax.tree.leaves(fresh))  # what this test is about is there
+    resume = Resume(tree=serialization.to_state_dict(mesh.host_copy(checkpoint_tree(fresh))), num_devices=mesh.device_count(), iteration=0,
+                    env_steps=0, history=[], stopper=None)
+    restored, _ = run_state.initial_state(algorithm, cfg, spec, scenarios, training, stage_key(cfg.seed, "train"),
+                                          data, resume)
+    assert [jax.typeof(x) for x in jax.tree.leaves(restored)] == [jax.typeof(x) for x in jax.tree.leaves(fresh)]
+    assert [x.sharding for x in jax.tree.leaves(restored)] == [x.sharding for x in jax.tree.leaves(fresh)]
+    assert_bitwise_equal(mesh.host_copy(checkpoint_tree(restored)), mesh.host_copy(checkpoint_tree(fresh)))

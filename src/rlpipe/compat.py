@@ -37,6 +37,16 @@ def jax_distributed_initialized() -> bool:
     return jax_distributed_state().client is not None
 
 
+def weakly_typed(x: Any) -> Any:
+    """``x`` (a ``jax.Array``) as a weakly typed array of its dtype, on the same devices: what JAX makes of a Python
+    scalar (an env state's ``time = 0``), which a compiled program's signature distinguishes from the same dtype
+    strongly typed. Only ``lax._convert_element_type`` takes the flag; the public ``convert_element_type`` and
+    ``astype`` always return a strongly typed array."""
+    from jax._src.lax.lax import _convert_element_type
+
+    return _convert_element_type(x, x.dtype, weak_type=True)
+
+
 def write_compilation_cache_in_every_process() -> None:
     """Let every process of a multi-process run write its programs to the persistent compilation cache, not only
     process 0.

@@ -10,7 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import serialization
+from jax.sharding import NamedSharding, PartitionSpec
 
+from rlpipe.compat import weakly_typed
 from rlpipe.rl import curriculum, mesh
 from rlpipe.rl.acting import EnvBatchState
 from rlpipe.rl.algorithm import Algorithm
@@ -50,7 +52,12 @@ def _device_init(algorithm: Algorithm, config: Any, spec: EnvSpec, keys: jax.Arr
     split = seeds.sharded_spec()
     init = jax.shard_map(per_device, mesh=seeds.mesh(), out_specs=specs, check_vma=False,
                          in_specs=(split, mesh.replicated_spec(), split))
-    return jax.jit(init), specs
+    # laid out as the specs say, explicitly: left to itself, on a one-device mesh jit hands back some leaves as
+    # P() instead of P('data') (the same layout there), and a restored state, which is put by the specs, would then
+    # be another signature for the chunk (compiled again on resume instead of loaded from the cache)
+    shardings = jax.tree.map(lambda s: NamedSharding(seeds.mesh(), s), specs,
+                             is_leaf=lambda s: isinstance(s, PartitionSpec))
+    return jax.jit(init, out_shardings=shardings), specs
 
 
 def initial_state(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: ScenarioBatch, training: Any,
@@ -111,8 +118,12 @@ def restore_state(algorithm: Algorithm, abstract: RunState, specs: RunState, res
             raise ValueError(f"checkpoint leaf {jax.tree_util.keystr(path)} has shape {np.shape(got)}, this run "
                              f"needs {wanted.shape}: the checkpoint is from another config")
     restored = jax.tree.map(lambda x, wanted: np.asarray(x, wanted.dtype), restored, want)
-    return RunState(training=seeds.put(restored["training"], specs.training),
-                    device=seeds.put(restored["device"], specs.device),
-                    key=seeds.put(restored["key"], specs.key),
-                    iteration=seeds.put(restored["iteration"], specs.iteration),
-                    curriculum=seeds.put(restored["curriculum"], specs.curriculum) if "curriculum" in restored else ())
+    state = RunState(training=seeds.put(restored["training"], specs.training),
+                     device=seeds.put(restored["device"], specs.device),
+                     key=seeds.put(restored["key"], specs.key),
+                     iteration=seeds.put(restored["iteration"], specs.iteration),
+                     curriculum=seeds.put(restored["curriculum"], specs.curriculum) if "curriculum" in restored else ())
+    # a checkpoint's numpy arrays come back strongly typed; where the fresh state was weakly typed (a JAX env's
+    # `time = 0`), so is the restored one: the resumed run is the same compiled program as the fresh one (loaded
+    # from the compilation cache, not compiled again for a signature that differs only there)
+    return jax.tree.map(lambda x, wanted: weakly_typed(x) if wanted.weak_type else x, state, abstract)
