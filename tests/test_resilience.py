@@ -115,12 +115,13 @@ KILL_SAC_SEEDS = {**KILL_SAC, "train": {**KILL_SAC["train"], "total_env_steps": 
                                 "curriculum": {"every_env_steps": 800, "temperature": 0.5}}}
 
 
-# multi-agent SAC on a JaxMARL env: the joint env states, the shared actor, the attention critics and the buffer
+# multi-agent SAC on a JaxMARL env: the joint env states, the shared actor, the attention critics and the buffer;
+# TINY_MASAC's chunks (tests/test_masac.py, with the default env and metrics): the two share their compiled programs
 KILL_MASAC = {"seed": 13, "scenarios": {"num_train": 8, "num_eval": 4},
               "network": {"hidden_sizes": [32, 32], "attention": {"embed_dim": 16, "heads": 2}},
               "buffer": {"capacity": 4096, "prefill_steps": 256},
-              "train": {"total_env_steps": 3_072, "num_envs": 8, "batch_size": 32, "grad_updates_per_iter": 2,
-                        "log_every_env_steps": 256, "eval_every_env_steps": 2048, "checkpoint_every_env_steps": 1024,
+              "train": {"total_env_steps": 1_024, "num_envs": 8, "batch_size": 32, "grad_updates_per_iter": 2,
+                        "log_every_env_steps": 256, "eval_every_env_steps": 512, "checkpoint_every_env_steps": 256,
                         "keep_checkpoints": 5}}
 
 
