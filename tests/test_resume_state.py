@@ -95,8 +95,9 @@ def test_a_restored_run_state_has_the_fresh_states_values_and_types_weak_ones_in
     data = support.device_data(algo, cfg, spec, train_batch)
     fresh, _ = run_state.initial_state(algorithm, cfg, spec, scenarios, training, stage_key(cfg.seed, "train"), data)
     assert any(x.weak_type for x in jax.tree.leaves(fresh))  # what this test is about is there
-    resume = Resume(tree=serialization.to_state_dict(mesh.host_copy(checkpoint_tree(fresh))), num_devices=mesh.device_count(), iteration=0,
-                    env_steps=0, history=[], stopper=None)
+    as_loaded = serialization.to_state_dict(mesh.host_copy(checkpoint_tree(fresh)))  # numpy, as a checkpoint holds
+    resume = Resume(tree=as_loaded, num_devices=mesh.device_count(), iteration=0, env_steps=0, history=[],
+                    stopper=None)
     restored, _ = run_state.initial_state(algorithm, cfg, spec, scenarios, training, stage_key(cfg.seed, "train"),
                                           data, resume)
     assert [jax.typeof(x) for x in jax.tree.leaves(restored)] == [jax.typeof(x) for x in jax.tree.leaves(fresh)]

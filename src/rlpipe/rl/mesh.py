@@ -276,21 +276,29 @@ def per_device_specs(tree: Any, seeds: bool = False, grouped: bool = False) -> A
     return jax.tree.map(lambda x: sharded_spec(seeds, grouped) if np.ndim(x) > rank else seed_spec(grouped), tree)
 
 
-def put(tree: Any, specs: Any, groups: int = 1) -> Any:
-    """Host arrays (identical in every process) -> global arrays on the mesh of ``groups`` seed groups laid out by
-    ``specs`` (a spec per leaf, or one for all). Each process materializes only its own devices' slices."""
+def shardings(specs: Any, groups: int = 1) -> Any:
+    """The layouts ``specs`` (a tree of ``PartitionSpec``) name on the mesh of ``groups`` seed groups."""
     import jax
     from jax.sharding import NamedSharding, PartitionSpec
 
     mesh = make_mesh(groups)
+    return jax.tree.map(lambda spec: NamedSharding(mesh, spec), specs, is_leaf=lambda s: isinstance(s, PartitionSpec))
+
+
+def put(tree: Any, specs: Any, groups: int = 1) -> Any:
+    """Host arrays (identical in every process) -> global arrays on the mesh of ``groups`` seed groups laid out by
+    ``specs`` (a spec per leaf, or one for all). Each process materializes only its own devices' slices."""
+    import jax
+    from jax.sharding import PartitionSpec
+
     if isinstance(specs, PartitionSpec):
         specs = jax.tree.map(lambda _: specs, tree)
 
-    def place(x, spec):
+    def place(x, sharding):
         x = np.asarray(x)
-        return jax.make_array_from_callback(x.shape, NamedSharding(mesh, spec), lambda index: x[index])
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
-    return jax.tree.map(place, tree, specs)
+    return jax.tree.map(place, tree, shardings(specs, groups))
 
 
 def put_replicated(tree: Any, groups: int = 1) -> Any:

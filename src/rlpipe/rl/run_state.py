@@ -10,7 +10,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import serialization
-from jax.sharding import NamedSharding, PartitionSpec
 
 from rlpipe.compat import weakly_typed
 from rlpipe.rl import curriculum, mesh
@@ -55,9 +54,7 @@ def _device_init(algorithm: Algorithm, config: Any, spec: EnvSpec, keys: jax.Arr
     # laid out as the specs say, explicitly: left to itself, on a one-device mesh jit hands back some leaves as
     # P() instead of P('data') (the same layout there), and a restored state, which is put by the specs, would then
     # be another signature for the chunk (compiled again on resume instead of loaded from the cache)
-    shardings = jax.tree.map(lambda s: NamedSharding(seeds.mesh(), s), specs,
-                             is_leaf=lambda s: isinstance(s, PartitionSpec))
-    return jax.jit(init, out_shardings=shardings), specs
+    return jax.jit(init, out_shardings=mesh.shardings(specs, groups)), specs
 
 
 def initial_state(algorithm: Algorithm, config: Any, spec: EnvSpec, scenarios: ScenarioBatch, training: Any,
