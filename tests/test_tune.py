@@ -63,6 +63,26 @@ def latest(project: Path, rel: str) -> Path:
     return folder / sorted(p.name for p in folder.iterdir())[-1] / folder.name
 
 
+def test_workers_started_together_on_an_empty_sqlite_file_all_open_the_one_study(tmp_path):
+    """Workers started at once on a new SQLite file each create its tables and schema version row; the ones that
+    lose that race ("UNIQUE constraint failed: alembic_version") open the study the winner made instead of stopping.
+    Four processes, six fresh files: without the retry, 3 runs of 3 failed (in round 0 or 1)."""
+    rounds, command = 6, [sys.executable, "-m", "tests.study_opener", str(tmp_path), "6"]
+    workers = [Watched(command, Path(__file__).parents[1], env()) for _ in range(4)]
+    try:
+        for round_ in range(rounds):
+            for process in workers:
+                process.wait_for(f"^ready {round_}$", timeout=120)
+            (tmp_path / f"go-{round_}").touch()
+            outcomes = [process.wait_for(f"^(opened|failed) {round_}.*", timeout=60)[0] for process in workers]
+            assert outcomes == [f"opened {round_}"] * len(workers), outcomes
+            assert optuna.get_all_study_names(f"sqlite:///{tmp_path / f'{round_}.db'}") == ["race"]
+        assert [process.finish(timeout=60) for process in workers] == [0] * len(workers)
+    finally:
+        for process in workers:
+            process.kill()
+
+
 @pytest.mark.parametrize("space,key,phrase", [
     ({"train.learnin_rate": {"type": "float", "low": 0.1, "high": 0.2}}, "sac_tune.space.train.learnin_rate",
      "has no config key"),

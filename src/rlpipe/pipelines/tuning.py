@@ -53,11 +53,14 @@ def storage_url(algo: str, tune: tuning.TuneConfig, from_credentials: str | None
 
 
 SCHEMA_ATTEMPTS = 4  # workers started together on an empty database race to create its tables and types
+# what the loser of that race is told: PostgreSQL ("relation ... already exists", "duplicate key ... already
+# exists"), SQLite (a table that already exists, or the schema's version row inserted twice)
+SCHEMA_RACE = ("already exists", "UNIQUE constraint failed: alembic_version")
 
 
 def _open_storage(optuna, url: str, tune: tuning.TuneConfig, key: str):
     """Optuna's storage at ``url``. Several workers started at once on an empty database each create its schema;
-    the ones that lose that race (a type or table that "already exists") open it again, now created."""
+    the ones that lose that race (a type, table or version row that exists already) open it again, now created."""
     for attempt in range(1, SCHEMA_ATTEMPTS + 1):
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 4, and the crash detection
@@ -66,7 +69,7 @@ def _open_storage(optuna, url: str, tune: tuning.TuneConfig, key: str):
                                                   heartbeat_interval=tune.heartbeat_interval_s,
                                                   grace_period=tune.grace_period_s)
         except Exception as error:  # noqa: BLE001 - any driver's error: the URL is what the user can fix
-            if attempt < SCHEMA_ATTEMPTS and "already exists" in str(error):
+            if attempt < SCHEMA_ATTEMPTS and any(sign in str(error) for sign in SCHEMA_RACE):
                 logger.info("%s: another worker is creating the study's tables; opening again", key)
                 time.sleep(0.2 * attempt)
                 continue
