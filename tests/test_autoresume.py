@@ -161,6 +161,13 @@ def test_resume_true_still_refuses_another_config(tmp_path):
     assert err.value.key == "sac.train.learning_rate"
 
 
+def test_resume_true_with_nothing_to_resume_starts_fresh_and_says_so(tmp_path):
+    with Lines("rlpipe.rl.training_run") as lines:
+        assert not find_resume(config(True), tmp_path).resuming
+    assert lines.messages == [f"sac: train.resume is set but {tmp_path / RAW_CHECKPOINTS} holds no interrupted run "
+                              "with a checkpoint: starting fresh"]
+
+
 def test_the_environment_can_ask_for_auto_without_editing_the_config(tmp_path, monkeypatch):
     monkeypatch.setenv("RLPIPE_RESUME", "auto")
     with Lines("rlpipe.rl.training_run") as lines:

@@ -178,14 +178,6 @@ def test_sigkill_then_resume_is_bitwise_identical_to_an_uninterrupted_run(projec
     pd.testing.assert_frame_equal(history_r.drop(columns=timing), history_f.drop(columns=timing))
 
 
-@pytest.mark.slow
-def test_resume_with_nothing_to_resume_starts_fresh(project):
-    write_params(project, "sac", TINY_SAC)
-    result = kedro_run(project, "--pipelines=sac", "--params", "sac.train.resume=true")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "holdsnointerruptedrunwithacheckpoint:startingfresh" in squeeze(result.stdout + result.stderr)
-
-
 def test_damaged_checkpoints_are_detected_and_skipped(tmp_path):
     manager = CheckpointManager(tmp_path / "run", keep=5)
     for step in (100, 200, 300):
@@ -201,15 +193,6 @@ def test_damaged_checkpoints_are_detected_and_skipped(tmp_path):
     assert found.path == manager.path(100) and found.meta["env_steps"] == 100
     manager.mark_complete()
     assert find_resumable(tmp_path) is None  # finished runs are not resumed
-
-
-@pytest.mark.slow
-def test_resume_refuses_a_changed_config(project):
-    write_params(project, "sac", KILL_SAC)
-    kill_after_checkpoints(project, "sac", count=1)
-    changed = kedro_run(project, "--pipelines=sac", "--params", "sac.train.resume=true,sac.train.learning_rate=0.01")
-    assert changed.returncode != 0
-    assert "sac.train.learning_rate:differsfromtherunbeingresumed" in squeeze(changed.stdout + changed.stderr)
 
 
 @pytest.mark.slow
