@@ -76,7 +76,7 @@ def run_pipeline(project: Path, pipeline: str, runtime_params: dict | None = Non
 
     bootstrap_project(project)
     with KedroSession.create(project_path=project, runtime_params=runtime_params) as session:
-        session.run(pipeline_name=pipeline, load_versions=load_versions)
+        session.run(pipeline_names=[pipeline], load_versions=load_versions)
         return session.session_id
 
 

@@ -45,7 +45,7 @@ def test_fresh_eval_and_demonstration_scenarios_share_no_reset_seed_with_the_age
 
 def _run(project, pipeline: str, runtime: dict | None = None) -> None:
     with KedroSession.create(project_path=project, runtime_params=runtime) as session:
-        session.run(pipeline_name=pipeline)
+        session.run(pipeline_names=[pipeline])
 
 
 @pytest.mark.slow

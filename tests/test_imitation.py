@@ -191,7 +191,7 @@ def test_imitation_chain_learns_from_demonstrations_alone(project):
     bootstrap_project(project)
     with KedroSession.create(project_path=project, runtime_params=runtime) as session:
         pipeline_nodes = {n.name: n for n in _pipeline("imitation_chain").nodes}
-        session.run(pipeline_name="imitation_chain")
+        session.run(pipeline_names=["imitation_chain"])
     # the DAG's chain: the expert's agent -> the recording -> demonstrations -> the imitator's training
     assert "sac.agent" in pipeline_nodes["record_demonstrations.load_expert"].inputs
     assert pipeline_nodes["record_demonstrations.record"].outputs == ["demonstrations"]

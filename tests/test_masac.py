@@ -190,7 +190,7 @@ def test_masac_pipeline_writes_every_catalog_entry(project, actions):
     (project / "conf" / "local" / "parameters_masac.yml").write_text(yaml.safe_dump({"masac": params}))
     bootstrap_project(project)
     with KedroSession.create(project_path=project) as session:
-        session.run(pipeline_name="masac")
+        session.run(pipeline_names=["masac"])
     written = {p.parent.name if p.parent.name != "masac" else p.name
                for p in project.glob("data/*/masac/*")}
     assert written >= {"scenarios_train.parquet", "scenarios_eval.parquet", "prefill_transitions.npz", "agent",

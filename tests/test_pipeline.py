@@ -44,7 +44,7 @@ def test_ppo_pipeline_through_the_runner(project):
     (project / "conf" / "local" / "parameters_ppo.yml").write_text(yaml.safe_dump({"ppo": TINY_PPO}))
     bootstrap_project(project)
     with KedroSession.create(project_path=project) as session:
-        session.run(pipeline_name="ppo")
+        session.run(pipeline_names=["ppo"])
     for name, rel in VERSIONED.items():
         rel = rel.replace("/sac/", "/ppo/")
         expected = 0 if name == "sac.prefill_transitions" else 1  # PPO has no buffer stages
@@ -78,7 +78,7 @@ def test_ppo_pendulum_environment_config_is_valid():
 def test_every_catalog_entry_is_written_by_the_runner(tiny_project):
     bootstrap_project(tiny_project)
     with KedroSession.create(project_path=tiny_project) as session:
-        session.run(pipeline_name="sac")
+        session.run(pipeline_names=["sac"])
     for name, rel in VERSIONED.items():
         assert len(versions(tiny_project, rel)) == 1, name
 

@@ -203,7 +203,7 @@ def test_nan_stops_with_the_iteration_and_metric_and_keeps_finite_checkpoints(pr
     write_params(project, "sac", raw)
     bootstrap_project(project)
     with pytest.raises(NonFiniteError) as err, KedroSession.create(project_path=project) as session:
-        session.run(pipeline_name="sac")
+        session.run(pipeline_names=["sac"])
     message = str(err.value)
     assert "training diverged at iteration" in message and "critic_loss" in message
     assert "The last finite checkpoint" in message

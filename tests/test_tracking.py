@@ -89,7 +89,7 @@ def run_sessions(root: Path, runtime_params: list[dict | None]) -> tuple[list[st
         with contextlib.redirect_stderr(stderr), mlflow_state_kept():  # module-scoped: before the autouse fixture
             for params in runtime_params:
                 with KedroSession.create(project_path=root, runtime_params=params) as session:
-                    session.run(pipeline_name="sac")
+                    session.run(pipeline_names=["sac"])
                     session_ids.append(session.session_id)
             assert mlflow.active_run() is None  # nothing left open for the next session
     finally:
