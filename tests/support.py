@@ -6,6 +6,7 @@ output."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import queue
 import re
@@ -78,6 +79,30 @@ def run_pipeline(project: Path, pipeline: str, runtime_params: dict | None = Non
     with KedroSession.create(project_path=project, runtime_params=runtime_params) as session:
         session.run(pipeline_names=[pipeline], load_versions=load_versions)
         return session.session_id
+
+
+class Lines(logging.Handler):
+    """The messages of one logger, whatever the logging setup of earlier tests (propagation, levels)."""
+
+    def __init__(self, name: str):
+        super().__init__(logging.INFO)
+        self.logger, self.messages = logging.getLogger(name), []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def __enter__(self):
+        self.saved_level = self.logger.level
+        self.logger.setLevel(logging.INFO)
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *_):
+        self.logger.removeHandler(self)
+        self.logger.setLevel(self.saved_level)
+
+    def containing(self, text: str) -> list[str]:
+        return [m for m in self.messages if text in m]
 
 
 class Watched:

@@ -24,6 +24,7 @@ from rlpipe.rl.checkpoint import CheckpointWriteError, load_checkpoint
 from rlpipe.rl.config import ConfigError
 from rlpipe.rl.training_run import find_resume
 from tests.conftest import TINY_SAC
+from tests.support import Lines
 
 pytestmark = pytest.mark.xdist_group("autoresume")  # one worker: the uninterrupted reference is trained once
 
@@ -34,30 +35,6 @@ RAW["train"]["keep_checkpoints"] = 5
 
 class Interrupted(Exception):
     """Stands for the crash of a run between two checkpoints."""
-
-
-class Lines(logging.Handler):
-    """The messages of one logger, whatever the logging setup of earlier tests (propagation, levels)."""
-
-    def __init__(self, name: str):
-        super().__init__(logging.INFO)
-        self.logger, self.messages = logging.getLogger(name), []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-    def __enter__(self):
-        self.saved_level = self.logger.level
-        self.logger.setLevel(logging.INFO)
-        self.logger.addHandler(self)
-        return self
-
-    def __exit__(self, *_):
-        self.logger.removeHandler(self)
-        self.logger.setLevel(self.saved_level)
-
-    def about_auto(self) -> list[str]:
-        return [m for m in self.messages if "train.resume is auto" in m]
 
 
 def config(resume=False, **train):
@@ -87,6 +64,7 @@ def run_dirs(root: Path) -> list[Path]:
 
 
 RAW_CHECKPOINTS = "data/06_models/sac_checkpoints"  # the SAC default, relative to the root
+AUTO = "train.resume is auto"  # in every line about what resume: auto chose
 
 
 def fingerprint(folder: Path) -> dict[str, str]:
@@ -117,7 +95,7 @@ def uninterrupted(tmp_path_factory):
 
 def test_auto_with_nothing_to_resume_starts_fresh_as_a_fresh_run_does(tmp_path, uninterrupted):
     outputs, lines = train(config("auto"), tmp_path)
-    assert lines.about_auto() == [f"sac: train.resume is auto: starting fresh, as {tmp_path / RAW_CHECKPOINTS} "
+    assert lines.containing(AUTO) == [f"sac: train.resume is auto: starting fresh, as {tmp_path / RAW_CHECKPOINTS} "
                                   "holds no interrupted run"]
     assert not any("resuming" in m for m in lines.messages)
     assert_same_agent(outputs, uninterrupted)
@@ -140,7 +118,7 @@ def test_auto_resumes_the_interrupted_run_of_the_same_config_past_another_config
 
     # the first config again: its own run resumes, the newer run of the other config passed over
     outputs, lines = train(config("auto"), tmp_path)
-    assert lines.about_auto() == [f"sac: train.resume is auto: resuming {interrupted.name}, the interrupted run of "
+    assert lines.containing(AUTO) == [f"sac: train.resume is auto: resuming {interrupted.name}, the interrupted run of "
                                   "this config, from step_0000000128"]
     assert outputs.trained.agent.path.parent == interrupted
     assert_same_agent(outputs, uninterrupted)
@@ -148,7 +126,7 @@ def test_auto_resumes_the_interrupted_run_of_the_same_config_past_another_config
     # a third config: the other config's run is the one interrupted run left, and not this config's
     with Lines("rlpipe.rl.training_run") as lines:
         assert not find_resume(config("auto", keep_checkpoints=3), tmp_path).resuming
-    assert lines.about_auto() == [f"sac: train.resume is auto: starting fresh, as no interrupted run in "
+    assert lines.containing(AUTO) == [f"sac: train.resume is auto: starting fresh, as no interrupted run in "
                                   f"{tmp_path / RAW_CHECKPOINTS} has this config (not continued: {other[0].name} "
                                   "(train.keep_checkpoints: checkpoint 4, now 3))"]
 
@@ -172,7 +150,7 @@ def test_the_environment_can_ask_for_auto_without_editing_the_config(tmp_path, m
     monkeypatch.setenv("RLPIPE_RESUME", "auto")
     with Lines("rlpipe.rl.training_run") as lines:
         assert not find_resume(config(), tmp_path).resuming
-    assert lines.about_auto() and "holds no interrupted run" in lines.about_auto()[0]
+    assert lines.containing(AUTO) and "holds no interrupted run" in lines.containing(AUTO)[0]
     monkeypatch.setenv("RLPIPE_RESUME", "maybe")
     with pytest.raises(ConfigError, match=r"RLPIPE_RESUME='maybe' .* is not one of true, false, auto") as err:
         config()
@@ -255,7 +233,7 @@ def test_a_full_or_read_only_disk_stops_the_run_and_keeps_its_checkpoints(tmp_pa
     assert fingerprint(run_dir / "step_0000000128") == before["step_0000000128"]
     if fault == "full":  # and it resumes, to the bits of a run never interrupted
         resumed, lines = train(config("auto", checkpoint_dir=str(checkpoint_dir)), tmp_path)
-        assert "resuming" in lines.about_auto()[0]
+        assert "resuming" in lines.containing(AUTO)[0]
         assert_same_agent(resumed, uninterrupted)
     else:
         assert find_resume(config("auto", checkpoint_dir=str(checkpoint_dir)), tmp_path).checkpoint == \
