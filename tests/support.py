@@ -105,6 +105,15 @@ class Lines(logging.Handler):
         return [m for m in self.messages if text in m]
 
 
+@contextlib.contextmanager
+def lines_logged_by(module, monkeypatch):
+    """The messages ``module.logger`` logs in the block, also inside a Kedro session: the module's logger is
+    replaced by one Kedro's logging setup leaves alone (a session's start resets the handlers of rlpipe's loggers)."""
+    with Lines(f"tests.lines_logged_by.{module.__name__}") as lines:
+        monkeypatch.setattr(module, "logger", lines.logger)
+        yield lines
+
+
 class Watched:
     """A process whose merged output is read line by line on a thread, so a test can wait for a line."""
 

@@ -8,7 +8,7 @@ import pytest
 from rlpipe.pipelines import comparison
 from rlpipe.pipelines.comparison import differing_keys, select_runs
 from rlpipe.rl.config import ConfigError
-from tests.support import Lines, run_pipeline
+from tests.support import lines_logged_by, run_pipeline
 from tests.test_first_contact import versions, write_params
 from tests.test_ppo import TINY_PPO
 
@@ -27,9 +27,7 @@ def test_compare_three_runs_that_differ_in_one_key(project, monkeypatch):
         write_params(project, "ppo", {**TINY_PPO, "seed": seed})
         run_pipeline(project, "ppo")
     runs = versions(project, "data/07_model_output/ppo/eval_summary.json")
-    # the comparison's logger, replaced by one Kedro's logging setup leaves alone (it resets rlpipe's own loggers)
-    with Lines("tests.compare.comparison") as lines:
-        monkeypatch.setattr(comparison, "logger", lines.logger)
+    with lines_logged_by(comparison, monkeypatch) as lines:
         run_pipeline(project, "compare", {"compare": {"pipeline": "ppo"}})  # --params compare.pipeline=ppo
     assert lines.containing("the runs differ in seed")
     (version,) = versions(project, "data/08_reporting/compare/table.parquet")

@@ -19,7 +19,7 @@ from rlpipe.rl.envs import env_spec, scenarios_to_batch
 from rlpipe.rl.seeds import stage_keys
 from tests import reference_bits
 from tests.conftest import TINY_SAC
-from tests.support import Lines, run_pipeline
+from tests.support import lines_logged_by, run_pipeline
 from tests.test_ppo import TINY_PPO
 
 
@@ -156,10 +156,7 @@ def test_iqm_and_bootstrap_interval_match_rliable(monkeypatch):
 def test_a_multi_seed_pipeline_run_aggregates_and_serves_the_best_seed(project, monkeypatch):
     params = {**TINY_SAC, "train": {**TINY_SAC["train"], "num_seeds": 3}}
     (project / "conf" / "local" / "parameters_sac.yml").write_text(yaml.safe_dump({"sac": params}))
-    # the evaluation's logger, replaced by one Kedro's logging setup at the session's start leaves alone (it resets
-    # the handlers of rlpipe's own loggers)
-    with Lines("tests.seeds.evaluation") as lines:
-        monkeypatch.setattr(eval_tables, "logger", lines.logger)
+    with lines_logged_by(eval_tables, monkeypatch) as lines:
         run_pipeline(project, "sac")
     assert lines.containing("evaluation of 3 seeds on 4 held-out scenarios: IQM")
 

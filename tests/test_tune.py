@@ -67,7 +67,8 @@ def test_workers_started_together_on_an_empty_sqlite_file_all_open_the_one_study
     """Workers started at once on a new SQLite file each create its tables and schema version row; the ones that
     lose that race ("UNIQUE constraint failed: alembic_version") open the study the winner made instead of stopping.
     Four processes, six fresh files: without the retry, 3 runs of 3 failed (in round 0 or 1)."""
-    rounds, command = 6, [sys.executable, "-m", "tests.study_opener", str(tmp_path), "6"]
+    rounds = 6
+    command = [sys.executable, "-m", "tests.study_opener", str(tmp_path), str(rounds)]
     workers = [Watched(command, Path(__file__).parents[1], env()) for _ in range(4)]
     try:
         for round_ in range(rounds):
